@@ -1,0 +1,59 @@
+import type { Clock } from '../clock.js';
+import { buildCertificate } from '../pki/certificate.js';
+import { generateRsaKeyPair } from '../pki/keys.js';
+import { LocalSigner, type Signer } from '../pki/signer.js';
+
+/** The three certificate authorities. */
+export const CA_TYPES = ['bot', 'db-client', 'db-server'] as const;
+export type CaType = (typeof CA_TYPES)[number];
+
+export const CA_DESCRIPTIONS: Record<CaType, string> = {
+  bot: 'signs bot identities and the authority server certificate',
+  'db-client': 'signs database client certificates; databases trust it',
+  'db-server': 'signs database server certificates; clients verify databases with it',
+};
+
+/** One key of a CA: the certificate and where its private key lives. */
+export interface CaKey {
+  certificatePem: string;
+  /** PKCS#8 PEM, embedded mode only (state file 0600). */
+  privateKeyPem?: string;
+  /** A KMS key id or ARN, AWS mode only. */
+  kmsKeyId?: string;
+}
+
+/** A CA as stored: every active key. The first signs; all are trusted (so a rotation breaks nobody). */
+export interface CaRecord {
+  type: CaType;
+  keys: CaKey[];
+}
+
+/** Turns a stored CA key into a Signer (local key or KMS). */
+export type SignerFactory = (key: CaKey) => Signer;
+
+export const localSignerFactory: SignerFactory = (key) => {
+  if (!key.privateKeyPem)
+    throw new Error(
+      'this CA key is not held locally (no private key in the state); configure the KMS signer',
+    );
+  return new LocalSigner(key.privateKeyPem);
+};
+
+const CA_VALIDITY_MS = 10 * 365 * 24 * 3_600_000;
+
+/** Creates a self-signed CA with a fresh RSA-2048 key, valid ten years. */
+export async function createLocalCa(type: CaType, clusterName: string, clock: Clock): Promise<CaKey> {
+  const keys = await generateRsaKeyPair();
+  const now = clock.now();
+  const { certificatePem } = await buildCertificate(
+    {
+      subject: { commonName: `${clusterName} ${type} CA`, organization: clusterName },
+      publicKeyPem: keys.publicKeyPem,
+      issuedAt: now,
+      notAfter: new Date(now.getTime() + CA_VALIDITY_MS),
+      profile: 'ca',
+    },
+    { signer: new LocalSigner(keys.privateKeyPem) },
+  );
+  return { certificatePem, privateKeyPem: keys.privateKeyPem };
+}

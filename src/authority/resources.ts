@@ -1,0 +1,180 @@
+import { z } from 'zod';
+import { parseYamlDocuments, validateDocument } from '../config/yaml.js';
+import { parseDuration } from '../duration.js';
+import { ConfigError } from '../errors.js';
+import { splitPemBundle } from '../pki/parse.js';
+
+/** Names of resources: what Teleport accepts for role, bot and database names, minus path separators. */
+export const resourceName = z
+  .string()
+  .regex(
+    /^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,62}$/,
+    'must be 1-63 letters, digits, ".", "_", "@" or "-", starting with a letter or digit',
+  );
+
+const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
+  message: 'must be a duration such as "30m", "1h" or "8h30m"',
+});
+
+const labelValue = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+/** `db_labels`: label name → glob, `^regex$`, or a list of them. */
+export const labelSelector = z.record(z.string().min(1), labelValue);
+
+const rule = z.strictObject({
+  resources: z.array(z.string().min(1)).min(1),
+  verbs: z.array(z.enum(['read', 'list', 'create', 'update', 'delete', '*'])).min(1),
+});
+
+const conditions = z.strictObject({
+  db_labels: labelSelector.optional(),
+  db_names: z.array(z.string().min(1)).optional(),
+  db_users: z.array(z.string().min(1)).optional(),
+  rules: z.array(rule).optional(),
+});
+
+const metadata = z.strictObject({
+  name: resourceName,
+  description: z.string().optional(),
+  labels: z.record(z.string().min(1), z.string()).optional(),
+  expires: z.iso.datetime({ offset: true }).optional(),
+});
+
+export const roleSchema = z.strictObject({
+  kind: z.literal('role'),
+  version: z.literal('v6'),
+  metadata,
+  spec: z.strictObject({
+    allow: conditions.optional(),
+    deny: conditions.optional(),
+    options: z.strictObject({ max_session_ttl: duration.optional() }).optional(),
+  }),
+});
+
+export const DB_PROTOCOLS = ['postgres', 'cockroachdb', 'mysql', 'mongodb', 'redis'] as const;
+export type DbProtocol = (typeof DB_PROTOCOLS)[number];
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. db.internal:5432');
+
+export const dbSchema = z.strictObject({
+  kind: z.literal('db'),
+  version: z.literal('v3'),
+  metadata,
+  spec: z.strictObject({
+    protocol: z.enum(DB_PROTOCOLS),
+    uri: hostPort,
+    tls: z
+      .strictObject({
+        server_name: z.string().min(1).optional(),
+        ca_cert: z
+          .string()
+          .refine((s) => splitPemBundle(s).length > 0, { message: 'must hold PEM certificates' })
+          .optional(),
+      })
+      .optional(),
+  }),
+});
+
+export const botSchema = z.strictObject({
+  kind: z.literal('bot'),
+  version: z.literal('v1'),
+  metadata,
+  spec: z.strictObject({ roles: z.array(resourceName).default([]) }),
+});
+
+const iamAllow = z.strictObject({
+  aws_account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id'),
+  aws_arn: z.string().min(1).optional(),
+});
+
+export const tokenSchema = z
+  .strictObject({
+    kind: z.literal('token'),
+    version: z.literal('v2'),
+    metadata,
+    spec: z.strictObject({
+      join_method: z.enum(['token', 'iam']),
+      bot_name: resourceName,
+      roles: z.array(z.literal('Bot')).optional(),
+      allow: z.array(iamAllow).optional(),
+    }),
+  })
+  .refine((t) => t.spec.join_method !== 'iam' || (t.spec.allow?.length ?? 0) > 0, {
+    message: 'an iam token needs at least one allow rule (aws_account, optional aws_arn)',
+    path: ['spec', 'allow'],
+  });
+
+export type Role = z.output<typeof roleSchema>;
+export type RoleConditions = z.output<typeof conditions>;
+export type Db = z.output<typeof dbSchema>;
+export type Bot = z.output<typeof botSchema>;
+export type TokenResource = z.output<typeof tokenSchema>;
+export type Resource = Role | Db | Bot | TokenResource;
+export type ResourceKind = Resource['kind'];
+
+export const RESOURCE_KINDS: Record<ResourceKind, { version: string; schema: z.ZodType }> = {
+  role: { version: 'v6', schema: roleSchema },
+  db: { version: 'v3', schema: dbSchema },
+  bot: { version: 'v1', schema: botSchema },
+  token: { version: 'v2', schema: tokenSchema },
+};
+
+/** Accepts `role`, `roles`, `db`, `dbs`, `bot`, `bots`, `token`, `tokens` as a kind on the command line. */
+export function parseKind(text: string): ResourceKind | undefined {
+  const k = text.replace(/s$/, '');
+  return k in RESOURCE_KINDS ? (k as ResourceKind) : undefined;
+}
+
+/**
+ * Parses a file of Teleport-shaped resources (several YAML documents). Every document is validated before
+ * anything is returned, so a bad file changes nothing. Duplicate kind/name pairs inside one file are refused.
+ */
+export function parseResources(text: string, file: string): Resource[] {
+  const out: Resource[] = [];
+  const seen = new Set<string>();
+  for (const doc of parseYamlDocuments(text, file)) {
+    const v = doc.value as { kind?: unknown; version?: unknown; metadata?: { name?: unknown } } | null;
+    if (v === null || typeof v !== 'object' || Array.isArray(v))
+      throw new ConfigError(
+        `${file}: document ${doc.index}: expected a mapping with kind, version, metadata and spec`,
+      );
+    const kind = typeof v.kind === 'string' ? v.kind : undefined;
+    const spec = kind ? RESOURCE_KINDS[kind as ResourceKind] : undefined;
+    if (!kind || !spec)
+      throw new ConfigError(
+        `${file}: document ${doc.index}: kind ${JSON.stringify(v.kind ?? null)} is not supported; use one of ${Object.keys(RESOURCE_KINDS).join(', ')}`,
+      );
+    if (v.version !== spec.version)
+      throw new ConfigError(
+        `${file}: document ${doc.index} (${kind}): version ${JSON.stringify(v.version ?? null)} is not supported; ${kind} resources are version ${spec.version}`,
+      );
+    const isToken = kind === 'token';
+    const label = `${kind} ${isToken ? '' : JSON.stringify(v.metadata?.name ?? '')}`.trim();
+    const resource = validateDocument(
+      spec.schema,
+      doc,
+      file,
+      label,
+      (path) => isToken && path.join('.') === 'metadata.name',
+    ) as Resource;
+    const id = `${resource.kind}/${resource.metadata.name}`;
+    if (seen.has(id))
+      throw new ConfigError(
+        `${file}: document ${doc.index}: ${isToken ? 'a token' : id} is defined twice in this file`,
+      );
+    seen.add(id);
+    out.push(resource);
+  }
+  if (out.length === 0)
+    throw new ConfigError(
+      `${file}: no resources found (expected YAML documents with kind: role, db, bot or token)`,
+    );
+  return out;
+}
+
+/** Host part of a `host:port` uri. */
+export function hostOf(uri: string): string {
+  const i = uri.lastIndexOf(':');
+  return uri.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+}

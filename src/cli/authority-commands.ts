@@ -1,0 +1,334 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { stringify } from 'yaml';
+import { FileAuditLog, readAuditLog } from '../authority/audit.js';
+import { Authority, DEFAULT_SERVER_CERT_TTL_MS, DEFAULT_TOKEN_TTL_MS } from '../authority/authority.js';
+import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../authority/cas.js';
+import { parseKind, parseResources } from '../authority/resources.js';
+import { formatDuration, parseDuration } from '../duration.js';
+import { ConfigError, UsageError } from '../errors.js';
+import { FileStateStore, writeFileAtomic } from '../state/file-store.js';
+import { table } from './output.js';
+
+export const DEFAULT_STATE_DIR = 'var/authority';
+
+/** Opens the authority of a state directory (checks permissions and that it was initialised). */
+export async function openAuthority(stateDir: string): Promise<Authority> {
+  const store = await FileStateStore.open(stateDir);
+  const authority = new Authority({ store, audit: new FileAuditLog(path.join(stateDir, 'audit.log')) });
+  await authority.ca('bot'); // fails early, with advice, on a directory that was never initialised
+  return authority;
+}
+
+export function durationOption(text: string, flag: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0)
+    throw new UsageError(`${flag} ${JSON.stringify(text)} is not a duration; use e.g. 30m, 1h, 8h`);
+  return ms;
+}
+
+function list(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+type Out = (line: string) => void;
+
+/** Registers the operator commands (`tctl`-shaped) on the program. */
+export function registerAuthorityCommands(program: Command, out: Out): void {
+  const stateDir = () => program.opts<{ stateDir: string }>().stateDir;
+  const open = () => openAuthority(stateDir());
+
+  program
+    .command('init')
+    .description(
+      'create a new authority: the bot, database client and database server CAs, in the state directory',
+    )
+    .option('--cluster-name <name>', 'name shown in CA subjects', 'broker')
+    .action(async (opts: { clusterName: string }) => {
+      const store = await FileStateStore.create(stateDir());
+      const authority = new Authority({ store, audit: new FileAuditLog(path.join(stateDir(), 'audit.log')) });
+      await authority.initialize(opts.clusterName);
+      const status = await authority.status();
+      out(`Initialised authority "${status.cluster}" in ${stateDir()}`);
+      for (const ca of status.cas) out(`  ${ca.type.padEnd(10)} CA  ${ca.pin}`);
+      out('Next: broker create -f resources.yaml, then broker bots add NAME --roles ROLE');
+    });
+
+  program
+    .command('create')
+    .description(
+      'create or update resources (role, db, bot, token) from a YAML file with one or more documents',
+    )
+    .requiredOption('-f, --file <file>', 'resource file')
+    .option('--force', 'overwrite resources that already exist', false)
+    .action(async (opts: { file: string; force: boolean }) => {
+      let text: string;
+      try {
+        text = await fs.readFile(opts.file, 'utf8');
+      } catch (err) {
+        throw new ConfigError(`cannot read ${opts.file}: ${(err as Error).message}`);
+      }
+      const resources = parseResources(text, opts.file);
+      const authority = await open();
+      await authority.createResources(resources, { force: opts.force });
+      for (const r of resources)
+        out(
+          r.kind === 'token'
+            ? `${r.spec.join_method} join token for bot "${r.spec.bot_name}" has been created`
+            : `${r.kind} "${r.metadata.name}" has been ${opts.force ? 'written' : 'created'}`,
+        );
+    });
+
+  program
+    .command('get')
+    .description('show resources as YAML (kinds: role, db, bot)')
+    .argument('<kind>', 'role, db or bot')
+    .argument('[name]', 'one resource; all when omitted')
+    .option('--format <format>', 'yaml or json', 'yaml')
+    .action(async (kindText: string, name: string | undefined, opts: { format: string }) => {
+      const kind = parseKind(kindText);
+      if (!kind || kind === 'token')
+        throw new UsageError(
+          `cannot get ${JSON.stringify(kindText)}; kinds: role, db, bot (tokens: broker tokens ls)`,
+        );
+      const resources = await (await open()).getResources(kind, name);
+      if (opts.format === 'json') out(JSON.stringify(resources, null, 2));
+      else
+        out(
+          resources
+            .map((r) => stringify(r))
+            .join('---\n')
+            .trimEnd(),
+        );
+    });
+
+  program
+    .command('rm')
+    .description('delete a resource (kinds: role, db, bot)')
+    .argument('<kind>', 'role, db or bot')
+    .argument('<name>')
+    .action(async (kindText: string, name: string) => {
+      const kind = parseKind(kindText);
+      if (!kind || kind === 'token')
+        throw new UsageError(
+          `cannot rm ${JSON.stringify(kindText)}; kinds: role, db, bot (tokens: broker tokens rm)`,
+        );
+      await (await open()).removeResource(kind, name);
+      out(`${kind} "${name}" has been deleted`);
+    });
+
+  const bots = program.command('bots').description('manage bots (machine identities)');
+  bots
+    .command('add')
+    .description('create a bot and print a one-time join token for it')
+    .argument('<name>')
+    .option('--roles <roles>', 'comma-separated roles', '')
+    .option('--ttl <duration>', 'how long the join token stays valid', formatDuration(DEFAULT_TOKEN_TTL_MS))
+    .action(async (name: string, opts: { roles: string; ttl: string }) => {
+      const authority = await open();
+      const { token, expires } = await authority.addBot(
+        name,
+        list(opts.roles),
+        durationOption(opts.ttl, '--ttl'),
+      );
+      out(`The bot token: ${token}`);
+      out(`This token will expire at ${expires} and can be used once.`);
+      out('');
+      out('Put it in the bot configuration, e.g.:');
+      out(`  onboarding: { join_method: token, token: ${token} }`);
+      out('then run: broker start -c bot.yaml');
+    });
+  bots
+    .command('update')
+    .description("change a bot's roles")
+    .argument('<name>')
+    .option('--add-roles <roles>', 'comma-separated roles to add')
+    .option('--remove-roles <roles>', 'comma-separated roles to remove')
+    .action(async (name: string, opts: { addRoles?: string; removeRoles?: string }) => {
+      if (!opts.addRoles && !opts.removeRoles) throw new UsageError('give --add-roles and/or --remove-roles');
+      const bot = await (await open()).updateBot(name, {
+        add: list(opts.addRoles),
+        remove: list(opts.removeRoles),
+      });
+      out(`bot "${name}" has been updated; roles: ${bot.spec.roles.join(', ') || '(none)'}`);
+    });
+  bots
+    .command('ls')
+    .description('list bots with their roles, identity generation and locks')
+    .action(async () => {
+      const rows = (await (await open()).listBots()).map((b) => [
+        b.metadata.name,
+        b.spec.roles.join(',') || '-',
+        b.status.generation === undefined ? 'not joined' : String(b.status.generation),
+        b.status.identityExpires ?? '-',
+        b.status.locked === undefined ? '' : `LOCKED: ${b.status.locked}`,
+      ]);
+      out(table(['Bot', 'Roles', 'Generation', 'Identity expires', 'Lock'], rows));
+    });
+  bots
+    .command('rm')
+    .description('delete a bot, its join tokens and its renewal state')
+    .argument('<name>')
+    .action(async (name: string) => {
+      await (await open()).removeResource('bot', name);
+      out(`bot "${name}" has been deleted`);
+    });
+
+  const tokens = program.command('tokens').description('manage join tokens');
+  tokens
+    .command('add')
+    .description('create a one-time join token for an existing bot (prints the secret once)')
+    .requiredOption('--type <type>', 'token type; only "bot"')
+    .requiredOption('--bot <name>', 'the bot that joins with it')
+    .option('--ttl <duration>', 'validity', formatDuration(DEFAULT_TOKEN_TTL_MS))
+    .action(async (opts: { type: string; bot: string; ttl: string }) => {
+      if (opts.type !== 'bot') throw new UsageError('--type must be "bot"');
+      const { token, id, expires } = await (await open()).addToken(
+        opts.bot,
+        durationOption(opts.ttl, '--ttl'),
+      );
+      out(`The bot token: ${token}`);
+      out(`Token id ${id.slice(0, 12)}, for bot "${opts.bot}", expires at ${expires}, single use.`);
+    });
+  tokens
+    .command('ls')
+    .description('list join tokens (by id: secrets are stored only as hashes)')
+    .action(async () => {
+      const rows = (await (await open()).listTokens()).map((t) => [
+        t.id.slice(0, 12),
+        t.joinMethod,
+        t.botName,
+        t.expires ?? 'never',
+        t.name ?? '',
+      ]);
+      out(table(['Id', 'Join method', 'Bot', 'Expires', 'Name'], rows));
+    });
+  tokens
+    .command('rm')
+    .description('delete a join token, given its id (or id prefix) or the token itself')
+    .argument('<id>')
+    .action(async (ref: string) => {
+      const t = await (await open()).removeToken(ref);
+      out(`token ${t.id.slice(0, 12)} for bot "${t.botName}" has been deleted`);
+    });
+
+  const locks = program
+    .command('locks')
+    .description('lock bots out: a locked bot can neither renew nor get certificates');
+  locks
+    .command('add')
+    .description('lock a bot')
+    .requiredOption('--bot <name>')
+    .option('--reason <text>', 'shown to the bot and in the audit log', 'locked by an operator')
+    .action(async (opts: { bot: string; reason: string }) => {
+      await (await open()).addLock(opts.bot, opts.reason);
+      out(`bot "${opts.bot}" is locked`);
+    });
+  locks
+    .command('ls')
+    .description('list locks')
+    .action(async () => {
+      out(
+        table(
+          ['Bot', 'Since', 'Reason'],
+          (await (await open()).listLocks()).map((l) => [l.bot, l.createdAt, l.reason]),
+        ),
+      );
+    });
+  locks
+    .command('rm')
+    .description('unlock a bot')
+    .argument('[bot]')
+    .option('--bot <name>')
+    .action(async (bot: string | undefined, opts: { bot?: string }) => {
+      const name = opts.bot ?? bot;
+      if (!name) throw new UsageError('give the bot: broker locks rm --bot NAME');
+      await (await open()).removeLock(name);
+      out(`bot "${name}" is unlocked`);
+    });
+
+  const auth = program.command('auth').description('certificate authority operations');
+  auth
+    .command('sign')
+    .description(
+      'sign a database server certificate (writes PREFIX.crt, PREFIX.key, PREFIX.cas) like `tctl auth sign --format=db`',
+    )
+    .requiredOption('--format <format>', 'only "db"')
+    .requiredOption('--host <hosts>', 'comma-separated host names / IPs of the database server')
+    .requiredOption('-o, --out <prefix>', 'output path prefix')
+    .option(
+      '--ttl <duration>',
+      'validity of the server certificate',
+      formatDuration(DEFAULT_SERVER_CERT_TTL_MS),
+    )
+    .option('--overwrite', 'replace existing files', false)
+    .action(async (opts: { format: string; host: string; out: string; ttl: string; overwrite: boolean }) => {
+      if (opts.format !== 'db') throw new UsageError('--format must be "db"');
+      const authority = await open();
+      const files = { crt: `${opts.out}.crt`, key: `${opts.out}.key`, cas: `${opts.out}.cas` };
+      if (!opts.overwrite) {
+        for (const f of Object.values(files)) {
+          if (
+            await fs.stat(f).then(
+              () => true,
+              () => false,
+            )
+          )
+            throw new ConfigError(`${f} exists; use --overwrite to replace it`);
+        }
+      }
+      const signed = await authority.signDatabaseServer(list(opts.host), durationOption(opts.ttl, '--ttl'));
+      await fs.mkdir(path.dirname(path.resolve(files.crt)), { recursive: true });
+      await writeFileAtomic(files.key, signed.privateKeyPem, 0o600);
+      await writeFileAtomic(files.crt, signed.certificatePem, 0o644);
+      await writeFileAtomic(files.cas, signed.clientCaPem, 0o644);
+      out(`Database server credentials written (serial ${signed.serial}, expires ${signed.expires}):`);
+      out(`  ${files.crt}  server certificate (SANs include localhost and 127.0.0.1)`);
+      out(`  ${files.key}  its private key (0600)`);
+      out(`  ${files.cas}  database client CA: the server trusts client certificates signed by it`);
+      out(
+        'PostgreSQL: ssl = on, ssl_cert_file, ssl_key_file, ssl_ca_file = these files; pg_hba.conf: hostssl all all 0.0.0.0/0 cert',
+      );
+    });
+  auth
+    .command('export')
+    .description('print a CA certificate bundle (every active certificate)')
+    .requiredOption('--type <type>', `one of ${CA_TYPES.join(', ')}`)
+    .action(async (opts: { type: string }) => {
+      if (!(CA_TYPES as readonly string[]).includes(opts.type))
+        throw new UsageError(
+          `--type must be one of ${CA_TYPES.map((t) => `${t} (${CA_DESCRIPTIONS[t]})`).join('; ')}`,
+        );
+      out((await (await open()).caBundle(opts.type as CaType)).trimEnd());
+    });
+
+  program
+    .command('status')
+    .description('show the authority: CAs and their pins, resource counts')
+    .action(async () => {
+      const s = await (await open()).status();
+      out(`Cluster     ${s.cluster}`);
+      out(`State dir   ${stateDir()}`);
+      out(
+        table(
+          ['CA', 'Keys', 'Expires', 'Pin'],
+          s.cas.map((c) => [c.type, String(c.keys), c.expires, c.pin]),
+        ),
+      );
+      out(`Roles ${s.roles}, databases ${s.dbs}, bots ${s.bots}, join tokens ${s.tokens}, locks ${s.locks}`);
+    });
+
+  program
+    .command('audit')
+    .description('show the newest audit events (JSON lines)')
+    .option('-n, --lines <n>', 'how many', '20')
+    .action(async (opts: { lines: string }) => {
+      await open();
+      const events = await readAuditLog(path.join(stateDir(), 'audit.log'));
+      for (const e of events.slice(-Number(opts.lines))) out(JSON.stringify(e));
+    });
+}

@@ -1,0 +1,60 @@
+import { Command, CommanderError } from 'commander';
+import { BrokerError } from '../errors.js';
+import { DEFAULT_STATE_DIR, registerAuthorityCommands } from './authority-commands.js';
+
+/** Builds the `broker` program. `out` receives stdout lines, so tests can run commands in-process. */
+export function buildProgram(out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Command {
+  const program = new Command('broker')
+    .description(
+      'Short-lived, audited database credentials for machines.\n\n' +
+        'Operators run the authority commands (init, create, bots, tokens, locks, auth);\n' +
+        'machines run `broker start` (the bot) and `broker proxy db` (the local proxy).',
+    )
+    .option(
+      '--state-dir <dir>',
+      'authority state directory (CAs, resources, audit log)',
+      process.env.BROKER_STATE_DIR ?? DEFAULT_STATE_DIR,
+    )
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerAuthorityCommands(program, out);
+  return program;
+}
+
+/** Runs the CLI and returns the exit code: 0 ok, 1 failed, 2 usage. Errors go to stderr. */
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  for (const cmd of program.commands) cmd.exitOverride();
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      )
+        return 0;
+      return 2;
+    }
+    if (err instanceof BrokerError) {
+      process.stderr.write(`ERROR: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`ERROR: ${(err as Error)?.message ?? String(err)}\n`);
+    if (process.env.BROKER_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
+    return 1;
+  }
+}
+
+const isMain =
+  import.meta.url === `file://${process.argv[1]}` ||
+  process.argv[1]?.endsWith('/broker.mjs') ||
+  process.argv[1]?.endsWith('/broker');
+if (isMain) {
+  runCli(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
