@@ -29,6 +29,7 @@ export function formatDuration(ms: number): string {
   const m = Math.floor(rest / 60_000);
   rest -= m * 60_000;
   const s = rest / 1000;
+  if (h === 0 && m === 0 && rest < 1000) return `${sign}${rest}ms`;
   if (h > 0) return `${sign}${h}h${m}m${s}s`;
   if (m > 0) return `${sign}${m}m${s}s`;
   return `${sign}${s}s`;

@@ -448,6 +448,9 @@ export class Authority {
       return deny(`this token is for the ${token.joinMethod} join method`, token.botName);
     if (token.expires && new Date(token.expires) <= this.clock.now())
       return deny(`the join token expired at ${token.expires}; create a new one`, token.botName);
+    // Checked before the token is consumed, so a refused join does not burn it.
+    assertPublicKey(input.publicKeyPem);
+    await this.assertNotLocked(token.botName, 'bot.join', input.requestId);
     try {
       await this.store.delete(`tokens/${id}`, item.version);
     } catch (err) {
@@ -577,6 +580,10 @@ export class Authority {
       throw new AccessDeniedError('the request signature does not match the identity key');
     }
     await this.assertNotLocked(bot, type, requestId);
+    if (!(await this.store.get(this.keyOf('bot', bot)))) {
+      await this.record({ event: type, outcome: 'denied', bot, reason: 'bot does not exist', ...rid });
+      throw new AccessDeniedError(`bot "${bot}" does not exist any more; an operator removed it`);
+    }
     const state = await this.store.get<BotState>(`botstate/${bot}`);
     if (!state || state.value.generation !== generation) {
       const reason = `generation mismatch: the identity presented generation ${generation}, the authority expects ${state?.value.generation ?? 'none'}; another copy of this identity has renewed`;
@@ -595,6 +602,15 @@ export class Authority {
       );
     }
     return { bot, generation, stateVersion: state.version };
+  }
+
+  /** A one-time challenge for the iam join method, valid five minutes. */
+  async createChallenge(): Promise<{ challengeId: string; challenge: string; expires: string }> {
+    const challengeId = randomToken();
+    const challenge = randomToken() + randomToken();
+    const expires = new Date(this.clock.now().getTime() + 5 * 60_000).toISOString();
+    await this.store.put(`challenges/${challengeId}`, { challenge, expires }, 'absent');
+    return { challengeId, challenge, expires };
   }
 
   /** Renews a bot identity: proof with the current key, a new public key, generation + 1. */
@@ -840,10 +856,10 @@ function clampTtl(ttlMs: number): number {
 }
 
 function assertPublicKey(pem: string): void {
-  const key = tryParsePublicKey(pem);
-  if (!key || key.asymmetricKeyType !== 'rsa' || (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
+  const key = pem.trimStart().startsWith('-----BEGIN PUBLIC KEY-----') ? tryParsePublicKey(pem) : undefined;
+  if (key?.asymmetricKeyType !== 'rsa' || (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
     throw new BrokerError(
       'bad_request',
-      'the public key must be an RSA key of at least 2048 bits in SPKI PEM',
+      'the public key must be an RSA key of at least 2048 bits in SPKI PEM (BEGIN PUBLIC KEY)',
     );
 }

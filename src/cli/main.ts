@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { BrokerError } from '../errors.js';
 import { DEFAULT_STATE_DIR, registerAuthorityCommands } from './authority-commands.js';
+import { registerBotCommands } from './bot-commands.js';
+import { registerDemoCommand } from './demo.js';
 
 /** Builds the `broker` program. `out` receives stdout lines, so tests can run commands in-process. */
 export function buildProgram(out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Command {
@@ -19,6 +21,8 @@ export function buildProgram(out: (line: string) => void = (l) => process.stdout
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerAuthorityCommands(program, out);
+  registerBotCommands(program, out);
+  registerDemoCommand(program, out);
   return program;
 }
 
@@ -54,6 +58,10 @@ const isMain =
   process.argv[1]?.endsWith('/broker.mjs') ||
   process.argv[1]?.endsWith('/broker');
 if (isMain) {
+  // `broker ... | head` closes stdout early; that is not an error worth a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  });
   runCli(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

@@ -24,10 +24,17 @@ export function parseYamlDocuments(text: string, file: string): SourceDocument[]
         `${file}: document ${index + 1}: invalid YAML at line ${pos.line}, column ${pos.col}: ${err.message.split('\n')[0]}`,
       );
     }
-    if (doc.contents === null) return; // an empty document, e.g. a trailing `---`
+    // An empty document, e.g. after a trailing `---`, has no contents or a null scalar.
+    if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) return;
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      throw new ConfigError(`${file}: document ${index + 1}: ${(err as Error).message}`);
+    }
     out.push({
       index: index + 1,
-      value: doc.toJS({ maxAliasCount: 100 }),
+      value,
       locate(path) {
         for (let n = path.length; n >= 0; n--) {
           const node = doc.getIn(path.slice(0, n) as unknown[], true) as

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ConflictError, StateError } from '../errors.js';
+import { LockFile } from './lockfile.js';
 import { assertValidKey, type Expect, type StateStore, type Versioned } from './store.js';
 
 const LOCK_WAIT_MS = 10_000;
@@ -59,12 +60,15 @@ interface Envelope {
  */
 export class FileStateStore implements StateStore {
   private readonly dataDir: string;
-  private readonly lockFile: string;
+  private readonly lock: LockFile;
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(readonly dir: string) {
     this.dataDir = path.join(dir, 'data');
-    this.lockFile = path.join(dir, 'state.lock');
+    this.lock = new LockFile(path.join(dir, 'state.lock'), {
+      waitMs: LOCK_WAIT_MS,
+      staleMs: STALE_LOCK_MS,
+    });
   }
 
   /** Opens an existing state directory after checking its permissions. */
@@ -112,7 +116,7 @@ export class FileStateStore implements StateStore {
     }
   }
 
-  put(key: string, value: unknown, expect?: Expect): Promise<number> {
+  async put(key: string, value: unknown, expect?: Expect): Promise<number> {
     const file = this.fileOf(key);
     return this.locked(async () => {
       const current = await this.read(file);
@@ -124,7 +128,7 @@ export class FileStateStore implements StateStore {
     });
   }
 
-  delete(key: string, expect?: Expect): Promise<boolean> {
+  async delete(key: string, expect?: Expect): Promise<boolean> {
     const file = this.fileOf(key);
     return this.locked(async () => {
       const current = await this.read(file);
@@ -137,6 +141,7 @@ export class FileStateStore implements StateStore {
 
   async list<T>(prefix: string): Promise<Versioned<T>[]> {
     const base = prefix.replace(/\/?$/, '');
+    assertValidKey(base);
     const dir = path.join(this.dataDir, base);
     let names: string[];
     try {
@@ -146,10 +151,12 @@ export class FileStateStore implements StateStore {
       throw err;
     }
     const out: Versioned<T>[] = [];
-    for (const name of names.sort()) {
-      if (!name.endsWith('.json') || name.startsWith('.')) continue;
-      const key = `${base}/${name.slice(0, -'.json'.length)}`;
-      const env = await this.read(path.join(dir, name));
+    const keys = names
+      .filter((n) => n.endsWith('.json') && !n.startsWith('.'))
+      .map((n) => n.slice(0, -'.json'.length));
+    for (const name of keys.sort()) {
+      const key = `${base}/${name}`;
+      const env = await this.read(path.join(dir, `${name}.json`));
       if (env) out.push({ key, value: env.value as T, version: env.version });
     }
     return out;
@@ -158,56 +165,20 @@ export class FileStateStore implements StateStore {
   /** Runs `fn` holding the in-process queue and the cross-process lock file. */
   private locked<R>(fn: () => Promise<R>): Promise<R> {
     const run = this.queue.then(async () => {
-      await this.acquire();
+      await this.lock.acquire(
+        (holder) =>
+          new StateError(
+            `state directory ${this.dir} stayed locked for ${LOCK_WAIT_MS / 1000}s by pid ${holder} (${this.lock.file})`,
+          ),
+      );
       try {
         return await fn();
       } finally {
-        await fs.rm(this.lockFile, { force: true });
+        await this.lock.release();
       }
     });
     this.queue = run.catch(() => undefined);
     return run;
-  }
-
-  private async acquire(): Promise<void> {
-    const deadline = Date.now() + LOCK_WAIT_MS;
-    for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
-      try {
-        const handle = await fs.open(this.lockFile, 'wx', 0o600);
-        await handle.writeFile(`${process.pid}\n`);
-        await handle.close();
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      if (await this.breakStaleLock()) continue;
-      if (Date.now() > deadline)
-        throw new StateError(
-          `state directory ${this.dir} stayed locked for ${LOCK_WAIT_MS / 1000}s (${this.lockFile})`,
-        );
-      await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
-    }
-  }
-
-  /** A lock whose holder died (no such pid) or that is very old is removed; returns true if it was. */
-  private async breakStaleLock(): Promise<boolean> {
-    try {
-      const [text, st] = await Promise.all([fs.readFile(this.lockFile, 'utf8'), fs.stat(this.lockFile)]);
-      const pid = Number.parseInt(text, 10);
-      let alive = true;
-      if (Number.isInteger(pid) && pid > 0) {
-        try {
-          process.kill(pid, 0);
-        } catch (err) {
-          alive = (err as NodeJS.ErrnoException).code === 'EPERM';
-        }
-      }
-      if (alive && Date.now() - st.mtimeMs < STALE_LOCK_MS) return false;
-      await fs.rm(this.lockFile, { force: true });
-      return true;
-    } catch {
-      return false;
-    }
   }
 }
 

@@ -30,7 +30,7 @@ export class MemoryStateStore implements StateStore {
     const base = `${prefix.replace(/\/?$/, '')}/`;
     return [...this.items.entries()]
       .filter(([key]) => key.startsWith(base) && !key.slice(base.length).includes('/'))
-      .sort(([a], [b]) => a.localeCompare(b))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([key, item]) => ({ key, value: JSON.parse(item.value) as T, version: item.version }));
   }
 }

@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import { createProof } from '../authority/proof.js';
+import type { DatabaseRoute } from '../authority/rbac.js';
+import type { Clock } from '../clock.js';
+import {
+  AccessDeniedError,
+  AuthorityUnavailableError,
+  BrokerError,
+  GenerationMismatchError,
+} from '../errors.js';
+import {
+  API_VERSION,
+  type ApiRequest,
+  type ApiResponse,
+  type CaBundlesResult,
+  caBundlesResultSchema,
+  type DbCertResult,
+  dbCertResultSchema,
+  type IdentityResult,
+  identityResultSchema,
+  responseSchema,
+} from './protocol.js';
+
+/** Carries one request to the authority and its response back. Throws AuthorityUnavailableError when it cannot. */
+export interface AuthorityTransport {
+  send(request: ApiRequest): Promise<ApiResponse>;
+  /** Where it goes, for logs and errors. */
+  readonly description: string;
+}
+
+/** The identity a bot holds: its key, its certificate from the bot CA and the generation inside it. */
+export interface BotIdentity {
+  certificatePem: string;
+  privateKeyPem: string;
+  generation: number;
+  expires: string;
+  botCaPem: string;
+}
+
+/** The bot's side of the authority API: builds requests, signs them with the identity, maps errors. */
+export class AuthorityClient {
+  constructor(
+    private readonly transport: AuthorityTransport,
+    private readonly clock: Clock,
+  ) {}
+
+  get description(): string {
+    return this.transport.description;
+  }
+
+  async joinWithToken(token: string, publicKeyPem: string, ttlMs?: number): Promise<IdentityResult> {
+    const result = await this.call({
+      v: API_VERSION,
+      type: 'join',
+      requestId: randomUUID(),
+      params: { joinMethod: 'token', token, publicKeyPem, ...(ttlMs ? { ttlMs } : {}) },
+    });
+    return identityResultSchema.parse(result);
+  }
+
+  async renew(identity: BotIdentity, publicKeyPem: string, ttlMs?: number): Promise<IdentityResult> {
+    const params = { publicKeyPem, ...(ttlMs ? { ttlMs } : {}) };
+    const result = await this.call({
+      v: API_VERSION,
+      type: 'renew',
+      requestId: randomUUID(),
+      identityPem: identity.certificatePem,
+      proof: createProof('bot.renew', params, identity.privateKeyPem, this.clock.now()),
+      params,
+    });
+    return identityResultSchema.parse(result);
+  }
+
+  async issueDatabaseCertificate(
+    identity: BotIdentity,
+    route: DatabaseRoute,
+    publicKeyPem: string,
+    ttlMs?: number,
+  ): Promise<DbCertResult> {
+    const params = { route, publicKeyPem, ...(ttlMs ? { ttlMs } : {}) };
+    const result = await this.call({
+      v: API_VERSION,
+      type: 'issue-db-cert',
+      requestId: randomUUID(),
+      identityPem: identity.certificatePem,
+      proof: createProof('db_cert.issue', params, identity.privateKeyPem, this.clock.now()),
+      params,
+    });
+    return dbCertResultSchema.parse(result);
+  }
+
+  async caBundles(): Promise<CaBundlesResult> {
+    return caBundlesResultSchema.parse(
+      await this.call({ v: API_VERSION, type: 'ca-bundles', requestId: randomUUID(), params: {} }),
+    );
+  }
+
+  private async call(request: ApiRequest): Promise<unknown> {
+    const raw = await this.transport.send(request);
+    const parsed = responseSchema.safeParse(raw);
+    if (!parsed.success)
+      throw new AuthorityUnavailableError(
+        `the authority at ${this.transport.description} answered with something that is not an API v${API_VERSION} response`,
+      );
+    const response = parsed.data;
+    if (response.ok) return response.result;
+    const { code, message } = response.error;
+    if (code === 'access_denied') throw new AccessDeniedError(message);
+    if (code === 'generation_mismatch') throw new GenerationMismatchError(message);
+    if (code === 'internal') throw new AuthorityUnavailableError(message);
+    throw new BrokerError(code, message);
+  }
+}

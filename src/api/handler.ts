@@ -1,0 +1,95 @@
+import type { Authority } from '../authority/authority.js';
+import { BrokerError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { API_VERSION, type ApiResponse, requestSchema } from './protocol.js';
+
+/**
+ * Validates one API request and runs it against the authority. Every outcome becomes a response; errors
+ * are mapped here, in one place: a BrokerError keeps its code and message (they are written to be shown to
+ * the caller and hold no secrets), anything else becomes a generic `internal` error and is logged.
+ */
+export async function handleApiRequest(
+  authority: Authority,
+  raw: unknown,
+  log?: Logger,
+): Promise<ApiResponse> {
+  const parsed = requestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? issue.path.join('.') : 'request';
+    return fail(
+      'bad_request',
+      `malformed authority API request: ${where}: ${issue?.message ?? 'invalid'} (this broker speaks API v${API_VERSION})`,
+    );
+  }
+  const req = parsed.data;
+  try {
+    switch (req.type) {
+      case 'join':
+        if (req.params.joinMethod !== 'token')
+          throw new BrokerError(
+            'unsupported',
+            'this authority does not verify iam joins (the AWS STS verifier runs in AWS mode); use join_method: token',
+          );
+        return ok(
+          await authority.joinWithToken({
+            token: req.params.token,
+            publicKeyPem: req.params.publicKeyPem,
+            requestId: req.requestId,
+            ...(req.params.ttlMs ? { ttlMs: req.params.ttlMs } : {}),
+          }),
+        );
+      case 'challenge':
+        return ok(await authority.createChallenge());
+      case 'renew':
+        return ok(
+          await authority.renewIdentity({
+            identityPem: req.identityPem,
+            proof: req.proof,
+            params: {
+              publicKeyPem: req.params.publicKeyPem,
+              ...(req.params.ttlMs ? { ttlMs: req.params.ttlMs } : {}),
+            },
+            requestId: req.requestId,
+          }),
+        );
+      case 'issue-db-cert':
+        return ok(
+          await authority.issueDatabaseCertificateForIdentity({
+            identityPem: req.identityPem,
+            proof: req.proof,
+            params: {
+              route: req.params.route,
+              publicKeyPem: req.params.publicKeyPem,
+              ...(req.params.ttlMs ? { ttlMs: req.params.ttlMs } : {}),
+            },
+            requestId: req.requestId,
+          }),
+        );
+      case 'ca-bundles':
+        return ok({
+          bot: await authority.caBundle('bot'),
+          dbClient: await authority.caBundle('db-client'),
+          dbServer: await authority.caBundle('db-server'),
+        });
+    }
+  } catch (err) {
+    if (err instanceof BrokerError) {
+      log?.info({ requestId: req.requestId, type: req.type, code: err.code }, err.message);
+      return fail(err.code, err.message);
+    }
+    log?.error({ requestId: req.requestId, type: req.type, err }, 'authority request failed');
+    return fail(
+      'internal',
+      `the authority failed to process the request (request id ${req.requestId}); see its log`,
+    );
+  }
+}
+
+function ok(result: unknown): ApiResponse {
+  return { v: API_VERSION, ok: true, result };
+}
+
+function fail(code: string, message: string): ApiResponse {
+  return { v: API_VERSION, ok: false, error: { code, message } };
+}

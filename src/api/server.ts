@@ -1,0 +1,110 @@
+import { promises as fs } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import type { Authority } from '../authority/authority.js';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { generateRsaKeyPair } from '../pki/keys.js';
+import { handleApiRequest } from './handler.js';
+import { API_PATH } from './transports.js';
+
+export interface AuthorityServerOptions {
+  authority: Authority;
+  /** Unix socket path (created with mode 0600). */
+  socketPath?: string;
+  /** `host:port` for HTTPS; loopback only unless `unsafeListen`. */
+  listen?: string;
+  unsafeListen?: boolean;
+  log?: Logger;
+}
+
+export interface RunningAuthorityServer {
+  /** `unix:///...` or `https://host:port`, as a bot's `auth_server`. */
+  address: string;
+  close(): Promise<void>;
+}
+
+const MAX_BODY = 256 * 1024;
+const SERVER_CERT_TTL_MS = 30 * 24 * 3_600_000;
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** Serves the authority API: POST /v1/rpc with a JSON request, answered with a JSON response. */
+export async function startAuthorityServer(options: AuthorityServerOptions): Promise<RunningAuthorityServer> {
+  const { authority, log } = options;
+  const handler: http.RequestListener = (req, res) => {
+    if (req.method !== 'POST' || req.url !== API_PATH) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"POST /v1/rpc"}');
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        res.writeHead(413).end();
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', async () => {
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        body = undefined;
+      }
+      const response = await handleApiRequest(authority, body, log);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(response));
+    });
+  };
+
+  if (options.socketPath) {
+    const socketPath = path.resolve(options.socketPath);
+    await fs.rm(socketPath, { force: true });
+    const server = http.createServer(handler);
+    // The umask makes the socket 0600 from the moment it exists; chmod afterwards would leave a window.
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+    } finally {
+      process.umask(oldMask);
+    }
+    await fs.chmod(socketPath, 0o600);
+    return {
+      address: `unix://${socketPath}`,
+      close: () =>
+        new Promise((resolve) =>
+          server.close(() => fs.rm(socketPath, { force: true }).then(() => resolve())),
+        ),
+    };
+  }
+
+  const listen = options.listen ?? '127.0.0.1:3025';
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  const port = Number(listen.slice(i + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ConfigError(`--listen ${listen}: expected host:port`);
+  if (!isLoopback(host) && !options.unsafeListen)
+    throw new ConfigError(
+      `refusing to listen on ${host}: not a loopback address; pass --unsafe-listen if you really mean it`,
+    );
+  const keys = await generateRsaKeyPair();
+  const sans = [...new Set(['localhost', '127.0.0.1', '::1', host])].filter(
+    (h) => h !== '0.0.0.0' && (isIP(h) || /^[a-zA-Z0-9.-]+$/.test(h)),
+  );
+  const cert = await authority.signAuthorityServer(sans, keys.publicKeyPem, SERVER_CERT_TTL_MS);
+  const chain = cert + (await authority.caBundle('bot'));
+  const server = https.createServer({ key: keys.privateKeyPem, cert: chain, minVersion: 'TLSv1.2' }, handler);
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  const addr = server.address();
+  const actualPort = typeof addr === 'object' && addr ? addr.port : port;
+  return {
+    address: `https://${host.includes(':') ? `[${host}]` : host}:${actualPort}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,274 @@
+import type { AuthorityClient, BotIdentity } from '../api/client.js';
+import type { DatabaseRoute } from '../authority/rbac.js';
+import type { Clock } from '../clock.js';
+import type { CredentialBundle, Destination } from '../destinations/destination.js';
+import { formatDuration } from '../duration.js';
+import { AccessDeniedError, BrokerError, errorMessage, GenerationMismatchError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { generateRsaKeyPair, type KeyPairPem } from '../pki/keys.js';
+import { parseCertificate } from '../pki/parse.js';
+import type { BotConfig, DatabaseOutputConfig } from './config.js';
+import { renderDatabaseArtifacts } from './formats.js';
+import type { IdentityStore } from './identity-store.js';
+
+export interface BotDependencies {
+  config: BotConfig;
+  client: AuthorityClient;
+  identityStore: IdentityStore;
+  destinationFor(output: DatabaseOutputConfig): Destination;
+  /** Resolves the onboarding token when a join is needed (never earlier, never logged). */
+  joinToken(): Promise<string>;
+  clock: Clock;
+  log: Logger;
+  generateKeyPair?: () => Promise<KeyPairPem>;
+  random?: () => number;
+}
+
+export interface OutputResult {
+  output: string;
+  route: DatabaseRoute;
+  ok: boolean;
+  serial?: string;
+  expires?: string;
+  error?: string;
+}
+
+/** Clock differences the bot warns about: certificates are back-dated a minute, so more than that is odd. */
+const SKEW_WARNING_MS = 60_000;
+
+/** Describes an output for logs: `alice@example-server/example -> directory ./out`. */
+export function describeOutput(o: DatabaseOutputConfig): string {
+  const dest =
+    o.destination.type === 'directory'
+      ? o.destination.path
+      : o.destination.type === 'secretsmanager'
+        ? o.destination.name
+        : 'memory';
+  return `${o.username}@${o.service}/${o.database} -> ${o.destination.type} ${dest}`;
+}
+
+/**
+ * The bot: joins once, renews its identity every cycle (moving the generation forward), and renders every
+ * database output that is due into its destination. It never removes good credentials: a failed renewal or
+ * issuance leaves the previous output in place.
+ */
+export class Bot {
+  private identity: BotIdentity | undefined;
+  private readonly lastRendered = new Map<number, number>();
+  private readonly deps: BotDependencies;
+  private readonly genKeys: () => Promise<KeyPairPem>;
+
+  constructor(deps: BotDependencies) {
+    this.deps = deps;
+    this.genKeys = deps.generateKeyPair ?? generateRsaKeyPair;
+  }
+
+  /** Loads the stored identity or joins with the onboarding token. */
+  async ensureIdentity(): Promise<{ identity: BotIdentity; joined: boolean }> {
+    const { log, clock, identityStore, config } = this.deps;
+    this.identity ??= await identityStore.load();
+    const now = clock.now();
+    if (this.identity && new Date(this.identity.expires) > now)
+      return { identity: this.identity, joined: false };
+    if (this.identity)
+      log.warn(
+        { expired: this.identity.expires },
+        'the stored bot identity has expired; joining again with the onboarding token',
+      );
+    const keys = await this.genKeys();
+    let result;
+    try {
+      result = await this.deps.client.joinWithToken(
+        await this.deps.joinToken(),
+        keys.publicKeyPem,
+        config.credential_ttl,
+      );
+    } catch (err) {
+      if (err instanceof AccessDeniedError && this.identity)
+        throw new AccessDeniedError(
+          `${err.message}. The bot's identity expired at ${this.identity.expires}, so it needs a new join token: broker tokens add --type=bot --bot NAME`,
+        );
+      throw err;
+    }
+    const identity: BotIdentity = {
+      certificatePem: result.certificatePem,
+      privateKeyPem: keys.privateKeyPem,
+      generation: result.generation,
+      expires: result.expires,
+      botCaPem: result.botCaPem,
+    };
+    await identityStore.save(identity);
+    this.identity = identity;
+    this.checkSkew(result.certificatePem);
+    log.info(
+      {
+        generation: result.generation,
+        serial: result.serial,
+        expires: result.expires,
+        storage: identityStore.description,
+      },
+      'joined the authority',
+    );
+    return { identity, joined: true };
+  }
+
+  /** Renews the identity: a new key, proof with the old one, generation + 1. Saved before it is used. */
+  async renewIdentity(current: BotIdentity): Promise<BotIdentity> {
+    const keys = await this.genKeys();
+    const result = await this.deps.client.renew(current, keys.publicKeyPem, this.deps.config.credential_ttl);
+    const identity: BotIdentity = {
+      certificatePem: result.certificatePem,
+      privateKeyPem: keys.privateKeyPem,
+      generation: result.generation,
+      expires: result.expires,
+      botCaPem: result.botCaPem,
+    };
+    await this.deps.identityStore.save(identity);
+    this.identity = identity;
+    this.checkSkew(result.certificatePem);
+    this.deps.log.info(
+      { generation: identity.generation, serial: result.serial, expires: identity.expires },
+      'renewed the bot identity',
+    );
+    return identity;
+  }
+
+  private checkSkew(certificatePem: string): void {
+    const info = parseCertificate(certificatePem);
+    const issuedAt = info.notBefore.getTime() + 60_000;
+    const skew = this.deps.clock.now().getTime() - issuedAt;
+    if (Math.abs(skew) > SKEW_WARNING_MS)
+      this.deps.log.warn(
+        { skewSeconds: Math.round(skew / 1000) },
+        `this machine's clock is ${formatDuration(Math.abs(skew))} ${skew < 0 ? 'behind' : 'ahead of'} the authority; certificates may look not-yet-valid or expired to databases: fix the clock (NTP)`,
+      );
+  }
+
+  /** Issues and writes one output with a fresh key pair. */
+  async renderOutput(identity: BotIdentity, output: DatabaseOutputConfig): Promise<OutputResult> {
+    const route: DatabaseRoute = {
+      service: output.service,
+      database: output.database,
+      username: output.username,
+    };
+    const name = describeOutput(output);
+    const ttl = output.credential_ttl ?? this.deps.config.credential_ttl;
+    const keys = await this.genKeys();
+    const issued = await this.deps.client.issueDatabaseCertificate(identity, route, keys.publicKeyPem, ttl);
+    const files = renderDatabaseArtifacts(output.format, {
+      certificatePem: issued.certificatePem,
+      privateKeyPem: keys.privateKeyPem,
+      serverCaPem: issued.serverCaPem,
+    });
+    const bundle: CredentialBundle = {
+      kind: 'database-credentials',
+      version: 1,
+      service: issued.db.service,
+      protocol: issued.db.protocol,
+      endpoint: issued.db.uri,
+      serverName: issued.db.serverName,
+      database: output.database,
+      username: output.username,
+      format: output.format,
+      serial: issued.serial,
+      issuedAt: issued.issuedAt,
+      expiresAt: issued.expires,
+      files,
+    };
+    await this.deps.destinationFor(output).write(bundle);
+    this.deps.log.info(
+      {
+        output: name,
+        route,
+        serial: issued.serial,
+        expires: issued.expires,
+        format: output.format || 'default',
+      },
+      'rendered database output',
+    );
+    return { output: name, route, ok: true, serial: issued.serial, expires: issued.expires };
+  }
+
+  /**
+   * One cycle: make sure of the identity (join or renew), then render every output that is due (all of them
+   * when `force`). Identity failures fail the cycle; output failures are reported per output.
+   */
+  async runCycle(force = true): Promise<OutputResult[]> {
+    const { config, clock } = this.deps;
+    let { identity, joined } = await this.ensureIdentity();
+    if (!joined) identity = await this.renewIdentity(identity);
+    const results: OutputResult[] = [];
+    for (const [i, output] of config.outputs.entries()) {
+      const interval = output.renewal_interval ?? config.renewal_interval;
+      const last = this.lastRendered.get(i);
+      if (!force && last !== undefined && clock.now().getTime() - last < interval * 0.9) continue;
+      try {
+        results.push(await this.renderOutput(identity, output));
+        this.lastRendered.set(i, clock.now().getTime());
+      } catch (err) {
+        if (err instanceof GenerationMismatchError) throw err;
+        const route = { service: output.service, database: output.database, username: output.username };
+        this.deps.log.error(
+          { output: describeOutput(output), route, err },
+          `output failed; its previous credentials stay in place: ${errorMessage(err)}`,
+        );
+        results.push({ output: describeOutput(output), route, ok: false, error: errorMessage(err) });
+      }
+    }
+    return results;
+  }
+
+  /** How long to wait after `failures` consecutive failed cycles: exponential from 1 s, jittered, capped. */
+  backoffMs(failures: number): number {
+    const cap = Math.min(this.deps.config.renewal_interval, 5 * 60_000);
+    const base = Math.min(cap, 1000 * 2 ** Math.max(0, failures - 1));
+    const random = this.deps.random ?? Math.random;
+    return Math.round(base / 2 + (random() * base) / 2);
+  }
+
+  /** The next regular cycle: the shortest renewal interval, with ±10% jitter so bots do not march in step. */
+  nextIntervalMs(): number {
+    const { config } = this.deps;
+    const shortest = Math.min(
+      config.renewal_interval,
+      ...config.outputs.map((o) => o.renewal_interval ?? config.renewal_interval),
+    );
+    const random = this.deps.random ?? Math.random;
+    return Math.round(shortest * (0.9 + random() * 0.2));
+  }
+
+  /**
+   * The long-running loop. `wait(ms)` resolves after ms or earlier when woken (SIGHUP) and reports whether
+   * the loop should stop (SIGTERM). A cycle in progress always completes its write before the loop stops.
+   */
+  async runLoop(wait: (ms: number) => Promise<'tick' | 'wake' | 'stop'>): Promise<void> {
+    let failures = 0;
+    let force = true;
+    for (;;) {
+      let delay: number;
+      try {
+        const results = await this.runCycle(force);
+        const failed = results.filter((r) => !r.ok).length;
+        failures = failed > 0 ? failures + 1 : 0;
+        delay = failed > 0 ? this.backoffMs(failures) : this.nextIntervalMs();
+        force = failed > 0;
+      } catch (err) {
+        if (err instanceof GenerationMismatchError) {
+          this.deps.log.fatal({ err }, 'the authority locked this bot; stopping');
+          throw err;
+        }
+        failures++;
+        delay = this.backoffMs(failures);
+        force = true;
+        const retryable = !(err instanceof BrokerError) || err.code === 'authority_unavailable';
+        this.deps.log.error(
+          { err, retryInSeconds: Math.round(delay / 1000), failures },
+          `renewal failed${retryable ? '' : ' (the authority refused)'}; the last good outputs stay in place: ${errorMessage(err)}`,
+        );
+      }
+      const why = await wait(delay);
+      if (why === 'stop') return;
+      if (why === 'wake') force = true;
+    }
+  }
+}

@@ -1,0 +1,47 @@
+import { joinPemBundle } from '../pki/parse.js';
+
+export type OutputFormat = '' | 'tls' | 'mongo' | 'cockroach';
+
+export interface DatabaseCredentials {
+  certificatePem: string;
+  privateKeyPem: string;
+  /** CA bundle that verifies the database server. */
+  serverCaPem: string;
+}
+
+/**
+ * Renders a database output in the artifact names of the reference system, so existing client
+ * configurations keep working. Every format also gets the default artifacts.
+ */
+export function renderDatabaseArtifacts(
+  format: OutputFormat,
+  creds: DatabaseCredentials,
+): Record<string, string> {
+  const ca = joinPemBundle([creds.serverCaPem]);
+  const files: Record<string, string> = {
+    tlscert: creds.certificatePem,
+    key: creds.privateKeyPem,
+    'teleport-host-ca.crt': ca,
+    'teleport-database-ca.crt': ca,
+  };
+  switch (format) {
+    case '':
+      break;
+    case 'tls':
+      files['tls.crt'] = creds.certificatePem;
+      files['tls.key'] = creds.privateKeyPem;
+      files['tls.cas'] = ca;
+      break;
+    case 'mongo':
+      // MongoDB clients take the certificate and its key in one PEM file (tlsCertificateKeyFile).
+      files['mongo.crt'] = creds.certificatePem + creds.privateKeyPem;
+      files['mongo.cas'] = ca;
+      break;
+    case 'cockroach':
+      files['cockroach/node.crt'] = creds.certificatePem;
+      files['cockroach/node.key'] = creds.privateKeyPem;
+      files['cockroach/ca.crt'] = ca;
+      break;
+  }
+  return files;
+}

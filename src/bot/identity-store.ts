@@ -1,0 +1,76 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import type { BotIdentity } from '../api/client.js';
+import { BrokerError } from '../errors.js';
+import { assertPrivateDirectory, writeFileAtomic } from '../state/file-store.js';
+
+/** Where a bot keeps its renewable identity between runs. */
+export interface IdentityStore {
+  readonly description: string;
+  load(): Promise<BotIdentity | undefined>;
+  save(identity: BotIdentity): Promise<void>;
+}
+
+const identitySchema = z.object({
+  certificatePem: z.string().min(1),
+  privateKeyPem: z.string().min(1),
+  generation: z.number().int().positive(),
+  expires: z.string(),
+  botCaPem: z.string(),
+});
+
+/** The identity in `PATH/identity.json` (directory 0700, file 0600, written atomically). */
+export class DirectoryIdentityStore implements IdentityStore {
+  readonly description: string;
+  private readonly file: string;
+  constructor(private readonly dir: string) {
+    this.description = `directory ${dir}`;
+    this.file = path.join(dir, 'identity.json');
+  }
+
+  async load(): Promise<BotIdentity | undefined> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new BrokerError(
+        'bad_identity',
+        `cannot read the bot identity ${this.file}: ${(err as Error).message}`,
+      );
+    }
+    await assertPrivateDirectory(this.dir, 'bot storage directory');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const result = identitySchema.safeParse(parsed);
+    if (!result.success)
+      throw new BrokerError(
+        'bad_identity',
+        `the bot identity ${this.file} is corrupt; move it away and join again with a new token (broker tokens add --type=bot --bot NAME)`,
+      );
+    return result.data;
+  }
+
+  async save(identity: BotIdentity): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await assertPrivateDirectory(this.dir, 'bot storage directory');
+    await writeFileAtomic(this.file, `${JSON.stringify(identity)}\n`, 0o600);
+  }
+}
+
+/** Keeps the identity in memory only: the bot joins again on every start. */
+export class MemoryIdentityStore implements IdentityStore {
+  readonly description = 'memory';
+  private identity: BotIdentity | undefined;
+  async load(): Promise<BotIdentity | undefined> {
+    return this.identity;
+  }
+  async save(identity: BotIdentity): Promise<void> {
+    this.identity = identity;
+  }
+}

@@ -1,0 +1,106 @@
+import { AuthorityClient, type AuthorityTransport } from '../api/client.js';
+import { HttpTransport } from '../api/transports.js';
+import { type Clock, systemClock } from '../clock.js';
+import type { Destination } from '../destinations/destination.js';
+import { DirectoryDestination } from '../destinations/directory.js';
+import { MemoryDestination } from '../destinations/memory.js';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Bot } from './bot.js';
+import { type BotConfig, type DatabaseOutputConfig, resolveToken } from './config.js';
+import { DirectoryIdentityStore, type IdentityStore, MemoryIdentityStore } from './identity-store.js';
+
+/** Makes the destination an output config names. */
+export function destinationFor(output: DatabaseOutputConfig): Destination {
+  const d = output.destination;
+  switch (d.type) {
+    case 'directory':
+      return new DirectoryDestination(d.path, { readers: d.readers });
+    case 'memory':
+      return new MemoryDestination();
+    case 'secretsmanager':
+      throw new ConfigError(
+        'the secretsmanager destination is written by the bot Lambda in AWS mode; on a host use type: directory',
+      );
+  }
+}
+
+export function identityStoreFor(config: BotConfig): IdentityStore {
+  switch (config.storage.type) {
+    case 'directory':
+      return new DirectoryIdentityStore(config.storage.path);
+    case 'memory':
+      return new MemoryIdentityStore();
+    case 'secretsmanager':
+      throw new ConfigError(
+        'secretsmanager storage is used by the bot Lambda in AWS mode; on a host use storage type: directory',
+      );
+  }
+}
+
+/** Wires a Bot from its configuration: transport, identity storage, destinations (created once each). */
+export function createBot(
+  config: BotConfig,
+  options: { log: Logger; clock?: Clock; transport?: AuthorityTransport; env?: NodeJS.ProcessEnv },
+): Bot {
+  if (config.onboarding.join_method !== 'token')
+    throw new ConfigError(
+      'join_method iam is for bots running in AWS (the bot Lambda); on a host use join_method: token',
+    );
+  const clock = options.clock ?? systemClock;
+  const transport = options.transport ?? new HttpTransport(config.auth_server, config.ca_pins);
+  const destinations = new Map<DatabaseOutputConfig, Destination>();
+  for (const output of config.outputs) destinations.set(output, destinationFor(output));
+  return new Bot({
+    config,
+    client: new AuthorityClient(transport, clock),
+    identityStore: identityStoreFor(config),
+    destinationFor: (o) => destinations.get(o) ?? destinationFor(o),
+    joinToken: () => resolveToken(config.onboarding.token, options.env),
+    clock,
+    log: options.log,
+  });
+}
+
+/** A `wait` for Bot.runLoop driven by process signals: SIGHUP wakes it, SIGTERM and SIGINT stop it. */
+export function signalWaiter(log: Logger): {
+  wait: (ms: number) => Promise<'tick' | 'wake' | 'stop'>;
+  dispose(): void;
+} {
+  let stopping = false;
+  let wake: ((why: 'wake' | 'stop') => void) | undefined;
+  const onHup = () => {
+    log.info('SIGHUP: renewing now');
+    wake?.('wake');
+  };
+  const onTerm = (signal: string) => {
+    log.info(`${signal}: stopping after the write in progress`);
+    stopping = true;
+    wake?.('stop');
+  };
+  const onSigterm = () => onTerm('SIGTERM');
+  const onSigint = () => onTerm('SIGINT');
+  process.on('SIGHUP', onHup);
+  process.on('SIGTERM', onSigterm);
+  process.on('SIGINT', onSigint);
+  return {
+    wait: (ms) =>
+      new Promise((resolve) => {
+        if (stopping) return resolve('stop');
+        const timer = setTimeout(() => {
+          wake = undefined;
+          resolve('tick');
+        }, ms);
+        wake = (why) => {
+          clearTimeout(timer);
+          wake = undefined;
+          resolve(why);
+        };
+      }),
+    dispose() {
+      process.off('SIGHUP', onHup);
+      process.off('SIGTERM', onSigterm);
+      process.off('SIGINT', onSigint);
+    },
+  };
+}

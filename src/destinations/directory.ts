@@ -1,0 +1,218 @@
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { BrokerError } from '../errors.js';
+import { LockFile } from '../state/lockfile.js';
+import type { BundleMeta, CredentialBundle, Destination } from './destination.js';
+
+const META_FILE = '.broker.json';
+const CURRENT = '.current';
+const VERSIONS = '.versions';
+const LOCK = '.lock';
+
+export class DestinationError extends BrokerError {
+  override name = 'DestinationError';
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('destination', message, options);
+  }
+}
+
+/**
+ * The `directory` destination. Layout, so that the whole output switches at once:
+ *
+ *     PATH/.versions/<serial>/   every artifact of one issuance (files 0600, directories 0700)
+ *     PATH/.current           -> .versions/<serial>      (replaced with one atomic rename)
+ *     PATH/tlscert            -> .current/tlscert        (and one such link per artifact)
+ *
+ * Opening `PATH/key` resolves through `.current` at that moment, so at every instant all artifact names
+ * point into the same issuance; a reader never finds a new certificate beside an old key. The previous
+ * version stays on disk for readers that are mid-read. A lock file keeps two bots from writing one path.
+ */
+export class DirectoryDestination implements Destination {
+  readonly description: string;
+  readonly dir: string;
+  private readonly fileMode: number;
+  private readonly dirMode: number;
+
+  constructor(dir: string, options: { readers?: 'owner' | 'group' } = {}) {
+    this.dir = path.resolve(dir);
+    this.description = `directory ${dir}`;
+    this.fileMode = options.readers === 'group' ? 0o640 : 0o600;
+    this.dirMode = options.readers === 'group' ? 0o750 : 0o700;
+  }
+
+  /** Refuses a destination reached through a symlink: the bot must never write where a link points it. */
+  private async assertNoSymlinks(): Promise<void> {
+    let existing = this.dir;
+    while (
+      !(await fs.lstat(existing).then(
+        () => true,
+        () => false,
+      ))
+    )
+      existing = path.dirname(existing);
+    const real = await fs.realpath(existing);
+    if (real !== existing)
+      throw new DestinationError(
+        `destination ${this.dir} goes through a symlink (${existing} resolves to ${real}); configure the real path`,
+      );
+  }
+
+  async write(bundle: CredentialBundle): Promise<void> {
+    await this.assertNoSymlinks();
+    try {
+      await fs.mkdir(this.dir, { recursive: true, mode: this.dirMode });
+    } catch (err) {
+      throw new DestinationError(`cannot create destination ${this.dir}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    const lock = new LockFile(path.join(this.dir, LOCK), { waitMs: 5_000, staleMs: 120_000 });
+    await lock.acquire(
+      (holder) =>
+        new DestinationError(
+          `destination ${this.dir} is being written by another bot (pid ${holder}); two bots must not share one destination`,
+        ),
+    );
+    try {
+      await this.writeLocked(bundle);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  private async writeLocked(bundle: CredentialBundle): Promise<void> {
+    const versions = path.join(this.dir, VERSIONS);
+    await fs.mkdir(versions, { recursive: true, mode: 0o700 });
+    await fs.chmod(versions, this.dirMode);
+    const name = `${bundle.serial}-${randomBytes(3).toString('hex')}`;
+    const staging = path.join(versions, `.${name}.tmp`);
+    const final = path.join(versions, name);
+    const { files, ...meta } = bundle;
+    try {
+      await fs.mkdir(staging, { mode: this.dirMode });
+      for (const [rel, content] of [
+        ...Object.entries(files),
+        [META_FILE, `${JSON.stringify(meta, null, 2)}\n`] as const,
+      ]) {
+        const file = path.join(staging, rel);
+        await fs.mkdir(path.dirname(file), { recursive: true, mode: this.dirMode });
+        await writeDurable(file, content, this.fileMode);
+      }
+      await fs.rename(staging, final);
+    } catch (err) {
+      await fs.rm(staging, { recursive: true, force: true });
+      throw new DestinationError(
+        `could not write output to ${this.dir}: ${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}; the previous credentials are unchanged`.replace(
+          / +/g,
+          ' ',
+        ),
+        { cause: err },
+      );
+    }
+
+    // The switch: one rename of the `.current` link.
+    await replaceSymlink(path.join(this.dir, CURRENT), path.join(VERSIONS, name));
+
+    const top = new Set(Object.keys(files).map((rel) => rel.split('/')[0] as string));
+    for (const entry of top) await this.ensureLink(entry);
+    for (const entry of await fs.readdir(this.dir)) {
+      if (entry.startsWith('.') || top.has(entry)) continue;
+      const link = path.join(this.dir, entry);
+      // Only our own links (into .current) from an earlier format are removed; anything else is the user's.
+      if ((await fs.readlink(link).catch(() => '')) === path.join(CURRENT, entry)) await fs.rm(link);
+    }
+    await this.pruneVersions(name);
+  }
+
+  /** Makes PATH/<entry> a link to .current/<entry>, replacing an older plain file or foreign link atomically. */
+  private async ensureLink(entry: string): Promise<void> {
+    const link = path.join(this.dir, entry);
+    const target = path.join(CURRENT, entry);
+    const current = await fs.readlink(link).catch(() => undefined);
+    if (current === target) return;
+    const st = await fs.lstat(link).catch(() => undefined);
+    if (st?.isDirectory()) await fs.rm(link, { recursive: true });
+    await replaceSymlink(link, target);
+  }
+
+  /**
+   * Keeps the current and the newest previous version (a reader may still be reading it) and removes the
+   * rest, including staging directories left by a crashed write (we hold the lock, so none is in use).
+   */
+  private async pruneVersions(current: string): Promise<void> {
+    const versions = path.join(this.dir, VERSIONS);
+    const others = await Promise.all(
+      (await fs.readdir(versions))
+        .filter((e) => e !== current)
+        .map(async (e) => ({ e, t: (await fs.lstat(path.join(versions, e))).mtimeMs })),
+    );
+    const previous = others.filter((o) => !o.e.endsWith('.tmp')).sort((a, b) => b.t - a.t)[0];
+    for (const { e } of others)
+      if (e !== previous?.e) await fs.rm(path.join(versions, e), { recursive: true, force: true });
+  }
+
+  async read(): Promise<CredentialBundle | undefined> {
+    return readDirectoryOutput(this.dir);
+  }
+}
+
+async function writeDurable(file: string, content: string, mode: number): Promise<void> {
+  const handle = await fs.open(
+    file,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    mode,
+  );
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function replaceSymlink(link: string, target: string): Promise<void> {
+  const tmp = `${link}.${randomBytes(4).toString('hex')}.tmp`;
+  await fs.symlink(target, tmp);
+  try {
+    await fs.rename(tmp, link);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Reads a directory output consistently: `.current` is resolved once and every file is read from that
+ * one version. Returns undefined when the directory holds no output yet.
+ */
+export async function readDirectoryOutput(dir: string): Promise<CredentialBundle | undefined> {
+  let version: string;
+  try {
+    version = path.resolve(dir, await fs.readlink(path.join(dir, CURRENT)));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new DestinationError(`${dir} is not a broker output directory: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  let meta: BundleMeta;
+  try {
+    meta = JSON.parse(await fs.readFile(path.join(version, META_FILE), 'utf8')) as BundleMeta;
+  } catch (err) {
+    throw new DestinationError(`output ${dir} has no readable ${META_FILE}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  const files: Record<string, string> = {};
+  const walk = async (rel: string): Promise<void> => {
+    for (const entry of await fs.readdir(path.join(version, rel), { withFileTypes: true })) {
+      const child = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.name === META_FILE) continue;
+      if (entry.isDirectory()) await walk(child);
+      else if (entry.isFile()) files[child] = await fs.readFile(path.join(version, child), 'utf8');
+    }
+  };
+  await walk('');
+  return { ...meta, files };
+}

@@ -1,0 +1,605 @@
+/**
+ * A throwaway PostgreSQL server for tests and the demo, started from the distribution's server binaries
+ * (Debian: /usr/lib/postgresql/<N>/bin from the `postgresql` package). It listens on 127.0.0.1 only,
+ * accepts TCP connections only over TLS with client certificates (`hostssl ... cert`), and lets the
+ * superuser in only over a unix socket inside the base directory, for setup.
+ *
+ * PostgreSQL refuses to run as root: as root, the server tools run as the `postgres` OS user (or a
+ * `broker-pg` system user created on demand) through `runuser`, and the base directory is chowned to it.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, promises as fs, type WriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+
+/** What the server presents and whom it trusts: PEM strings. */
+export interface PostgresTls {
+  serverCertPem: string;
+  serverKeyPem: string;
+  /** CA bundle that signs client certificates (the broker's database client CA). */
+  clientCaPem: string;
+}
+
+export interface StartedPostgres {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Directory of the unix socket the superuser connects through. */
+  socketDir: string;
+  /** The server's own output (stderr/stdout), also passed to `log`. */
+  logFile: string;
+  /** Database superuser (trusted over the unix socket only). */
+  superuser: string;
+  /** Server version directory, e.g. "15". */
+  version: string;
+  /** Fast shutdown; resolves once the server has exited. Removes no files. Safe to call twice. */
+  stop(): Promise<void>;
+  /** Runs SQL as the superuser over the unix socket; returns the unaligned, tuples-only output. */
+  psql(sql: string, db?: string): Promise<string>;
+}
+
+export interface StartPostgresOptions {
+  /** Directory for the cluster, socket, TLS files and log; created if missing. The caller removes it. */
+  baseDir: string;
+  tls: PostgresTls;
+  /** Roles created with LOGIN (no password: they log in with certificates). */
+  users?: readonly string[];
+  /** Databases created, owned by the first user (if any); every user is granted CONNECT. */
+  databases?: readonly string[];
+  /** TCP port on 127.0.0.1; 0 or absent picks a free one. */
+  port?: number;
+  /** Receives each line the server prints. */
+  log?: (line: string) => void;
+  /** How long to wait for the server to accept connections; default 60 s. */
+  startTimeoutMs?: number;
+  /** Where the versioned server directories are; default /usr/lib/postgresql. */
+  installRoot?: string;
+}
+
+export const DEFAULT_POSTGRES_ROOT = '/usr/lib/postgresql';
+export const POSTGRES_INSTALL_HINT =
+  'PostgreSQL server binaries were not found (looked for /usr/lib/postgresql/<version>/bin/postgres); ' +
+  'install them with `apt-get install postgresql` (Debian/Ubuntu)';
+
+const SUPERUSER = 'postgres';
+const FALLBACK_OS_USER = 'broker-pg';
+const LOG_TAIL_LINES = 40;
+/** sun_path is 108 bytes on Linux, including the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
+/** The newest PostgreSQL server installation under /usr/lib/postgresql, or undefined when there is none. */
+export async function findPostgresBinaries(
+  installRoot: string = DEFAULT_POSTGRES_ROOT,
+): Promise<{ binDir: string; version: string } | undefined> {
+  let entries: string[];
+  try {
+    entries = await fs.readdir(installRoot);
+  } catch {
+    return undefined;
+  }
+  const versions = entries
+    .filter((e) => /^\d+(\.\d+)?$/.test(e))
+    .sort((a, b) => Number.parseFloat(b) - Number.parseFloat(a));
+  for (const version of versions) {
+    const binDir = path.join(installRoot, version, 'bin');
+    const usable = await Promise.all(
+      ['postgres', 'initdb', 'psql'].map((tool) => isExecutable(path.join(binDir, tool))),
+    );
+    if (usable.every(Boolean)) return { binDir, version };
+  }
+  return undefined;
+}
+
+async function isExecutable(file: string): Promise<boolean> {
+  try {
+    await fs.access(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program to completion (no shell), feeding `input` on stdin. Never throws for a non-zero exit. */
+function run(
+  command: string,
+  args: readonly string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => stdout.push(d));
+    child.stderr.on('data', (d: Buffer) => stderr.push(d));
+    child.on('error', reject);
+    child.on('close', (code, signal) =>
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(stdout).toString('utf8'),
+        stderr: Buffer.concat(stderr).toString('utf8'),
+      }),
+    );
+    child.stdin.on('error', () => {
+      // The program may exit without reading its input; its exit status tells what happened.
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** The environment for PostgreSQL tools: no PG* variables that could redirect them, English C locale. */
+function toolEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) env[k] = v;
+  env.LC_ALL = 'C';
+  env.LANG = 'C';
+  return env;
+}
+
+interface ServerUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** Resolves (or, as root, creates) the OS user the server runs as; undefined when not root. */
+async function serverUser(): Promise<ServerUser | undefined> {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
+  for (const name of ['postgres', FALLBACK_OS_USER]) {
+    const ids = await lookupUser(name);
+    if (ids) return ids;
+  }
+  const created = await run('useradd', [
+    '--system',
+    '--user-group',
+    '--no-create-home',
+    '--home-dir',
+    '/nonexistent',
+    '--shell',
+    '/usr/sbin/nologin',
+    FALLBACK_OS_USER,
+  ]);
+  const ids = await lookupUser(FALLBACK_OS_USER);
+  if (!ids)
+    throw new Error(
+      `PostgreSQL cannot run as root and there is no "postgres" OS user; creating the system user "${FALLBACK_OS_USER}" failed: ${created.stderr.trim() || `useradd exited with ${created.code}`}`,
+    );
+  return ids;
+}
+
+async function lookupUser(name: string): Promise<ServerUser | undefined> {
+  const [uid, gid] = await Promise.all([run('id', ['-u', name]), run('id', ['-g', name])]);
+  if (uid.code !== 0 || gid.code !== 0) return undefined;
+  return { name, uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/** The argv that runs `bin` as the server user (through runuser when we are root). */
+function asServerUser(
+  user: ServerUser | undefined,
+  bin: string,
+  args: readonly string[],
+): [string, string[]] {
+  return user ? ['runuser', ['-u', user.name, '--', bin, ...args]] : [bin, [...args]];
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await fs.chown(dir, uid, gid);
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(p, uid, gid);
+    else await fs.lchown(p, uid, gid);
+  }
+}
+
+/** The first ancestor of `dir` that `user` cannot traverse, judged from mode bits; for error messages. */
+async function blockingAncestor(dir: string, user: ServerUser): Promise<string | undefined> {
+  let current = path.dirname(dir);
+  const chain: string[] = [];
+  for (;;) {
+    chain.unshift(current);
+    const parent = path.dirname(current);
+    if (parent === current) break;
+    current = parent;
+  }
+  for (const d of chain) {
+    const st = await fs.stat(d);
+    const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001;
+    if ((st.mode & bit) === 0) return d;
+  }
+  return undefined;
+}
+
+/** Asks the kernel for a free TCP port on 127.0.0.1, then releases it. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => (port ? resolve(port) : reject(new Error('could not determine a free port'))));
+    });
+  });
+}
+
+/** A double-quoted SQL identifier. */
+function ident(name: string): string {
+  if (name.length === 0 || name.includes('\0'))
+    throw new Error(`invalid PostgreSQL name ${JSON.stringify(name)}`);
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A single-quoted postgresql.conf value. */
+function confString(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+/** Postmasters started here and not yet stopped: killed if this process exits without stopping them. */
+const running = new Set<number>();
+let exitHookInstalled = false;
+function trackPostmaster(pid: number): void {
+  running.add(pid);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const p of running) {
+      try {
+        process.kill(p, 'SIGQUIT'); // immediate shutdown: the process is going away
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
+/** Keeps the last lines of the server's output for error messages. */
+class LogTail {
+  private readonly lines: string[] = [];
+  private partial = '';
+  constructor(
+    private readonly file: WriteStream,
+    private readonly sink?: (line: string) => void,
+  ) {}
+  push(chunk: Buffer): void {
+    this.file.write(chunk);
+    const parts = (this.partial + chunk.toString('utf8')).split('\n');
+    this.partial = parts.pop() ?? '';
+    for (const line of parts) this.line(line);
+  }
+  private line(line: string): void {
+    this.lines.push(line);
+    if (this.lines.length > LOG_TAIL_LINES) this.lines.shift();
+    this.sink?.(line);
+  }
+  flush(): void {
+    if (this.partial) this.line(this.partial);
+    this.partial = '';
+  }
+  text(): string {
+    return this.lines.join('\n');
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * initdb's a new cluster in `opts.baseDir/data`, configures TLS with client-certificate authentication,
+ * starts the server on 127.0.0.1 and creates the requested roles and databases.
+ */
+export async function startPostgres(opts: StartPostgresOptions): Promise<StartedPostgres> {
+  const found = await findPostgresBinaries(opts.installRoot);
+  if (!found) throw new Error(POSTGRES_INSTALL_HINT);
+  const { binDir, version } = found;
+  const users = [...(opts.users ?? [])];
+  if (users.includes(SUPERUSER))
+    throw new Error(`"${SUPERUSER}" is the superuser of the throwaway cluster; choose other user names`);
+
+  const baseDir = path.resolve(opts.baseDir);
+  const dataDir = path.join(baseDir, 'data');
+  const socketDir = path.join(baseDir, 'run');
+  const tlsDir = path.join(baseDir, 'tls');
+  const logFile = path.join(baseDir, 'postgres.log');
+  await fs.mkdir(baseDir, { recursive: true, mode: 0o700 });
+  try {
+    const existing = await fs.readdir(dataDir);
+    if (existing.length > 0)
+      throw new Error(`${dataDir} already holds files; give startPostgres an empty baseDir`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await fs.mkdir(socketDir, { recursive: true, mode: 0o700 });
+  await fs.mkdir(tlsDir, { recursive: true, mode: 0o700 });
+  const certFile = path.join(tlsDir, 'server.crt');
+  const keyFile = path.join(tlsDir, 'server.key');
+  const caFile = path.join(tlsDir, 'client-ca.crt');
+  await fs.writeFile(certFile, opts.tls.serverCertPem, { mode: 0o600 });
+  await fs.writeFile(keyFile, opts.tls.serverKeyPem, { mode: 0o600 });
+  await fs.writeFile(caFile, opts.tls.clientCaPem, { mode: 0o600 });
+  await fs.chmod(keyFile, 0o600);
+
+  const user = await serverUser();
+  const env = toolEnv();
+  if (user) {
+    await chownTree(baseDir, user.uid, user.gid);
+    const reach = await run('runuser', ['-u', user.name, '--', 'test', '-w', baseDir, '-a', '-x', baseDir], {
+      env,
+    });
+    if (reach.code !== 0) {
+      const blocker = await blockingAncestor(baseDir, user);
+      throw new Error(
+        `PostgreSQL runs as the OS user "${user.name}", which cannot reach ${baseDir}` +
+          (blocker ? ` (${blocker} is not searchable by it)` : '') +
+          '; put the base directory under os.tmpdir() or make its parent directories traversable (chmod o+x)',
+      );
+    }
+  }
+
+  const initdb = asServerUser(user, path.join(binDir, 'initdb'), [
+    '-D',
+    dataDir,
+    '-U',
+    SUPERUSER,
+    '--auth-local=trust',
+    '--auth-host=reject',
+    '-E',
+    'UTF8',
+    '--locale=C',
+    '--no-sync',
+  ]);
+  const init = await run(initdb[0], initdb[1], { cwd: baseDir, env });
+  if (init.code !== 0)
+    throw new Error(
+      `initdb failed (exit ${init.code ?? init.signal}) for ${dataDir}:\n${(init.stderr || init.stdout).trim().split('\n').slice(-LOG_TAIL_LINES).join('\n')}`,
+    );
+
+  await fs.writeFile(
+    path.join(dataDir, 'pg_hba.conf'),
+    [
+      '# Written by the broker dev database: the superuser over the unix socket only (setup),',
+      '# everyone else over TLS on loopback with a client certificate whose CN is the user name.',
+      '# TYPE   DATABASE USER ADDRESS       METHOD',
+      `local    all      ${SUPERUSER}                trust`,
+      'hostssl  all      all  127.0.0.1/32  cert',
+      'hostssl  all      all  ::1/128       cert',
+      '',
+    ].join('\n'),
+  );
+  await fs.appendFile(
+    path.join(dataDir, 'postgresql.conf'),
+    [
+      '',
+      '# --- broker dev database ---',
+      "listen_addresses = '127.0.0.1'",
+      `unix_socket_directories = ${confString(socketDir)}`,
+      'unix_socket_permissions = 0700',
+      'ssl = on',
+      `ssl_cert_file = ${confString(certFile)}`,
+      `ssl_key_file = ${confString(keyFile)}`,
+      `ssl_ca_file = ${confString(caFile)}`,
+      "ssl_min_protocol_version = 'TLSv1.2'",
+      'logging_collector = off',
+      'log_connections = on',
+      // A throwaway cluster: durability costs time and buys nothing.
+      'fsync = off',
+      'synchronous_commit = off',
+      'full_page_writes = off',
+      '',
+    ].join('\n'),
+  );
+  if (user) await chownTree(dataDir, user.uid, user.gid);
+
+  const logStream = createWriteStream(logFile, { flags: 'a', mode: 0o600 });
+  const fixedPort = opts.port !== undefined && opts.port !== 0;
+  const timeoutMs = opts.startTimeoutMs ?? 60_000;
+  let server:
+    | { child: ChildProcess; postmasterPid: number; port: number; tail: LogTail; exited: Promise<void> }
+    | undefined;
+  for (let attempt = 1; !server; attempt++) {
+    const port = fixedPort ? (opts.port as number) : await freePort();
+    const socketPath = path.join(socketDir, `.s.PGSQL.${port}`);
+    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH)
+      throw new Error(
+        `the unix socket path ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter baseDir`,
+      );
+    try {
+      server = await launch({
+        binDir,
+        dataDir,
+        port,
+        user,
+        env,
+        cwd: baseDir,
+        logStream,
+        timeoutMs,
+        ...(opts.log ? { log: opts.log } : {}),
+      });
+    } catch (err) {
+      const lost = err instanceof StartError && /could not bind|Address already in use/i.test(err.tail);
+      if (!lost || fixedPort || attempt >= 3) {
+        logStream.end();
+        throw err instanceof StartError ? new Error(err.message) : err;
+      }
+    }
+  }
+  const { child, postmasterPid, port, tail, exited } = server;
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        signal(postmasterPid, 'SIGINT'); // fast shutdown: roll back open transactions, disconnect clients
+        if (!(await settles(exited, 30_000))) {
+          signal(postmasterPid, 'SIGQUIT');
+          if (!(await settles(exited, 5_000))) {
+            signal(postmasterPid, 'SIGKILL');
+            await settles(exited, 5_000);
+          }
+        }
+      }
+      running.delete(postmasterPid);
+      tail.flush();
+      await new Promise<void>((resolve) => logStream.end(resolve));
+    })();
+    return stopping;
+  };
+
+  const psql = async (sql: string, db = 'postgres'): Promise<string> => {
+    const result = await run(
+      path.join(binDir, 'psql'),
+      [
+        '-X',
+        '-q',
+        '-A',
+        '-t',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-h',
+        socketDir,
+        '-p',
+        String(port),
+        '-U',
+        SUPERUSER,
+        '-d',
+        db,
+        '-f',
+        '-',
+      ],
+      { env, input: sql, cwd: baseDir },
+    );
+    if (result.code !== 0)
+      throw new Error(
+        `psql on database "${db}" failed (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`,
+      );
+    return result.stdout.replace(/\n$/, '');
+  };
+
+  try {
+    const statements: string[] = [];
+    for (const u of users) statements.push(`CREATE ROLE ${ident(u)} LOGIN;`);
+    for (const db of opts.databases ?? []) {
+      const owner = users[0];
+      statements.push(`CREATE DATABASE ${ident(db)}${owner ? ` OWNER ${ident(owner)}` : ''};`);
+      for (const u of users) statements.push(`GRANT CONNECT ON DATABASE ${ident(db)} TO ${ident(u)};`);
+    }
+    if (statements.length) await psql(statements.join('\n'));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  return { host: '127.0.0.1', port, dataDir, socketDir, logFile, superuser: SUPERUSER, version, stop, psql };
+}
+
+class StartError extends Error {
+  constructor(
+    message: string,
+    readonly tail: string,
+  ) {
+    super(`${message}; last lines of the server log:\n${tail || '(the server printed nothing)'}`);
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+async function settles(p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Spawns the postmaster in the foreground (its output is ours) and waits until postmaster.pid says
+ * "ready", i.e. it accepts connections — what `pg_ctl -w` waits for.
+ */
+async function launch(a: {
+  binDir: string;
+  dataDir: string;
+  port: number;
+  user: ServerUser | undefined;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  logStream: WriteStream;
+  timeoutMs: number;
+  log?: (line: string) => void;
+}) {
+  const [cmd, args] = asServerUser(a.user, path.join(a.binDir, 'postgres'), [
+    '-D',
+    a.dataDir,
+    '-p',
+    String(a.port),
+  ]);
+  const tail = new LogTail(a.logStream, a.log);
+  const child = spawn(cmd, args, { cwd: a.cwd, env: a.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.on('data', (d: Buffer) => tail.push(d));
+  child.stderr?.on('data', (d: Buffer) => tail.push(d));
+  let spawnError: Error | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.on('error', (err) => {
+      spawnError = err;
+      resolve();
+    });
+    child.on('close', () => resolve());
+  });
+  const gone = () => spawnError !== undefined || child.exitCode !== null || child.signalCode !== null;
+
+  const pidFile = path.join(a.dataDir, 'postmaster.pid');
+  const deadline = Date.now() + a.timeoutMs;
+  for (;;) {
+    if (gone()) {
+      await exited;
+      tail.flush();
+      if (spawnError) throw new StartError(`could not run ${cmd}: ${spawnError.message}`, tail.text());
+      throw new StartError(
+        `PostgreSQL ${path.basename(path.dirname(a.binDir))} exited during startup (${child.exitCode !== null ? `exit ${child.exitCode}` : child.signalCode}) on port ${a.port}`,
+        tail.text(),
+      );
+    }
+    const lines = await fs.readFile(pidFile, 'utf8').then(
+      (t) => t.split('\n'),
+      () => [] as string[],
+    );
+    // postmaster.pid: pid, data dir, start time, port, socket dir, listen address, shmem key, status.
+    const pid = Number(lines[0]);
+    if (lines[7]?.trim() === 'ready' && Number.isInteger(pid) && pid > 0) {
+      trackPostmaster(pid);
+      return { child, postmasterPid: pid, port: a.port, tail, exited };
+    }
+    if (Date.now() > deadline) {
+      const pmPid = Number.isInteger(pid) && pid > 0 ? pid : child.pid;
+      if (pmPid) signal(pmPid, 'SIGQUIT');
+      await settles(exited, 5_000);
+      tail.flush();
+      throw new StartError(
+        `PostgreSQL did not accept connections within ${a.timeoutMs} ms on port ${a.port}`,
+        tail.text(),
+      );
+    }
+    await sleep(50);
+  }
+}

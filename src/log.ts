@@ -1,0 +1,70 @@
+import pino, { type Logger } from 'pino';
+
+export type { Logger };
+
+const PRIVATE_KEY_PEM = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g;
+const CERTIFICATE_PEM = /-----BEGIN CERTIFICATE-----[\s\S]*?(-----END CERTIFICATE-----|$)/g;
+// Join tokens are 32 hex characters; STS signatures and other hex secrets are 64.
+const HEX_SECRET = /\b[0-9a-f]{32}\b|\b[0-9a-f]{64}\b/g;
+const AWS_SIGNATURE = /(Signature=|X-Amz-Signature=|"signature":\s*")[^\s",&]+/gi;
+
+/** Field names whose values are never logged. */
+export const SECRET_FIELDS = [
+  'token',
+  'privateKeyPem',
+  'privateKey',
+  'key',
+  'signature',
+  'proof',
+  'password',
+  'secret',
+  'identityPem',
+  'certificatePem',
+];
+
+/**
+ * Scrubs secret-shaped material from a string: private keys, certificate bodies, join tokens and
+ * signatures. Serials (32 hex digits) look like tokens; pass them in structured fields, which are kept.
+ */
+export function redact(text: string): string {
+  return text
+    .replace(PRIVATE_KEY_PEM, '[REDACTED PRIVATE KEY]')
+    .replace(CERTIFICATE_PEM, '[REDACTED CERTIFICATE]')
+    .replace(AWS_SIGNATURE, '$1[REDACTED]')
+    .replace(HEX_SECRET, '[REDACTED]');
+}
+
+/**
+ * The process's structured JSON logger. Secret fields are censored by path and messages are scrubbed
+ * with `redact`, so a careless `log.info({ token })` or an error quoting a PEM cannot leak.
+ */
+export function createLogger(
+  options: { level?: string; destination?: number; base?: Record<string, unknown> } = {},
+): Logger {
+  const paths = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`]);
+  return pino(
+    {
+      level: options.level ?? process.env.BROKER_LOG_LEVEL ?? 'info',
+      base: options.base ?? {},
+      redact: { paths, censor: '[REDACTED]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      hooks: {
+        logMethod(args, method) {
+          const scrubbed = args.map((a) => (typeof a === 'string' ? redact(a) : a)) as Parameters<
+            typeof method
+          >;
+          method.apply(this, scrubbed);
+        },
+      },
+      serializers: {
+        err: (err: Error) => ({
+          type: err.name,
+          message: redact(err.message),
+          code: (err as { code?: string }).code,
+        }),
+      },
+    },
+    pino.destination({ fd: options.destination ?? 2, sync: true }),
+  );
+}
