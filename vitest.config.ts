@@ -6,6 +6,6 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Integration tests start real database servers; running files one by one keeps a 2-core machine steady.
-    fileParallelism: process.env.CI === 'true' ? false : true,
+    fileParallelism: process.env.CI !== 'true',
   },
 });

@@ -142,7 +142,7 @@ export class Authority {
     );
     for (const type of CA_TYPES) {
       const key = await createLocalCa(type, clusterName, this.clock);
-      await this.store.put('cas/' + type, { type, keys: [key] } satisfies CaRecord, 'absent');
+      await this.store.put(`cas/${type}`, { type, keys: [key] } satisfies CaRecord, 'absent');
       await this.record({ event: 'ca.create', outcome: 'success', kind: 'ca', name: type });
     }
   }

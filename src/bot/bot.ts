@@ -76,7 +76,7 @@ export class Bot {
         'the stored bot identity has expired; joining again with the onboarding token',
       );
     const keys = await this.genKeys();
-    let result;
+    let result: Awaited<ReturnType<AuthorityClient['joinWithToken']>>;
     try {
       result = await this.deps.client.joinWithToken(
         await this.deps.joinToken(),

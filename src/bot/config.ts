@@ -88,13 +88,13 @@ export const botConfigSchema = z
         });
     };
     check(cfg.credential_ttl, cfg.renewal_interval, ['renewal_interval']);
-    cfg.outputs.forEach((o, i) =>
+    cfg.outputs.forEach((o, i) => {
       check(o.credential_ttl ?? cfg.credential_ttl, o.renewal_interval ?? cfg.renewal_interval, [
         'outputs',
         i,
         'renewal_interval',
-      ]),
-    );
+      ]);
+    });
     const seen = new Set<string>();
     cfg.outputs.forEach((o, i) => {
       const id =

@@ -409,6 +409,7 @@ describe('FileStateStore: files and permissions', () => {
         'const [dir, barrier, count, processes] = process.argv.slice(2);',
         'const store = await FileStateStore.open(dir);',
         // Start together, so the increments really contend instead of running one process after another.
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: this line is the child script's own template literal
         'await writeFile(`${barrier}/${process.pid}`, "");',
         'while ((await readdir(barrier)).length < Number(processes)) await new Promise((r) => setTimeout(r, 5));',
         'let conflicts = 0;',
