@@ -34,7 +34,8 @@ export function renderDatabaseArtifacts(
       break;
     case 'mongo':
       // MongoDB clients take the certificate and its key in one PEM file (tlsCertificateKeyFile).
-      files['mongo.crt'] = creds.certificatePem + creds.privateKeyPem;
+      // The newline keeps the END and BEGIN lines apart when the certificate PEM lacks a trailing one.
+      files['mongo.crt'] = `${creds.certificatePem.trimEnd()}\n${creds.privateKeyPem}`;
       files['mongo.cas'] = ca;
       break;
     case 'cockroach':

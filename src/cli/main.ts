@@ -3,6 +3,7 @@ import { BrokerError } from '../errors.js';
 import { DEFAULT_STATE_DIR, registerAuthorityCommands } from './authority-commands.js';
 import { registerBotCommands } from './bot-commands.js';
 import { registerDemoCommand } from './demo.js';
+import { registerProxyCommands } from './proxy-commands.js';
 
 /** Builds the `broker` program. `out` receives stdout lines, so tests can run commands in-process. */
 export function buildProgram(out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Command {
@@ -23,6 +24,7 @@ export function buildProgram(out: (line: string) => void = (l) => process.stdout
   registerAuthorityCommands(program, out);
   registerBotCommands(program, out);
   registerDemoCommand(program, out);
+  registerProxyCommands(program, out);
   return program;
 }
 

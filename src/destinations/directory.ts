@@ -61,7 +61,10 @@ export class DirectoryDestination implements Destination {
   async write(bundle: CredentialBundle): Promise<void> {
     await this.assertNoSymlinks();
     try {
-      await fs.mkdir(this.dir, { recursive: true, mode: this.dirMode });
+      // Modes are set explicitly after each create: a restrictive umask (systemd UMask=0077) would
+      // otherwise silently take away the group access that `readers: group` promises.
+      if (await fs.mkdir(this.dir, { recursive: true, mode: this.dirMode }))
+        await fs.chmod(this.dir, this.dirMode);
     } catch (err) {
       throw new DestinationError(`cannot create destination ${this.dir}: ${(err as Error).message}`, {
         cause: err,
@@ -91,12 +94,14 @@ export class DirectoryDestination implements Destination {
     const { files, ...meta } = bundle;
     try {
       await fs.mkdir(staging, { mode: this.dirMode });
+      await fs.chmod(staging, this.dirMode);
       for (const [rel, content] of [
         ...Object.entries(files),
         [META_FILE, `${JSON.stringify(meta, null, 2)}\n`] as const,
       ]) {
         const file = path.join(staging, rel);
         await fs.mkdir(path.dirname(file), { recursive: true, mode: this.dirMode });
+        await fs.chmod(path.dirname(file), this.dirMode);
         await writeDurable(file, content, this.fileMode);
       }
       await fs.rename(staging, final);
@@ -164,6 +169,7 @@ async function writeDurable(file: string, content: string, mode: number): Promis
     mode,
   );
   try {
+    await handle.chmod(mode);
     await handle.writeFile(content);
     await handle.sync();
   } finally {

@@ -1,0 +1,134 @@
+import type { Command } from 'commander';
+import { formatDuration } from '../duration.js';
+import { BrokerError, UsageError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { CredentialCache, DirectoryBundleSource } from '../proxy/credentials.js';
+import { checkHealth, startDiagServer } from '../proxy/diag.js';
+import { mysqlTunnel } from '../proxy/protocols/mysql-tunnel.js';
+import { DatabaseProxy, type ListenSpec } from '../proxy/proxy.js';
+import { durationOption } from './authority-commands.js';
+
+type Out = (line: string) => void;
+
+interface ProxyDbOptions {
+  port?: string;
+  address: string;
+  unix?: string;
+  tunnel?: boolean;
+  destinationDir?: string;
+  diagAddr?: string;
+  maxConnections: string;
+  maxSigtermDelay: string;
+  unsafeListen?: boolean;
+  idleTimeout: string;
+}
+
+export function registerProxyCommands(program: Command, out: Out): void {
+  const proxy = program
+    .command('proxy')
+    .description('local database proxy next to a workload (tbot proxy db)')
+    .option(
+      '--destination-dir <dir>',
+      'directory output the bot writes (as in `tbot proxy --destination-dir`)',
+    );
+
+  proxy
+    .command('db')
+    .description('serve a localhost endpoint for one database output')
+    .argument('<service>', 'the database service of the output (checked against the bundle)')
+    .option('--port <port>', 'TCP port on --address (0 picks one)', '0')
+    .option('--address <address>', 'listen address; loopback only unless --unsafe-listen', '127.0.0.1')
+    .option('--unix <path>', 'listen on a unix socket (mode 0600) instead of TCP')
+    .option('--tunnel', 'attach the current certificate upstream; clients connect without TLS or password')
+    .option('--destination-dir <dir>', 'directory output the bot writes')
+    .option('--diag-addr <host:port>', 'serve /livez, /readyz and /metrics here')
+    .option('--max-connections <n>', 'refuse connections beyond this many open ones (0 = unlimited)', '0')
+    .option(
+      '--max-sigterm-delay <duration>',
+      'on SIGTERM, wait this long for open connections to finish',
+      '25s',
+    )
+    .option('--idle-timeout <duration>', 'close connections with no traffic for this long (0 = never)', '0')
+    .option('--unsafe-listen', 'allow listening on a non-loopback address')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  broker proxy --destination-dir var/out/example db --port 12345 example-server
+  broker proxy db --tunnel --port 5433 --destination-dir var/out/example --diag-addr 127.0.0.1:9090 example-server
+    psql "host=127.0.0.1 port=5433 dbname=example user=alice"     # tunnel: no TLS, no password
+
+Signals: SIGHUP re-reads the credentials now; SIGTERM stops accepting and drains (--max-sigterm-delay,
+the default fits the ECS 30 s stop timeout), exiting 0 when every connection finished.`,
+    )
+    .action(async (service: string, opts: ProxyDbOptions) => {
+      const dir = opts.destinationDir ?? proxy.opts<{ destinationDir?: string }>().destinationDir;
+      if (!dir) throw new UsageError('give --destination-dir: the directory the bot writes this output to');
+      const port = Number(opts.port);
+      if (!opts.unix && (!Number.isInteger(port) || port < 0 || port > 65535))
+        throw new UsageError(`--port ${opts.port} is not a port number`);
+      const maxConnections = Number(opts.maxConnections);
+      if (!Number.isInteger(maxConnections) || maxConnections < 0)
+        throw new UsageError('--max-connections must be a whole number');
+      const drainMs = durationOption(opts.maxSigtermDelay, '--max-sigterm-delay');
+      const idleMs = opts.idleTimeout === '0' ? 0 : durationOption(opts.idleTimeout, '--idle-timeout');
+      const log = createLogger({ base: { component: 'proxy', service } });
+      const creds = new CredentialCache(new DirectoryBundleSource(dir), { log });
+      await creds.start();
+      const loaded = creds.loaded;
+      if (loaded && loaded.bundle.service !== service)
+        throw new BrokerError(
+          'wrong_service',
+          `${dir} holds credentials for service "${loaded.bundle.service}", not "${service}"`,
+        );
+      const listen: ListenSpec = opts.unix ? { unixPath: opts.unix } : { address: opts.address, port };
+      const dbProxy = new DatabaseProxy({
+        creds,
+        log,
+        tunnel: opts.tunnel === true,
+        listen,
+        unsafeListen: opts.unsafeListen === true,
+        maxConnections,
+        idleTimeoutMs: idleMs,
+        handlers: { mysql: mysqlTunnel },
+      });
+      const address = await dbProxy.start();
+      const diag = opts.diagAddr ? await startDiagServer(opts.diagAddr, creds, dbProxy) : undefined;
+      out(
+        `Proxy for ${service} listening on ${address} (${opts.tunnel ? 'tunnel: the proxy attaches the certificate' : 'non-tunnel: clients bring the certificate'})`,
+      );
+      if (diag) out(`Diagnostics on http://${diag.address}/readyz and /metrics`);
+      if (!loaded) out(`Waiting for credentials in ${dir}: connections fail until the bot has written them.`);
+      log.info({ address, tunnel: opts.tunnel === true, source: dir, diag: diag?.address }, 'proxy started');
+      const onHup = () => {
+        log.info('SIGHUP: re-reading credentials');
+        void creds.refresh();
+      };
+      process.on('SIGHUP', onHup);
+      const signal = await new Promise<string>((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
+      });
+      log.info({ open: dbProxy.openConnections, drainFor: formatDuration(drainMs) }, `${signal}: draining`);
+      const drained = await dbProxy.stop(drainMs);
+      creds.stop();
+      await diag?.close();
+      process.off('SIGHUP', onHup);
+      log.info(
+        { drained },
+        drained ? 'all connections finished; exiting' : 'drain time over; closed the remaining connections',
+      );
+      if (!drained)
+        throw new BrokerError('not_drained', `connections were still open after ${formatDuration(drainMs)}`);
+    });
+
+  proxy
+    .command('healthcheck')
+    .description('exit 0 when the proxy is ready (GET /readyz on --diag-addr); for container health checks')
+    .requiredOption('--diag-addr <host:port>', 'the proxy diagnostics address')
+    .action(async (opts: { diagAddr: string }) => {
+      const { ok, body } = await checkHealth(opts.diagAddr);
+      out(body);
+      if (!ok) throw new BrokerError('not_ready', `proxy at ${opts.diagAddr} is not ready`);
+    });
+}

@@ -1,0 +1,214 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
+import { type Clock, systemClock } from '../clock.js';
+import type { CredentialBundle } from '../destinations/destination.js';
+import { readDirectoryOutput } from '../destinations/directory.js';
+import { BrokerError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** Where the proxy gets the current credential bundle: a directory output now, a Secrets Manager bundle in AWS. */
+export interface BundleSource {
+  readonly description: string;
+  /** The newest bundle, or undefined when none was written yet. */
+  load(): Promise<CredentialBundle | undefined>;
+}
+
+export class DirectoryBundleSource implements BundleSource {
+  readonly description: string;
+  constructor(readonly dir: string) {
+    this.description = `directory ${dir}`;
+  }
+  load(): Promise<CredentialBundle | undefined> {
+    return readDirectoryOutput(this.dir);
+  }
+}
+
+/** No usable credentials: nothing loaded yet, or the newest bundle has expired. */
+export class CredentialsUnavailableError extends BrokerError {
+  override name = 'CredentialsUnavailableError';
+  constructor(message: string) {
+    super('credentials_unavailable', message);
+  }
+}
+
+/** A validated bundle with everything a connection needs, parsed once. */
+export interface LoadedCredentials {
+  bundle: CredentialBundle;
+  serial: string;
+  expiresAt: Date;
+  certificatePem: string;
+  keyPem: string;
+  /** CA bundle that verifies the database server. */
+  caPem: string;
+  host: string;
+  port: number;
+  /** Secure context for upstream mutual TLS, built once per bundle. */
+  secureContext: tls.SecureContext;
+}
+
+/** Checks a bundle (certificate parses, key matches it, CA present, endpoint valid) and prepares it. */
+export function loadCredentials(bundle: CredentialBundle): LoadedCredentials {
+  const certificatePem = bundle.files.tlscert;
+  const keyPem = bundle.files.key;
+  const caPem = bundle.files['teleport-host-ca.crt'] ?? bundle.files['teleport-database-ca.crt'];
+  if (!certificatePem || !keyPem || !caPem)
+    throw new BrokerError('bad_bundle', 'the bundle lacks tlscert, key or teleport-host-ca.crt');
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certificatePem);
+  } catch {
+    throw new BrokerError('bad_bundle', 'the bundle certificate does not parse');
+  }
+  if (!cert.checkPrivateKey(createPrivateKey(keyPem)))
+    throw new BrokerError('bad_bundle', 'the bundle key does not match its certificate');
+  const i = bundle.endpoint.lastIndexOf(':');
+  const host = bundle.endpoint.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(bundle.endpoint.slice(i + 1));
+  if (!host || !Number.isInteger(port) || port <= 0 || port > 65535)
+    throw new BrokerError(
+      'bad_bundle',
+      `the bundle endpoint ${JSON.stringify(bundle.endpoint)} is not host:port`,
+    );
+  return {
+    bundle,
+    serial: bundle.serial,
+    expiresAt: new Date(cert.validTo),
+    certificatePem,
+    keyPem,
+    caPem,
+    host,
+    port,
+    secureContext: tls.createSecureContext({
+      cert: certificatePem,
+      key: keyPem,
+      ca: caPem,
+      minVersion: 'TLSv1.2',
+    }),
+  };
+}
+
+export interface RefreshStats {
+  successes: number;
+  failures: number;
+}
+
+/**
+ * Keeps the newest valid credentials in memory. It re-reads the source periodically and well ahead of
+ * expiry, and on demand (SIGHUP). A failed or partial read keeps the bundle it has and retries with
+ * back-off; a bundle older than the one held is ignored.
+ */
+export class CredentialCache {
+  private creds: LoadedCredentials | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private stopped = false;
+  readonly stats: RefreshStats = { successes: 0, failures: 0 };
+  private readonly clock: Clock;
+
+  constructor(
+    private readonly source: BundleSource,
+    private readonly options: {
+      log: Logger;
+      clock?: Clock;
+      pollMs?: number;
+      onChange?: (c: LoadedCredentials) => void;
+    },
+  ) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** The current credentials; throws CredentialsUnavailableError when there are none valid now. */
+  current(): LoadedCredentials {
+    const c = this.creds;
+    if (!c)
+      throw new CredentialsUnavailableError(
+        `no credentials loaded yet from ${this.source.description}; is the bot running?`,
+      );
+    if (c.expiresAt <= this.clock.now())
+      throw new CredentialsUnavailableError(
+        `the database certificate (serial ${c.serial}) expired at ${c.expiresAt.toISOString()} and no fresh one has arrived from ${this.source.description}; check the bot`,
+      );
+    return c;
+  }
+
+  /** True when credentials are loaded and not expired. */
+  get ready(): boolean {
+    return this.creds !== undefined && this.creds.expiresAt > this.clock.now();
+  }
+
+  get loaded(): LoadedCredentials | undefined {
+    return this.creds;
+  }
+
+  /** Reads the source once. Returns true when it now holds valid credentials. */
+  async refresh(): Promise<boolean> {
+    const { log } = this.options;
+    try {
+      const bundle = await this.source.load();
+      if (!bundle) throw new CredentialsUnavailableError(`no bundle in ${this.source.description} yet`);
+      if (bundle.serial !== this.creds?.serial) {
+        const next = loadCredentials(bundle);
+        if (this.creds && next.expiresAt < this.creds.expiresAt) {
+          log.warn(
+            { serial: next.serial, held: this.creds.serial },
+            'ignoring a bundle older than the one in use',
+          );
+        } else {
+          const previous = this.creds?.serial;
+          this.creds = next;
+          log.info(
+            {
+              serial: next.serial,
+              previous,
+              expires: next.expiresAt.toISOString(),
+              source: this.source.description,
+            },
+            'loaded database credentials',
+          );
+          this.options.onChange?.(next);
+        }
+      }
+      this.failures = 0;
+      this.stats.successes++;
+      return this.ready;
+    } catch (err) {
+      this.failures++;
+      this.stats.failures++;
+      log.warn(
+        { failures: this.failures, source: this.source.description, err },
+        `credential refresh failed; keeping the current bundle: ${errorMessage(err)}`,
+      );
+      return this.ready;
+    }
+  }
+
+  /** Next read: every pollMs (default 10 s) or a third of the time left, sooner while failing (back-off from 1 s). */
+  private nextDelayMs(): number {
+    const poll = this.options.pollMs ?? 10_000;
+    if (this.failures > 0)
+      return Math.min(poll, 1000 * 2 ** Math.min(this.failures - 1, 5)) * (0.5 + Math.random() / 2);
+    if (!this.creds) return Math.min(poll, 1000);
+    const left = this.creds.expiresAt.getTime() - this.clock.now().getTime();
+    return Math.max(1000, Math.min(poll, left / 3));
+  }
+
+  /** Loads once and keeps refreshing until stop(). */
+  async start(): Promise<void> {
+    await this.refresh();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(async () => {
+      await this.refresh();
+      this.schedule();
+    }, this.nextDelayMs());
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

@@ -1,0 +1,85 @@
+import http from 'node:http';
+import { ConfigError } from '../errors.js';
+import type { CredentialCache } from './credentials.js';
+import type { DatabaseProxy } from './proxy.js';
+import { isLoopbackAddress } from './proxy.js';
+
+export function parseHostPort(text: string, flag: string): { host: string; port: number } {
+  const i = text.lastIndexOf(':');
+  const host = text.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(text.slice(i + 1));
+  if (i < 0 || !host || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ConfigError(`${flag} ${JSON.stringify(text)}: expected host:port, e.g. 127.0.0.1:9090`);
+  return { host, port };
+}
+
+/** The readiness answer: ready when a valid bundle is loaded and the proxy is not draining. Never dials the database. */
+export function readiness(
+  creds: CredentialCache,
+  proxy: DatabaseProxy,
+): { status: number; body: Record<string, unknown> } {
+  const loaded = creds.loaded;
+  const base = loaded
+    ? { serial: loaded.serial, expiresAt: loaded.expiresAt.toISOString(), service: loaded.bundle.service }
+    : {};
+  if (proxy.isDraining) return { status: 503, body: { ready: false, reason: 'draining', ...base } };
+  if (!creds.ready)
+    return {
+      status: 503,
+      body: { ready: false, reason: loaded ? 'certificate expired' : 'no credentials loaded yet', ...base },
+    };
+  return { status: 200, body: { ready: true, openConnections: proxy.openConnections, ...base } };
+}
+
+/** `/livez`, `/readyz` and `/metrics` on the diagnostics address. */
+export async function startDiagServer(
+  address: string,
+  creds: CredentialCache,
+  proxy: DatabaseProxy,
+  options: { unsafeListen?: boolean } = {},
+): Promise<{ address: string; close(): Promise<void> }> {
+  const { host, port } = parseHostPort(address, '--diag-addr');
+  if (!isLoopbackAddress(host) && host !== '0.0.0.0' && !options.unsafeListen)
+    throw new ConfigError(`--diag-addr ${address}: use a loopback address`);
+  const json = (res: http.ServerResponse, status: number, body: unknown) =>
+    res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+  const server = http.createServer(async (req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') return json(res, 405, { error: 'GET only' });
+    if (url === '/livez') return json(res, 200, { live: true });
+    if (url === '/readyz') {
+      const r = readiness(creds, proxy);
+      return json(res, r.status, r.body);
+    }
+    if (url === '/metrics') {
+      const m = proxy.metrics;
+      const loaded = creds.loaded;
+      if (loaded) m.certExpirySeconds.set((loaded.expiresAt.getTime() - Date.now()) / 1000);
+      m.refreshes.reset();
+      m.refreshes.inc({ result: 'success' }, creds.stats.successes);
+      m.refreshes.inc({ result: 'failure' }, creds.stats.failures);
+      res.writeHead(200, { 'content-type': m.registry.contentType }).end(await m.registry.metrics());
+      return;
+    }
+    json(res, 404, { error: 'not found; try /livez, /readyz, /metrics' });
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  const addr = server.address() as import('node:net').AddressInfo;
+  return { address: `${host}:${addr.port}`, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** `broker proxy healthcheck`: GET /readyz, true when it answers 200. For container health checks (no curl needed). */
+export function checkHealth(address: string, timeoutMs = 3000): Promise<{ ok: boolean; body: string }> {
+  const { host, port } = parseHostPort(address, '--diag-addr');
+  return new Promise((resolve) => {
+    const req = http.get({ host, port, path: '/readyz', timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.on('data', (c) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ ok: res.statusCode === 200, body: body.trim() }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', (err) => resolve({ ok: false, body: err.message }));
+  });
+}

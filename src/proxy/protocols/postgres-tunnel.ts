@@ -1,0 +1,122 @@
+import { errorMessage } from '../../errors.js';
+import { CredentialsUnavailableError, type LoadedCredentials } from '../credentials.js';
+import { ProxyError, startTls } from '../io.js';
+import {
+  errorResponse,
+  PostgresProtocolError,
+  parseStartupPacket,
+  serializeCancel,
+  serializeStartup,
+  sslRequest,
+  takeStartupPacket,
+} from './postgres.js';
+import type { TunnelContext, TunnelHandler, TunnelSetup } from './tunnel.js';
+
+const take = (buf: Buffer) => takeStartupPacket(buf);
+
+/** Opens TCP to the database, asks for TLS with an SSLRequest, and upgrades with the current certificate. */
+async function openUpstream(ctx: TunnelContext, creds: LoadedCredentials) {
+  const socket = await ctx.dial(creds);
+  socket.write(sslRequest());
+  const answer = await new Promise<Buffer>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new ProxyError('the database did not answer the SSLRequest', 'DIAL_TIMEOUT')),
+      ctx.dialTimeoutMs,
+    );
+    socket.once('data', (b: Buffer) => {
+      clearTimeout(timer);
+      resolve(b);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.once('end', () => {
+      clearTimeout(timer);
+      reject(new ProxyError('the database closed the connection after the SSLRequest', 'ECONNRESET'));
+    });
+  });
+  if (answer.length !== 1 || answer[0] !== 0x53 /* 'S' */) {
+    socket.destroy();
+    throw new ProxyError(
+      `the database at ${creds.bundle.endpoint} refused TLS (answered ${JSON.stringify(answer.subarray(0, 1).toString('latin1'))} to SSLRequest)`,
+      'TLS_REFUSED',
+    );
+  }
+  return startTls(socket, creds, ctx.dialTimeoutMs);
+}
+
+/**
+ * PostgreSQL and CockroachDB tunnel: the client speaks plain protocol 3 to the proxy (its SSLRequest and
+ * GSSENCRequest are answered 'N'), the proxy checks the startup user against the certificate, fills in a
+ * missing database, and replays the StartupMessage over mutual TLS upstream.
+ */
+export const postgresTunnel: TunnelHandler = async (ctx) => {
+  const fail = (code: string, message: string, hint?: string) => {
+    ctx.client.end(errorResponse({ code, message, ...(hint ? { hint } : {}) }));
+  };
+  for (let round = 0; round < 3; round++) {
+    let packet: ReturnType<typeof parseStartupPacket>;
+    try {
+      packet = parseStartupPacket(
+        await ctx.reader.next(take, ctx.startupTimeoutMs, 'PostgreSQL startup message'),
+      );
+    } catch (err) {
+      if (err instanceof PostgresProtocolError) fail('08P01', `broker proxy: ${err.message}`);
+      throw err;
+    }
+    switch (packet.kind) {
+      case 'ssl':
+      case 'gssenc':
+        // The client-to-proxy leg is loopback; TLS happens upstream.
+        ctx.client.write('N');
+        continue;
+      case 'cancel': {
+        const creds = ctx.creds.current();
+        const upstream = await openUpstream(ctx, creds);
+        upstream.end(serializeCancel(packet.processId, packet.secretKey));
+        ctx.client.end();
+        return undefined;
+      }
+      case 'startup': {
+        let creds: LoadedCredentials;
+        try {
+          creds = ctx.creds.current();
+        } catch (err) {
+          if (err instanceof CredentialsUnavailableError) fail('08006', `broker proxy: ${err.message}`);
+          throw err;
+        }
+        const want = creds.bundle.username;
+        const user = packet.params.get('user');
+        if (user !== undefined && user !== want) {
+          fail(
+            '28000',
+            `broker proxy: the client asked for user "${user}" but the certificate is for user "${want}"`,
+            `connect as ${want}`,
+          );
+          throw new ProxyError(
+            `startup user ${user} differs from the certificate's ${want}`,
+            'USER_MISMATCH',
+          );
+        }
+        const params = new Map(packet.params);
+        params.set('user', want);
+        if (!params.get('database')) params.set('database', creds.bundle.database);
+        let upstream: Awaited<ReturnType<typeof openUpstream>>;
+        try {
+          upstream = await openUpstream(ctx, creds);
+        } catch (err) {
+          fail(
+            '08006',
+            `broker proxy: could not reach ${creds.bundle.service} at ${creds.bundle.endpoint}: ${errorMessage(err)}`,
+          );
+          throw err;
+        }
+        upstream.write(serializeStartup(packet.protocol, params));
+        return { upstream, toUpstream: ctx.reader.detach() } satisfies TunnelSetup;
+      }
+    }
+  }
+  fail('08P01', 'broker proxy: too many SSL/GSS negotiation requests');
+  throw new ProxyError('too many negotiation requests', 'PROTOCOL');
+};

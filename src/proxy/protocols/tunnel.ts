@@ -1,0 +1,33 @@
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../../log.js';
+import type { CredentialCache, LoadedCredentials } from '../credentials.js';
+import type { PacketReader } from '../io.js';
+
+/** What a protocol's tunnel start hands back: the upstream to relay to, and bytes already read. */
+export interface TunnelSetup {
+  upstream: Duplex;
+  /** Client bytes read past the handshake, to send upstream before relaying. */
+  toUpstream?: Buffer;
+  /** Upstream bytes read past the handshake, to send to the client before relaying. */
+  toClient?: Buffer;
+}
+
+export interface TunnelContext {
+  client: net.Socket;
+  reader: PacketReader;
+  creds: CredentialCache;
+  log: Logger;
+  startupTimeoutMs: number;
+  dialTimeoutMs: number;
+  /** TCP to the database endpoint of these credentials (dial latency is recorded). */
+  dial(creds: LoadedCredentials): Promise<net.Socket>;
+}
+
+/**
+ * Starts one tunnelled connection: speaks the protocol's opening with the client, opens the upstream
+ * mutual-TLS connection with the current certificate, and returns it for relaying. Returns undefined
+ * when the connection was fully handled (e.g. a PostgreSQL CancelRequest). On failure it writes an
+ * error in the client's protocol where there is one, then throws.
+ */
+export type TunnelHandler = (ctx: TunnelContext) => Promise<TunnelSetup | undefined>;

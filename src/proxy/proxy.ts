@@ -1,0 +1,212 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { DbProtocol } from '../authority/resources.js';
+import { ConfigError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { CredentialCache, LoadedCredentials } from './credentials.js';
+import { dialTcp, outcomeOf, PacketReader, relay } from './io.js';
+import { ProxyMetrics } from './metrics.js';
+import { directTlsTunnel } from './protocols/direct-tls.js';
+import { postgresTunnel } from './protocols/postgres-tunnel.js';
+import type { TunnelHandler } from './protocols/tunnel.js';
+
+export type ListenSpec = { address: string; port: number } | { unixPath: string };
+
+export interface ProxyOptions {
+  creds: CredentialCache;
+  log: Logger;
+  tunnel: boolean;
+  listen: ListenSpec;
+  /** Allow a non-loopback TCP address. */
+  unsafeListen?: boolean;
+  /** 0 = unlimited. */
+  maxConnections?: number;
+  startupTimeoutMs?: number;
+  dialTimeoutMs?: number;
+  /** Close a pair with no traffic either way for this long; 0 = never (long queries are silent). */
+  idleTimeoutMs?: number;
+  metrics?: ProxyMetrics;
+  /** Tunnel handlers by protocol; the MySQL handler is registered by its module. */
+  handlers?: Partial<Record<DbProtocol, TunnelHandler>>;
+}
+
+export function isLoopbackAddress(address: string): boolean {
+  return address === 'localhost' || address === '::1' || /^127\.\d+\.\d+\.\d+$/.test(address);
+}
+
+const DEFAULT_HANDLERS: Partial<Record<DbProtocol, TunnelHandler>> = {
+  postgres: postgresTunnel,
+  cockroachdb: postgresTunnel,
+  mongodb: directTlsTunnel('mongodb'),
+  redis: directTlsTunnel('redis'),
+};
+
+/**
+ * The localhost database proxy. Non-tunnel: a byte relay to the database (the client does TLS with the
+ * output's files). Tunnel: the proxy opens mutual TLS upstream with the newest certificate for every new
+ * connection; open connections keep the certificate they started with, so a rotation never cuts them.
+ */
+export class DatabaseProxy {
+  readonly metrics: ProxyMetrics;
+  private server: net.Server | undefined;
+  private readonly open = new Set<net.Socket>();
+  private draining = false;
+  private closedAll: (() => void) | undefined;
+  private readonly handlers: Partial<Record<DbProtocol, TunnelHandler>>;
+
+  constructor(private readonly options: ProxyOptions) {
+    this.metrics = options.metrics ?? new ProxyMetrics();
+    this.handlers = { ...DEFAULT_HANDLERS, ...options.handlers };
+  }
+
+  get openConnections(): number {
+    return this.open.size;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Binds the listener. Returns `host:port` or the socket path. */
+  async start(): Promise<string> {
+    const { listen } = this.options;
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
+      this.accept(socket),
+    );
+    this.server = server;
+    if ('unixPath' in listen) {
+      const socketPath = path.resolve(listen.unixPath);
+      await fs.rm(socketPath, { force: true });
+      // Created 0600 from the start: only this user's processes may use the credentials behind it.
+      const oldMask = process.umask(0o177);
+      try {
+        await new Promise<void>((resolve, reject) =>
+          server.once('error', reject).listen(socketPath, resolve),
+        );
+      } finally {
+        process.umask(oldMask);
+      }
+      await fs.chmod(socketPath, 0o600);
+      return socketPath;
+    }
+    if (!isLoopbackAddress(listen.address) && !this.options.unsafeListen)
+      throw new ConfigError(
+        `refusing to listen on ${listen.address}: anyone who can reach it would use this machine's database credentials; listen on 127.0.0.1, or pass --unsafe-listen if you really mean it`,
+      );
+    await new Promise<void>((resolve, reject) =>
+      server.once('error', reject).listen(listen.port, listen.address, resolve),
+    );
+    const addr = server.address() as net.AddressInfo;
+    return `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  }
+
+  private accept(client: net.Socket): void {
+    const { log, maxConnections = 0 } = this.options;
+    const id = randomBytes(6).toString('hex');
+    if (this.draining || (maxConnections > 0 && this.open.size >= maxConnections)) {
+      const outcome = this.draining ? 'draining' : 'max_connections';
+      this.metrics.connections.inc({ outcome });
+      log.warn(
+        { conn: id, open: this.open.size, maxConnections },
+        `refusing a connection: ${outcome === 'draining' ? 'shutting down' : `--max-connections ${maxConnections} reached`}`,
+      );
+      client.destroy();
+      return;
+    }
+    this.open.add(client);
+    this.metrics.openConnections.set(this.open.size);
+    client.setNoDelay?.(true);
+    client.on('close', () => {
+      this.open.delete(client);
+      this.metrics.openConnections.set(this.open.size);
+      if (this.open.size === 0) this.closedAll?.();
+    });
+    this.serve(id, client).catch((err) => {
+      log.warn({ conn: id, err }, `connection failed: ${errorMessage(err)}`);
+      client.destroy();
+    });
+  }
+
+  private async dial(creds: LoadedCredentials): Promise<net.Socket> {
+    const end = this.metrics.dialSeconds.startTimer();
+    try {
+      return await dialTcp(creds.host, creds.port, this.options.dialTimeoutMs ?? 10_000);
+    } finally {
+      end();
+    }
+  }
+
+  private async serve(id: string, client: net.Socket): Promise<void> {
+    const { creds, log, tunnel } = this.options;
+    const started = Date.now();
+    const counters = {
+      clientToServer: (n: number) => this.metrics.bytes.inc({ direction: 'client_to_server' }, n),
+      serverToClient: (n: number) => this.metrics.bytes.inc({ direction: 'server_to_client' }, n),
+    };
+    let outcome = 'ok';
+    try {
+      if (!tunnel) {
+        // Non-tunnel needs only the endpoint; the client brings its own certificate.
+        const loaded = creds.loaded;
+        if (!loaded) throw new Error('no bundle loaded yet, so the database endpoint is unknown');
+        const upstream = await this.dial(loaded);
+        log.debug({ conn: id, upstream: loaded.bundle.endpoint }, 'relaying');
+        const err = await relay(client, upstream, counters, this.options.idleTimeoutMs);
+        if (err) outcome = outcomeOf(err);
+        return;
+      }
+      const current = creds.loaded;
+      const protocol = current?.bundle.protocol ?? 'postgres';
+      const handler = this.handlers[protocol];
+      if (!handler) throw new Error(`tunnel mode for ${protocol} is not available`);
+      const reader = new PacketReader(client);
+      const setup = await handler({
+        client,
+        reader,
+        creds,
+        log,
+        startupTimeoutMs: this.options.startupTimeoutMs ?? 15_000,
+        dialTimeoutMs: this.options.dialTimeoutMs ?? 10_000,
+        dial: (c) => this.dial(c),
+      });
+      if (!setup) {
+        outcome = 'handled';
+        return;
+      }
+      const serial = creds.loaded?.serial;
+      log.debug({ conn: id, serial }, 'tunnel established');
+      if (setup.toUpstream?.length) setup.upstream.write(setup.toUpstream);
+      if (setup.toClient?.length) client.write(setup.toClient);
+      const err = await relay(client, setup.upstream, counters, this.options.idleTimeoutMs);
+      if (err) outcome = outcomeOf(err);
+    } catch (err) {
+      outcome = outcomeOf(err);
+      throw err;
+    } finally {
+      this.metrics.connections.inc({ outcome });
+      log.info({ conn: id, outcome, ms: Date.now() - started }, 'connection closed');
+    }
+  }
+
+  /**
+   * Stops accepting, waits up to `drainMs` for open connections to finish, then closes what is left.
+   * Returns true when every connection finished by itself.
+   */
+  async stop(drainMs: number): Promise<boolean> {
+    this.draining = true;
+    // close() only stops accepting here; its callback would wait for the open connections themselves.
+    this.server?.close();
+    if (this.open.size === 0) return true;
+    const drained = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), drainMs);
+      this.closedAll = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+    for (const s of this.open) s.destroy();
+    return drained;
+  }
+}
