@@ -41,7 +41,7 @@ export function redact(text: string): string {
 export function createLogger(
   options: { level?: string; destination?: number; base?: Record<string, unknown> } = {},
 ): Logger {
-  const paths = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`]);
+  const paths = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`, `*.*.*.${f}`]);
   return pino(
     {
       level: options.level ?? process.env.BROKER_LOG_LEVEL ?? 'info',

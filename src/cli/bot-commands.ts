@@ -36,7 +36,10 @@ export function registerBotCommands(program: Command, out: Out): void {
         if (failed > 0)
           throw new BrokerError(
             'outputs_failed',
-            `${failed} of ${results.length} output(s) failed; previous credentials were left in place`,
+            `${failed} of ${results.length} output(s) failed; previous credentials were left in place: ${results
+              .filter((r) => !r.ok)
+              .map((r) => r.error)
+              .join('; ')}`,
           );
         return;
       }

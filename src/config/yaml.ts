@@ -102,7 +102,8 @@ export function validateDocument<S extends z.ZodType>(
       path = [...path, key];
       const parent = valueAt(doc.value, issue.path as PropertyKey[]);
       const allowed = allowedKeys(schema, issue.path as PropertyKey[], parent);
-      what = `unknown field${allowed ? `; allowed fields here: ${allowed}` : ''}`;
+      const others = issue.keys.length > 1 ? ` (also unknown: ${issue.keys.slice(1).join(', ')})` : '';
+      what = `unknown field${others}${allowed ? `; allowed fields here: ${allowed}` : ''}`;
     } else {
       const bad = valueAt(doc.value, path);
       what = `${what} (got ${isSecretPath(path) ? '[redacted]' : describeValue(bad)})`;

@@ -86,6 +86,14 @@ export class DirectoryDestination implements Destination {
 
   private async writeLocked(bundle: CredentialBundle): Promise<void> {
     const versions = path.join(this.dir, VERSIONS);
+    for (const own of [versions, path.join(this.dir, CURRENT)]) {
+      const st = await fs.lstat(own).catch(() => undefined);
+      // .current is our link; .versions must be a real directory, or a planted link would redirect the keys.
+      if (own === versions && st?.isSymbolicLink())
+        throw new DestinationError(`${versions} is a symlink; the broker refuses to write keys through it: remove it`);
+      if (own !== versions && st && !st.isSymbolicLink())
+        throw new DestinationError(`${own} is not the broker's link; remove it so the broker can manage the output`);
+    }
     await fs.mkdir(versions, { recursive: true, mode: 0o700 });
     await fs.chmod(versions, this.dirMode);
     const name = `${bundle.serial}-${randomBytes(3).toString('hex')}`;
@@ -137,7 +145,8 @@ export class DirectoryDestination implements Destination {
     const current = await fs.readlink(link).catch(() => undefined);
     if (current === target) return;
     const st = await fs.lstat(link).catch(() => undefined);
-    if (st?.isDirectory()) await fs.rm(link, { recursive: true });
+    if (st?.isDirectory())
+      throw new DestinationError(`${link} is a directory the broker did not create; move it away so the output can use that name`);
     await replaceSymlink(link, target);
   }
 
