@@ -59,7 +59,14 @@ export function loadCredentials(bundle: CredentialBundle): LoadedCredentials {
   } catch {
     throw new BrokerError('bad_bundle', 'the bundle certificate does not parse');
   }
-  if (!cert.checkPrivateKey(createPrivateKey(keyPem)))
+  let key: ReturnType<typeof createPrivateKey>;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch {
+    // OpenSSL's "DECODER routines::unsupported" would not say which file is wrong.
+    throw new BrokerError('bad_bundle', 'the bundle key does not parse');
+  }
+  if (!cert.checkPrivateKey(key))
     throw new BrokerError('bad_bundle', 'the bundle key does not match its certificate');
   const i = bundle.endpoint.lastIndexOf(':');
   const host = bundle.endpoint.slice(0, i).replace(/^\[(.*)\]$/, '$1');

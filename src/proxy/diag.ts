@@ -7,8 +7,9 @@ import { isLoopbackAddress } from './proxy.js';
 export function parseHostPort(text: string, flag: string): { host: string; port: number } {
   const i = text.lastIndexOf(':');
   const host = text.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(text.slice(i + 1));
-  if (i < 0 || !host || !Number.isInteger(port) || port < 0 || port > 65535)
+  const portText = text.slice(i + 1);
+  const port = Number(portText);
+  if (i < 0 || !host || !/^\d{1,5}$/.test(portText) || port > 65535)
     throw new ConfigError(`${flag} ${JSON.stringify(text)}: expected host:port, e.g. 127.0.0.1:9090`);
   return { host, port };
 }

@@ -227,8 +227,10 @@ export function relay(
         to.destroy();
       });
       from.on('close', () => {
-        // A side that closed without ending cleanly leaves nothing to relay to.
-        if (!to.destroyed && (to as { writableEnded?: boolean }).writableEnded !== true) to.end();
+        // A side destroyed before its end (shutdown, idle timeout) leaves nothing to relay to: destroy the
+        // other, which may be paused waiting for a drain that will never come. After a clean end, half-close.
+        if (!from.readableEnded) to.destroy();
+        else if (!to.destroyed && (to as { writableEnded?: boolean }).writableEnded !== true) to.end();
         if (++closed === 2) {
           if (idleTimer) clearTimeout(idleTimer);
           resolve(failure);
