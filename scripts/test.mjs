@@ -8,9 +8,13 @@ import path from 'node:path';
 const dir = mkdtempSync(path.join(tmpdir(), 'broker-test-'));
 const report = path.join(dir, 'results.json');
 const vitest = path.join('node_modules', '.bin', 'vitest');
-const result = spawnSync(vitest, ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)], {
-  stdio: 'inherit',
-});
+const result = spawnSync(
+  vitest,
+  ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)],
+  {
+    stdio: 'inherit',
+  },
+);
 let code = result.status ?? 1;
 try {
   const r = JSON.parse(readFileSync(report, 'utf8'));

@@ -90,9 +90,13 @@ export class DirectoryDestination implements Destination {
       const st = await fs.lstat(own).catch(() => undefined);
       // .current is our link; .versions must be a real directory, or a planted link would redirect the keys.
       if (own === versions && st?.isSymbolicLink())
-        throw new DestinationError(`${versions} is a symlink; the broker refuses to write keys through it: remove it`);
+        throw new DestinationError(
+          `${versions} is a symlink; the broker refuses to write keys through it: remove it`,
+        );
       if (own !== versions && st && !st.isSymbolicLink())
-        throw new DestinationError(`${own} is not the broker's link; remove it so the broker can manage the output`);
+        throw new DestinationError(
+          `${own} is not the broker's link; remove it so the broker can manage the output`,
+        );
     }
     await fs.mkdir(versions, { recursive: true, mode: 0o700 });
     await fs.chmod(versions, this.dirMode);
@@ -146,7 +150,9 @@ export class DirectoryDestination implements Destination {
     if (current === target) return;
     const st = await fs.lstat(link).catch(() => undefined);
     if (st?.isDirectory())
-      throw new DestinationError(`${link} is a directory the broker did not create; move it away so the output can use that name`);
+      throw new DestinationError(
+        `${link} is a directory the broker did not create; move it away so the output can use that name`,
+      );
     await replaceSymlink(link, target);
   }
 
