@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { SignedStsRequest } from '../authority/iam-join.js';
 import { createProof } from '../authority/proof.js';
 import type { DatabaseRoute } from '../authority/rbac.js';
 import type { Clock } from '../clock.js';
@@ -14,6 +15,7 @@ import {
   type ApiResponse,
   type CaBundlesResult,
   caBundlesResultSchema,
+  challengeResultSchema,
   type DbCertResult,
   dbCertResultSchema,
   type IdentityResult,
@@ -54,6 +56,36 @@ export class AuthorityClient {
       type: 'join',
       requestId: randomUUID(),
       params: { joinMethod: 'token', token, publicKeyPem, ...(ttlMs ? { ttlMs } : {}) },
+    });
+    return identityResultSchema.parse(result);
+  }
+
+  /**
+   * Joins with the `iam` method: asks for a challenge, lets `signRequest` bind it into a signed
+   * sts:GetCallerIdentity request (src/bot/iam.ts), and presents that with the iam token's name.
+   */
+  async joinWithIam(input: {
+    tokenName: string;
+    publicKeyPem: string;
+    signRequest: (challenge: string) => Promise<SignedStsRequest>;
+    ttlMs?: number;
+  }): Promise<IdentityResult> {
+    const { challengeId, challenge } = challengeResultSchema.parse(
+      await this.call({ v: API_VERSION, type: 'challenge', requestId: randomUUID(), params: {} }),
+    );
+    const stsRequest = await input.signRequest(challenge);
+    const result = await this.call({
+      v: API_VERSION,
+      type: 'join',
+      requestId: randomUUID(),
+      params: {
+        joinMethod: 'iam',
+        token: input.tokenName,
+        publicKeyPem: input.publicKeyPem,
+        challengeId,
+        stsRequest,
+        ...(input.ttlMs ? { ttlMs: input.ttlMs } : {}),
+      },
     });
     return identityResultSchema.parse(result);
   }

@@ -26,11 +26,24 @@ export async function handleApiRequest(
   try {
     switch (req.type) {
       case 'join':
-        if (req.params.joinMethod !== 'token')
-          throw new BrokerError(
-            'unsupported',
-            'this authority does not verify iam joins (the AWS STS verifier runs in AWS mode); use join_method: token',
+        if (req.params.joinMethod === 'iam') {
+          const { challengeId, stsRequest } = req.params;
+          if (!challengeId || !stsRequest)
+            throw new BrokerError(
+              'bad_request',
+              'an iam join needs challengeId (from a challenge request) and stsRequest (the signed sts:GetCallerIdentity request)',
+            );
+          return ok(
+            await authority.joinWithIam({
+              tokenName: req.params.token,
+              challengeId,
+              stsRequest,
+              publicKeyPem: req.params.publicKeyPem,
+              requestId: req.requestId,
+              ...(req.params.ttlMs ? { ttlMs: req.params.ttlMs } : {}),
+            }),
           );
+        }
         return ok(
           await authority.joinWithToken({
             token: req.params.token,

@@ -36,7 +36,14 @@ export const requestSchema = z.discriminatedUnion('type', [
       publicKeyPem: pem,
       ttlMs,
       challengeId: z.string().max(128).optional(),
-      stsRequest: z.unknown().optional(),
+      stsRequest: z
+        .strictObject({
+          method: z.string().max(16),
+          url: z.string().max(2048),
+          headers: z.record(z.string().max(64), z.string().max(4096)),
+          body: z.string().max(4096),
+        })
+        .optional(),
     }),
   }),
   z.strictObject({

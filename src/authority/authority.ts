@@ -33,8 +33,15 @@ import {
   localSignerFactory,
   type SignerFactory,
 } from './cas.js';
+import {
+  type AwsCallerIdentity,
+  type IamJoinVerifier,
+  type SignedStsRequest,
+  StsUnavailableError,
+  verifyIamJoin,
+} from './iam-join.js';
 import { MAX_CLOCK_SKEW_MS, type Proof, randomToken, verifyProof } from './proof.js';
-import { checkDatabaseAccess, type DatabaseRoute, MAX_TTL_MS } from './rbac.js';
+import { checkDatabaseAccess, type DatabaseRoute, MAX_TTL_MS, matchPattern } from './rbac.js';
 import {
   type Bot,
   type Db,
@@ -56,6 +63,8 @@ export interface AuthorityOptions {
   audit: AuditSink;
   clock?: Clock;
   signerFactory?: SignerFactory;
+  /** Verifies iam joins; by default forwards the signed request to the real AWS STS with global fetch. */
+  iamVerifier?: IamJoinVerifier;
 }
 
 /** Stored form of a join token: only a hash of the secret is kept. */
@@ -119,12 +128,15 @@ export class Authority {
   readonly audit: AuditSink;
   readonly clock: Clock;
   private readonly signerFactory: SignerFactory;
+  private readonly iamVerifier: IamJoinVerifier;
 
   constructor(options: AuthorityOptions) {
     this.store = options.store;
     this.audit = options.audit;
     this.clock = options.clock ?? systemClock;
     this.signerFactory = options.signerFactory ?? localSignerFactory;
+    this.iamVerifier =
+      options.iamVerifier ?? ((request, challenge) => verifyIamJoin(request, challenge, { fetch }));
   }
 
   /** Creates the three CAs. Refuses when any exists, so an initialised authority is never overwritten. */
@@ -460,6 +472,102 @@ export class Authority {
     return this.issueIdentity(token.botName, input.publicKeyPem, input.ttlMs, 1, 'bot.join', input.requestId);
   }
 
+  /**
+   * Joins a bot with the `iam` method: consumes the challenge (one use, compare-and-swap), has STS verify the
+   * signed GetCallerIdentity request bound to it, matches the caller's account and ARN against the iam token's
+   * allow rules and issues generation 1 of an identity. The token is not consumed: such bots join on every
+   * run. Every decision is audited with the AWS account and ARN (never the signature).
+   */
+  async joinWithIam(input: {
+    tokenName: string;
+    challengeId: string;
+    stsRequest: SignedStsRequest;
+    publicKeyPem: string;
+    ttlMs?: number;
+    requestId?: string;
+  }): Promise<IssuedIdentity> {
+    const id = tokenId(input.tokenName);
+    const rid = input.requestId ? { requestId: input.requestId } : {};
+    let caller: AwsCallerIdentity | undefined;
+    let token: StoredToken | undefined;
+    const audited = (outcome: 'denied' | 'error', reason: string) =>
+      this.record({
+        event: 'bot.join',
+        outcome,
+        // An unknown name is not echoed: it might be a one-time secret typed into the wrong field.
+        name: token?.name ?? id.slice(0, 12),
+        reason: caller ? `${reason} (AWS account ${caller.account}, ARN ${caller.arn})` : reason,
+        ...(token ? { bot: token.botName } : {}),
+        ...rid,
+      });
+    const deny = async (reason: string): Promise<never> => {
+      await audited('denied', reason);
+      throw new AccessDeniedError(`iam join refused: ${reason}`);
+    };
+
+    if (!/^[0-9a-f]{32}$/.test(input.challengeId)) return deny('the challenge id is malformed');
+    const stored = await this.store.get<{ challenge: string; expires: string }>(
+      `challenges/${input.challengeId}`,
+    );
+    if (!stored)
+      return deny('the challenge is unknown or was already used; ask this authority for a new challenge');
+    try {
+      await this.store.delete(`challenges/${input.challengeId}`, stored.version);
+    } catch (err) {
+      if (err instanceof ConflictError) return deny('the challenge was already used');
+      throw err;
+    }
+    if (new Date(stored.value.expires) <= this.clock.now())
+      return deny(`the challenge expired at ${stored.value.expires}; ask for a new one`);
+
+    const item = await this.store.get<StoredToken>(`tokens/${id}`);
+    if (item?.value.joinMethod !== 'iam')
+      return deny('there is no iam token with that name; create one (kind: token, join_method: iam)');
+    token = item.value;
+    if (token.expires && new Date(token.expires) <= this.clock.now())
+      return deny(`iam token "${token.name}" expired at ${token.expires}`);
+    assertPublicKey(input.publicKeyPem);
+
+    try {
+      caller = await this.iamVerifier(input.stsRequest, stored.value.challenge);
+    } catch (err) {
+      if (err instanceof StsUnavailableError) {
+        await audited('error', err.message);
+        throw err;
+      }
+      if (err instanceof BrokerError) return deny(err.message);
+      await audited('error', 'the STS verification failed unexpectedly');
+      throw err;
+    }
+    const who = caller;
+    const allowed = (token.allow ?? []).some(
+      (rule) =>
+        rule.aws_account === who.account &&
+        (rule.aws_arn === undefined || matchPattern(rule.aws_arn, who.arn)),
+    );
+    if (!allowed)
+      return deny(
+        `the AWS identity ${who.arn} (account ${who.account}) matches no allow rule of iam token "${token.name}"`,
+      );
+    if (!(await this.store.get(this.keyOf('bot', token.botName))))
+      return deny(`bot "${token.botName}" does not exist any more`);
+    const lock = await this.store.get<Lock>(`locks/${token.botName}`);
+    if (lock)
+      return deny(
+        `bot "${token.botName}" is locked (${lock.value.reason}); an operator must run \`broker locks rm --bot ${token.botName}\``,
+      );
+    return this.issueIdentity(
+      token.botName,
+      input.publicKeyPem,
+      input.ttlMs,
+      1,
+      'bot.join',
+      input.requestId,
+      undefined,
+      { name: token.name ?? id.slice(0, 12), reason: `iam: AWS account ${who.account}, ARN ${who.arn}` },
+    );
+  }
+
   private async issueIdentity(
     bot: string,
     publicKeyPem: string,
@@ -468,6 +576,7 @@ export class Authority {
     event: string,
     requestId?: string,
     expectStateVersion?: number,
+    auditDetail: Pick<AuditEvent, 'name' | 'reason'> = {},
   ): Promise<IssuedIdentity> {
     if (!(await this.store.get(this.keyOf('bot', bot))))
       throw new AccessDeniedError(`bot "${bot}" does not exist any more`);
@@ -501,6 +610,7 @@ export class Authority {
       serial,
       generation,
       expires,
+      ...auditDetail,
       ...(requestId ? { requestId } : {}),
     });
     return { certificatePem, serial, generation, expires, botCaPem: await this.caBundle('bot') };

@@ -1,0 +1,238 @@
+/**
+ * An in-process AWS KMS double for tests: an HTTP server on 127.0.0.1 (port 0) that speaks the KMS JSON 1.1
+ * protocol (`POST /`, `X-Amz-Target: TrentService.<Operation>`, `application/x-amz-json-1.1`, blobs as
+ * base64, errors as `{"__type": ..., "message": ...}` with status 400), so the real `@aws-sdk/client-kms`
+ * talks to it unchanged.
+ *
+ * What it models: CreateKey (KeySpec RSA_2048/3072/4096, KeyUsage SIGN_VERIFY only), GetPublicKey (DER SPKI),
+ * Sign and Verify with RSASSA_PKCS1_V1_5_SHA_256 for MessageType RAW (at most 4096 bytes, hashed here) and
+ * DIGEST (exactly 32 bytes, signed as given), key lookup by key id or key ARN, NotFoundException for unknown
+ * keys and ValidationException for bad input. Keys are real RSA keys generated in this process and the
+ * signatures are real, so certificates signed through it verify with `openssl`.
+ *
+ * What it does not model: request signatures (SigV4 is not checked), key policies, grants, IAM, aliases,
+ * key states (disable, deletion), key rotation, multi-region keys, other key specs and algorithms
+ * (PSS, ECC, SHA-384/512), quotas and throttling. Faults are injected with aws-sdk-client-mock instead.
+ */
+import {
+  constants,
+  createHash,
+  generateKeyPair,
+  type KeyObject,
+  privateEncrypt,
+  publicDecrypt,
+  randomUUID,
+} from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KMSClient } from '@aws-sdk/client-kms';
+
+const REGION = 'us-east-1';
+const ACCOUNT = '111122223333';
+const ALGORITHM = 'RSASSA_PKCS1_V1_5_SHA_256';
+/** DER prefix of DigestInfo { AlgorithmIdentifier sha256, NULL; OCTET STRING (32) } (RFC 8017 §9.2 note 1). */
+const SHA256_DIGEST_INFO_PREFIX = Buffer.from('3031300d060960864801650304020105000420', 'hex');
+
+/** One request the double received: its operation and its JSON body (blobs still base64). */
+export interface KmsRequestRecord {
+  operation: string;
+  body: Record<string, unknown>;
+}
+
+interface StoredKey {
+  keyId: string;
+  arn: string;
+  keySpec: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+class KmsFault extends Error {
+  constructor(
+    readonly type: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class KmsDouble {
+  /** Every request, in order of arrival. */
+  readonly requests: KmsRequestRecord[] = [];
+  private readonly keys = new Map<string, StoredKey>();
+
+  private constructor(
+    private readonly server: http.Server,
+    readonly endpoint: string,
+  ) {}
+
+  static async start(): Promise<KmsDouble> {
+    let double: KmsDouble | undefined;
+    const server = http.createServer((req, res) => {
+      void double?.handle(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    double = new KmsDouble(server, `http://127.0.0.1:${port}`);
+    return double;
+  }
+
+  /** A real KMS client pointed at this double (test credentials, one attempt, so faults surface at once). */
+  client(): KMSClient {
+    return new KMSClient({
+      region: REGION,
+      endpoint: this.endpoint,
+      credentials: { accessKeyId: 'AKIDKMSDOUBLE', secretAccessKey: 'kms-double-secret' },
+      maxAttempts: 1,
+    });
+  }
+
+  /** Requests of one operation, e.g. `Sign`. */
+  requestsOf(operation: string): KmsRequestRecord[] {
+    return this.requests.filter((r) => r.operation === operation);
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const target = String(req.headers['x-amz-target'] ?? '');
+    const operation = target.startsWith('TrentService.') ? target.slice('TrentService.'.length) : target;
+    try {
+      if (req.method !== 'POST' || !target.startsWith('TrentService.'))
+        throw new KmsFault('UnknownOperationException', `unsupported target ${JSON.stringify(target)}`);
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>;
+      } catch {
+        throw new KmsFault('SerializationException', 'the request body is not JSON');
+      }
+      this.requests.push({ operation, body });
+      const result = await this.dispatch(operation, body);
+      this.reply(res, 200, result);
+    } catch (err) {
+      const fault =
+        err instanceof KmsFault ? err : new KmsFault('KMSInternalException', (err as Error).message);
+      this.reply(res, 400, { __type: fault.type, message: fault.message });
+    }
+  }
+
+  private reply(res: http.ServerResponse, status: number, body: unknown): void {
+    res.writeHead(status, {
+      'content-type': 'application/x-amz-json-1.1',
+      'x-amzn-requestid': randomUUID(),
+    });
+    res.end(JSON.stringify(body));
+  }
+
+  private async dispatch(operation: string, body: Record<string, unknown>): Promise<unknown> {
+    switch (operation) {
+      case 'CreateKey':
+        return this.createKey(body);
+      case 'GetPublicKey': {
+        const key = this.key(body.KeyId);
+        return {
+          KeyId: key.arn,
+          KeySpec: key.keySpec,
+          KeyUsage: 'SIGN_VERIFY',
+          SigningAlgorithms: [ALGORITHM],
+          PublicKey: key.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
+        };
+      }
+      case 'Sign': {
+        const key = this.key(body.KeyId);
+        const digest = this.digestOf(body);
+        const signature = privateEncrypt(
+          { key: key.privateKey, padding: constants.RSA_PKCS1_PADDING },
+          Buffer.concat([SHA256_DIGEST_INFO_PREFIX, digest]),
+        );
+        return { KeyId: key.arn, Signature: signature.toString('base64'), SigningAlgorithm: ALGORITHM };
+      }
+      case 'Verify': {
+        const key = this.key(body.KeyId);
+        const digest = this.digestOf(body);
+        const signature = Buffer.from(String(body.Signature ?? ''), 'base64');
+        // Recovering the DigestInfo with the public key is PKCS#1 v1.5 verification of a precomputed digest.
+        let valid = false;
+        try {
+          const recovered = publicDecrypt(
+            { key: key.publicKey, padding: constants.RSA_PKCS1_PADDING },
+            signature,
+          );
+          valid = recovered.equals(Buffer.concat([SHA256_DIGEST_INFO_PREFIX, digest]));
+        } catch {
+          valid = false;
+        }
+        if (!valid) throw new KmsFault('KMSInvalidSignatureException', 'the signature is not valid');
+        return { KeyId: key.arn, SignatureValid: true, SigningAlgorithm: ALGORITHM };
+      }
+      default:
+        throw new KmsFault('UnsupportedOperationException', `the KMS double does not model ${operation}`);
+    }
+  }
+
+  private async createKey(body: Record<string, unknown>): Promise<unknown> {
+    const keySpec = String(body.KeySpec ?? 'SYMMETRIC_DEFAULT');
+    const bits = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 }[keySpec];
+    if (!bits || body.KeyUsage !== 'SIGN_VERIFY')
+      throw new KmsFault(
+        'ValidationException',
+        `the KMS double models only RSA SIGN_VERIFY keys, not KeySpec ${keySpec} with KeyUsage ${String(body.KeyUsage)}`,
+      );
+    const { privateKey, publicKey } = await new Promise<{ privateKey: KeyObject; publicKey: KeyObject }>(
+      (resolve, reject) =>
+        generateKeyPair('rsa', { modulusLength: bits }, (err, publicKey, privateKey) =>
+          err ? reject(err) : resolve({ privateKey, publicKey }),
+        ),
+    );
+    const keyId = randomUUID();
+    const arn = `arn:aws:kms:${REGION}:${ACCOUNT}:key/${keyId}`;
+    this.keys.set(keyId, { keyId, arn, keySpec, privateKey, publicKey });
+    return {
+      KeyMetadata: {
+        KeyId: keyId,
+        Arn: arn,
+        AWSAccountId: ACCOUNT,
+        KeySpec: keySpec,
+        KeyUsage: 'SIGN_VERIFY',
+        KeyState: 'Enabled',
+        Enabled: true,
+        SigningAlgorithms: [ALGORITHM],
+        CreationDate: Date.now() / 1000,
+      },
+    };
+  }
+
+  private key(ref: unknown): StoredKey {
+    const text = String(ref ?? '');
+    const id = text.startsWith('arn:aws:kms:') ? text.slice(text.lastIndexOf('/') + 1) : text;
+    const key = this.keys.get(id);
+    if (!key || (text.startsWith('arn:') && text !== key.arn))
+      throw new KmsFault('NotFoundException', `Key '${text}' does not exist`);
+    return key;
+  }
+
+  /** The SHA-256 digest a Sign or Verify request is about, per its MessageType. */
+  private digestOf(body: Record<string, unknown>): Buffer {
+    if (body.SigningAlgorithm !== ALGORITHM)
+      throw new KmsFault(
+        'ValidationException',
+        `the KMS double models only ${ALGORITHM}, not ${String(body.SigningAlgorithm)}`,
+      );
+    const message = Buffer.from(String(body.Message ?? ''), 'base64');
+    const type = body.MessageType ?? 'RAW';
+    if (type === 'DIGEST') {
+      if (message.length !== 32)
+        throw new KmsFault('ValidationException', 'a DIGEST message for SHA-256 must be 32 bytes');
+      return message;
+    }
+    if (type !== 'RAW') throw new KmsFault('ValidationException', `unknown MessageType ${String(type)}`);
+    if (message.length === 0 || message.length > 4096)
+      throw new KmsFault('ValidationException', 'a RAW message must be 1 to 4096 bytes');
+    return createHash('sha256').update(message).digest();
+  }
+}

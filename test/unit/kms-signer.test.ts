@@ -1,0 +1,312 @@
+import { createHash, createPublicKey, verify } from 'node:crypto';
+import {
+  CreateKeyCommand,
+  GetPublicKeyCommand,
+  KMSClient,
+  KMSServiceException,
+  SignCommand,
+} from '@aws-sdk/client-kms';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handleApiRequest } from '../../src/api/handler.js';
+import { MemoryAuditLog } from '../../src/authority/audit.js';
+import { Authority } from '../../src/authority/authority.js';
+import { CA_TYPES, type CaKey, type CaType } from '../../src/authority/cas.js';
+import { parseResources } from '../../src/authority/resources.js';
+import { ManualClock } from '../../src/clock.js';
+import { BrokerError } from '../../src/errors.js';
+import {
+  createKmsCa,
+  KMS_SIGNING_ALGORITHM,
+  KmsSigner,
+  KmsSignerError,
+  kmsSignerFactory,
+} from '../../src/pki/kms-signer.js';
+import { parseCertificate } from '../../src/pki/parse.js';
+import { MemoryStateStore } from '../../src/state/memory-store.js';
+import { KmsDouble } from '../support/kms-double.js';
+import { makeTempDir, nowSeconds, opensslVerify, removeTempDirs, testKeyPair } from './helpers.js';
+
+const SEED = `kind: role
+version: v6
+metadata: { name: example-role }
+spec:
+  allow:
+    db_labels: { '*': '*' }
+    db_names: [example]
+    db_users: [alice]
+    rules: [{ resources: [db_server, db], verbs: [read, list] }]
+---
+kind: db
+version: v3
+metadata: { name: example-server, labels: { env: dev } }
+spec:
+  protocol: postgres
+  uri: db.internal:5432
+`;
+
+const ROUTE = { service: 'example-server', database: 'example', username: 'alice' };
+
+let kms: KmsDouble;
+let client: KMSClient;
+let dir: string;
+
+beforeAll(async () => {
+  kms = await KmsDouble.start();
+  client = kms.client();
+  dir = await makeTempDir('broker-kms-');
+});
+
+afterAll(async () => {
+  client.destroy();
+  await kms.close();
+  await removeTempDirs();
+});
+
+/** A fresh RSA_2048 SIGN_VERIFY key in the double, created through the real SDK. */
+async function createKey(): Promise<string> {
+  const out = await client.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }));
+  return out.KeyMetadata?.KeyId as string;
+}
+
+/** An AWS-shaped AccessDeniedException as the SDK raises it (KMS does not model this error). */
+function accessDenied(action: string): KMSServiceException {
+  return new KMSServiceException({
+    name: 'AccessDeniedException',
+    $fault: 'client',
+    message: `User: arn:aws:sts::111122223333:assumed-role/authority/fn is not authorized to perform: kms:${action} on resource: arn:aws:kms:us-east-1:111122223333:key/denied because no identity-based policy allows the kms:${action} action`,
+    $metadata: { httpStatusCode: 400 },
+  });
+}
+
+/** An authority whose three CAs are KMS keys in the double (seeded as `initialize` would store them). */
+async function kmsAuthority(signingClient: KMSClient = client) {
+  const clock = new ManualClock(nowSeconds());
+  const store = new MemoryStateStore();
+  const cas = {} as Record<CaType, CaKey>;
+  for (const type of CA_TYPES) {
+    cas[type] = await createKmsCa(type, 'kms-unit', client, await createKey(), clock);
+    await store.put(`cas/${type}`, { type, keys: [cas[type]] }, 'absent');
+  }
+  await store.put('config/cluster', { name: 'kms-unit', createdAt: clock.now().toISOString() }, 'absent');
+  const audit = new MemoryAuditLog();
+  const authority = new Authority({ store, audit, clock, signerFactory: kmsSignerFactory(signingClient) });
+  await authority.createResources(parseResources(SEED, 'seed.yaml'));
+  return { authority, store, cas, clock };
+}
+
+describe('KmsSigner against the KMS double', () => {
+  it('reads the public key once and signs a locally computed SHA-256 digest (MessageType DIGEST)', async () => {
+    const keyId = await createKey();
+    const before = kms.requests.length;
+    const signer = await KmsSigner.create(client, keyId);
+    expect(createPublicKey(signer.publicKeyPem).asymmetricKeyDetails?.modulusLength).toBe(2048);
+
+    const data = Buffer.from('to-be-signed bytes of a certificate, of any length '.repeat(50));
+    const first = await signer.sign(data);
+    const second = await signer.sign(Buffer.from('other data'));
+    expect(verify('sha256', data, signer.publicKeyPem, first)).toBe(true);
+    expect(verify('sha256', Buffer.from('other data'), signer.publicKeyPem, second)).toBe(true);
+
+    const mine = kms.requests.slice(before);
+    expect(mine.map((r) => r.operation)).toEqual(['GetPublicKey', 'Sign', 'Sign']);
+    expect(mine[1]?.body).toEqual({
+      KeyId: keyId,
+      Message: createHash('sha256').update(data).digest('base64'),
+      MessageType: 'DIGEST',
+      SigningAlgorithm: KMS_SIGNING_ALGORITHM,
+    });
+  });
+
+  it('kmsSignerFactory takes the public key from the CA certificate: nothing is fetched at construction', async () => {
+    const keyId = await createKey();
+    const ca = await createKmsCa('bot', 'factory', client, keyId, new ManualClock(nowSeconds()));
+    expect(ca).toEqual({ certificatePem: expect.stringContaining('BEGIN CERTIFICATE'), kmsKeyId: keyId });
+    const before = kms.requests.length;
+    const signer = kmsSignerFactory(client)(ca);
+    expect(kms.requests.length).toBe(before);
+    expect(signer.publicKeyPem).toBe(parseCertificate(ca.certificatePem).publicKeyPem);
+
+    // A pre-loaded map wins over the certificate (the two agree in a healthy state).
+    const preloaded = kmsSignerFactory(client, new Map([[keyId, signer.publicKeyPem]]))(ca);
+    expect(preloaded.publicKeyPem).toBe(signer.publicKeyPem);
+    const signature = await preloaded.sign(Buffer.from('x'));
+    expect(verify('sha256', Buffer.from('x'), signer.publicKeyPem, signature)).toBe(true);
+  });
+
+  it('refuses a CA key that is not in KMS', async () => {
+    const local = { certificatePem: 'unused', privateKeyPem: (await testKeyPair()).privateKeyPem };
+    expect(() => kmsSignerFactory(client)(local)).toThrow(/no kmsKeyId/);
+  });
+
+  it('catches a CA entry that names the wrong KMS key instead of issuing unverifiable certificates', async () => {
+    const clock = new ManualClock(nowSeconds());
+    const ca = await createKmsCa('db-client', 'wrong', client, await createKey(), clock);
+    const signer = kmsSignerFactory(client)({ ...ca, kmsKeyId: await createKey() });
+    await expect(signer.sign(Buffer.from('tbs'))).rejects.toThrow(
+      /KMS Sign with key .* failed: the signature does not verify with the CA certificate's public key/,
+    );
+  });
+
+  it('maps errors the double answers (NotFoundException) to a KmsSignerError naming key and operation', async () => {
+    const err = await KmsSigner.create(client, 'arn:aws:kms:us-east-1:111122223333:key/missing').catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(KmsSignerError);
+    expect((err as KmsSignerError).message).toMatch(
+      /^KMS GetPublicKey with key arn:aws:kms:us-east-1:111122223333:key\/missing failed: NotFoundException: .*check the key id or ARN/,
+    );
+  });
+});
+
+describe('an authority whose CAs are KMS keys', () => {
+  it('issues identities and database certificates that openssl verifies, signing only digests', async () => {
+    const { authority, store, cas } = await kmsAuthority();
+    const signsBefore = kms.requestsOf('Sign').length;
+
+    const { token } = await authority.addBot('example', ['example-role']);
+    const botKeys = await testKeyPair(1);
+    const identity = await authority.joinWithToken({ token, publicKeyPem: botKeys.publicKeyPem });
+    const dbCert = await authority.issueDatabaseCertificate(
+      'example',
+      ROUTE,
+      (await testKeyPair(2)).publicKeyPem,
+    );
+    const server = await authority.signDatabaseServer(['db.internal']);
+
+    const checks: Array<[string, string, string, string[]]> = [
+      ['bot identity', cas.bot.certificatePem, identity.certificatePem, ['-purpose', 'sslclient']],
+      ['db client', cas['db-client'].certificatePem, dbCert.certificatePem, ['-purpose', 'sslclient']],
+      ['db server', cas['db-server'].certificatePem, server.certificatePem, ['-purpose', 'sslserver']],
+      ['bot CA (self-signed)', cas.bot.certificatePem, cas.bot.certificatePem, []],
+    ];
+    for (const [what, caPem, leafPem, args] of checks) {
+      const result = await opensslVerify(dir, caPem, leafPem, args);
+      // `what` rides along so a failure names the certificate; stderr says why openssl refused.
+      expect({ what, code: result.code, stdout: result.stdout.trim(), stderr: result.stderr }).toEqual({
+        what,
+        code: 0,
+        stdout: expect.stringMatching(/: OK$/),
+        stderr: '',
+      });
+    }
+
+    // Three certificates, three KMS Sign calls, each a 32-byte SHA-256 digest.
+    const signs = kms.requestsOf('Sign').slice(signsBefore);
+    expect(signs).toHaveLength(3);
+    for (const sign of signs) {
+      expect(sign.body.MessageType).toBe('DIGEST');
+      expect(sign.body.SigningAlgorithm).toBe('RSASSA_PKCS1_V1_5_SHA_256');
+      expect(Buffer.from(String(sign.body.Message), 'base64')).toHaveLength(32);
+    }
+    // No CA private key exists anywhere in the state.
+    for (const type of CA_TYPES) {
+      const keys = (await store.get<{ keys: CaKey[] }>(`cas/${type}`))?.value.keys ?? [];
+      expect(keys.every((k) => k.privateKeyPem === undefined && typeof k.kmsKeyId === 'string')).toBe(true);
+    }
+  });
+});
+
+describe('KMS faults (aws-sdk-client-mock)', () => {
+  it('an AccessDeniedException on Sign becomes a KmsSignerError with key, operation and fix, and no data', async () => {
+    const keyId = await createKey();
+    const ca = await createKmsCa('db-client', 'denied', client, keyId, new ManualClock(nowSeconds()));
+    const denied = new KMSClient({
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'AKIDDENIED', secretAccessKey: 'denied' },
+    });
+    const mock = mockClient(denied);
+    mock.on(SignCommand).rejects(accessDenied('Sign'));
+    try {
+      const data = Buffer.from('secret-looking to-be-signed bytes');
+      const err = await kmsSignerFactory(denied)(ca)
+        .sign(data)
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KmsSignerError);
+      expect(err).toBeInstanceOf(BrokerError);
+      const e = err as KmsSignerError;
+      expect(e.code).toBe('kms_error');
+      expect(e.keyId).toBe(keyId);
+      expect(e.operation).toBe('Sign');
+      expect(e.message).toContain(`KMS Sign with key ${keyId} failed: AccessDeniedException:`);
+      expect(e.message).toContain("the authority's role needs kms:Sign on this key");
+      for (const leaked of [
+        data.toString('base64'),
+        data.toString('hex'),
+        createHash('sha256').update(data).digest('base64'),
+        createHash('sha256').update(data).digest('hex'),
+      ])
+        expect(e.message).not.toContain(leaked);
+      expect(mock.commandCalls(SignCommand)[0]?.args[0].input.MessageType).toBe('DIGEST');
+    } finally {
+      mock.restore();
+      denied.destroy();
+    }
+  });
+
+  it('an AccessDeniedException on GetPublicKey stops CA creation with a clear error', async () => {
+    const denied = new KMSClient({
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'AKIDDENIED', secretAccessKey: 'denied' },
+    });
+    const mock = mockClient(denied);
+    mock.on(GetPublicKeyCommand).rejects(accessDenied('GetPublicKey'));
+    try {
+      await expect(
+        createKmsCa('bot', 'denied', denied, 'alias/broker-bot-ca', new ManualClock(nowSeconds())),
+      ).rejects.toThrow(
+        /^KMS GetPublicKey with key alias\/broker-bot-ca failed: AccessDeniedException: .*needs kms:GetPublicKey/,
+      );
+    } finally {
+      mock.restore();
+      denied.destroy();
+    }
+  });
+
+  it('a key that cannot sign is refused at creation', async () => {
+    const wrong = new KMSClient({
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'A', secretAccessKey: 'B' },
+    });
+    const mock = mockClient(wrong);
+    mock.on(GetPublicKeyCommand).resolves({
+      KeyId: 'k',
+      PublicKey: new Uint8Array([1, 2, 3]),
+      KeyUsage: 'ENCRYPT_DECRYPT',
+      EncryptionAlgorithms: ['RSAES_OAEP_SHA_256'],
+    });
+    try {
+      await expect(KmsSigner.create(wrong, 'k')).rejects.toThrow(/KeyUsage ENCRYPT_DECRYPT.*SIGN_VERIFY/);
+    } finally {
+      mock.restore();
+      wrong.destroy();
+    }
+  });
+
+  it('the API answers a join signed with a denied key with kms_error, not a generic internal error', async () => {
+    const denied = new KMSClient({
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'AKIDDENIED', secretAccessKey: 'denied' },
+    });
+    const mock = mockClient(denied);
+    mock.on(SignCommand).rejects(accessDenied('Sign'));
+    try {
+      const { authority } = await kmsAuthority(denied);
+      const { token } = await authority.addBot('example', ['example-role']);
+      const response = await handleApiRequest(authority, {
+        v: 1,
+        type: 'join',
+        requestId: 'req-kms-denied-1',
+        params: { joinMethod: 'token', token, publicKeyPem: (await testKeyPair(1)).publicKeyPem },
+      });
+      expect(response.ok).toBe(false);
+      if (!response.ok) {
+        expect(response.error.code).toBe('kms_error');
+        expect(response.error.message).toMatch(/KMS Sign with key \S+ failed: AccessDeniedException/);
+      }
+    } finally {
+      mock.restore();
+      denied.destroy();
+    }
+  });
+});
