@@ -90,12 +90,18 @@ export class AuthorityClient {
     return identityResultSchema.parse(result);
   }
 
-  async renew(identity: BotIdentity, publicKeyPem: string, ttlMs?: number): Promise<IdentityResult> {
+  /** Renews; pass the same `requestId` when retrying a renewal whose answer was lost (the authority replays it). */
+  async renew(
+    identity: BotIdentity,
+    publicKeyPem: string,
+    ttlMs?: number,
+    requestId: string = randomUUID(),
+  ): Promise<IdentityResult> {
     const params = { publicKeyPem, ...(ttlMs ? { ttlMs } : {}) };
     const result = await this.call({
       v: API_VERSION,
       type: 'renew',
-      requestId: randomUUID(),
+      requestId,
       identityPem: identity.certificatePem,
       proof: createProof('bot.renew', params, identity.privateKeyPem, this.clock.now()),
       params,

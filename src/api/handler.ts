@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import type { Authority } from '../authority/authority.js';
 import { BrokerError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { API_VERSION, type ApiResponse, requestSchema } from './protocol.js';
+import { runOnce } from './dedupe.js';
+import { API_VERSION, type ApiRequest, type ApiResponse, requestSchema } from './protocol.js';
 
 /**
  * Validates one API request and runs it against the authority. Every outcome becomes a response; errors
@@ -23,6 +25,18 @@ export async function handleApiRequest(
     );
   }
   const req = parsed.data;
+  if (req.type === 'join' || req.type === 'renew' || req.type === 'issue-db-cert') {
+    // A retried request (same id, same content) gets the first answer; see runOnce.
+    const { proof: _proof, ...content } = req as ApiRequest & { proof?: unknown };
+    const digest = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 32);
+    return runOnce(authority.store, authority.clock, `${req.requestId}.${digest}`, () =>
+      dispatch(authority, req, log),
+    );
+  }
+  return dispatch(authority, req, log);
+}
+
+async function dispatch(authority: Authority, req: ApiRequest, log?: Logger): Promise<ApiResponse> {
   try {
     switch (req.type) {
       case 'join':

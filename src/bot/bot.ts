@@ -1,9 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import type { AuthorityClient, BotIdentity } from '../api/client.js';
+import type { IdentityResult } from '../api/protocol.js';
 import type { DatabaseRoute } from '../authority/rbac.js';
 import type { Clock } from '../clock.js';
 import type { CredentialBundle, Destination } from '../destinations/destination.js';
 import { formatDuration } from '../duration.js';
-import { AccessDeniedError, BrokerError, errorMessage, GenerationMismatchError } from '../errors.js';
+import {
+  AccessDeniedError,
+  BrokerError,
+  ConfigError,
+  errorMessage,
+  GenerationMismatchError,
+} from '../errors.js';
 import type { Logger } from '../log.js';
 import { generateRsaKeyPair, type KeyPairPem } from '../pki/keys.js';
 import { parseCertificate } from '../pki/parse.js';
@@ -18,6 +26,11 @@ export interface BotDependencies {
   destinationFor(output: DatabaseOutputConfig): Destination;
   /** Resolves the onboarding token when a join is needed (never earlier, never logged). */
   joinToken(): Promise<string>;
+  /**
+   * The `iam` join: proves the bot's AWS identity to the authority. IAM-joined bots keep no identity
+   * between runs and join again on every cycle instead of renewing.
+   */
+  iamJoin?: (client: AuthorityClient, publicKeyPem: string, ttlMs: number) => Promise<IdentityResult>;
   clock: Clock;
   log: Logger;
   generateKeyPair?: () => Promise<KeyPairPem>;
@@ -54,6 +67,7 @@ export function describeOutput(o: DatabaseOutputConfig): string {
  */
 export class Bot {
   private identity: BotIdentity | undefined;
+  private pendingRenewal: { requestId: string; keys: KeyPairPem; generation: number } | undefined;
   private readonly lastRendered = new Map<number, number>();
   private readonly deps: BotDependencies;
   private readonly genKeys: () => Promise<KeyPairPem>;
@@ -66,23 +80,30 @@ export class Bot {
   /** Loads the stored identity or joins with the onboarding token. */
   async ensureIdentity(): Promise<{ identity: BotIdentity; joined: boolean }> {
     const { log, clock, identityStore, config } = this.deps;
-    this.identity ??= await identityStore.load();
+    const iam = config.onboarding.join_method === 'iam';
+    if (!iam) this.identity ??= await identityStore.load();
     const now = clock.now();
-    if (this.identity && new Date(this.identity.expires) > now)
+    if (!iam && this.identity && new Date(this.identity.expires) > now)
       return { identity: this.identity, joined: false };
-    if (this.identity)
+    if (this.identity && !iam)
       log.warn(
         { expired: this.identity.expires },
         'the stored bot identity has expired; joining again with the onboarding token',
       );
     const keys = await this.genKeys();
-    let result: Awaited<ReturnType<AuthorityClient['joinWithToken']>>;
+    let result: IdentityResult;
     try {
-      result = await this.deps.client.joinWithToken(
-        await this.deps.joinToken(),
-        keys.publicKeyPem,
-        config.credential_ttl,
-      );
+      if (iam) {
+        if (!this.deps.iamJoin)
+          throw new ConfigError('join_method iam needs AWS credentials (it runs in the bot Lambda)');
+        result = await this.deps.iamJoin(this.deps.client, keys.publicKeyPem, config.credential_ttl);
+      } else {
+        result = await this.deps.client.joinWithToken(
+          await this.deps.joinToken(),
+          keys.publicKeyPem,
+          config.credential_ttl,
+        );
+      }
     } catch (err) {
       if (err instanceof AccessDeniedError && this.identity)
         throw new AccessDeniedError(
@@ -97,7 +118,7 @@ export class Bot {
       expires: result.expires,
       botCaPem: result.botCaPem,
     };
-    await identityStore.save(identity);
+    if (!iam) await identityStore.save(identity);
     this.identity = identity;
     this.checkSkew(result.certificatePem);
     log.info(
@@ -114,8 +135,27 @@ export class Bot {
 
   /** Renews the identity: a new key, proof with the old one, generation + 1. Saved before it is used. */
   async renewIdentity(current: BotIdentity): Promise<BotIdentity> {
-    const keys = await this.genKeys();
-    const result = await this.deps.client.renew(current, keys.publicKeyPem, this.deps.config.credential_ttl);
+    // A renewal whose answer was lost is retried with the same request id and key: the authority replays
+    // its first answer instead of seeing a second renewal from the old generation (which would lock the bot).
+    this.pendingRenewal ??= {
+      requestId: randomUUID(),
+      keys: await this.genKeys(),
+      generation: current.generation,
+    };
+    if (this.pendingRenewal.generation !== current.generation)
+      this.pendingRenewal = {
+        requestId: randomUUID(),
+        keys: await this.genKeys(),
+        generation: current.generation,
+      };
+    const { keys, requestId } = this.pendingRenewal;
+    const result = await this.deps.client.renew(
+      current,
+      keys.publicKeyPem,
+      this.deps.config.credential_ttl,
+      requestId,
+    );
+    this.pendingRenewal = undefined;
     const identity: BotIdentity = {
       certificatePem: result.certificatePem,
       privateKeyPem: keys.privateKeyPem,

@@ -1,17 +1,31 @@
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AuthorityClient, type AuthorityTransport } from '../api/client.js';
 import { HttpTransport } from '../api/transports.js';
 import { type Clock, systemClock } from '../clock.js';
 import type { Destination } from '../destinations/destination.js';
 import { DirectoryDestination } from '../destinations/directory.js';
 import { MemoryDestination } from '../destinations/memory.js';
+import { SecretsManagerDestination, SecretsManagerIdentityStore } from '../destinations/secretsmanager.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Bot } from './bot.js';
 import { type BotConfig, type DatabaseOutputConfig, resolveToken } from './config.js';
+import { type AwsCredentials, signedGetCallerIdentity } from './iam.js';
 import { DirectoryIdentityStore, type IdentityStore, MemoryIdentityStore } from './identity-store.js';
 
+/** What the bot needs to use AWS (in the bot Lambda): clients and credentials, injected by the handler. */
+export interface BotAwsContext {
+  secretsManager?: SecretsManagerClient;
+  region?: string;
+  credentials?: () => Promise<AwsCredentials>;
+}
+
 /** Makes the destination an output config names. */
-export function destinationFor(output: DatabaseOutputConfig): Destination {
+export function destinationFor(
+  output: DatabaseOutputConfig,
+  aws: BotAwsContext = {},
+  log?: Logger,
+): Destination {
   const d = output.destination;
   switch (d.type) {
     case 'directory':
@@ -19,44 +33,74 @@ export function destinationFor(output: DatabaseOutputConfig): Destination {
     case 'memory':
       return new MemoryDestination();
     case 'secretsmanager':
-      throw new ConfigError(
-        'the secretsmanager destination is written by the bot Lambda in AWS mode; on a host use type: directory',
-      );
+      if (!aws.secretsManager)
+        throw new ConfigError(
+          'the secretsmanager destination is written by the bot Lambda in AWS mode; on a host use type: directory',
+        );
+      return new SecretsManagerDestination({
+        client: aws.secretsManager,
+        secretId: d.name,
+        ...(log ? { log } : {}),
+      });
   }
 }
 
-export function identityStoreFor(config: BotConfig): IdentityStore {
+export function identityStoreFor(config: BotConfig, aws: BotAwsContext = {}): IdentityStore {
   switch (config.storage.type) {
     case 'directory':
       return new DirectoryIdentityStore(config.storage.path);
     case 'memory':
       return new MemoryIdentityStore();
     case 'secretsmanager':
-      throw new ConfigError(
-        'secretsmanager storage is used by the bot Lambda in AWS mode; on a host use storage type: directory',
-      );
+      if (!aws.secretsManager)
+        throw new ConfigError(
+          'secretsmanager storage is used by the bot Lambda in AWS mode; on a host use storage type: directory',
+        );
+      return new SecretsManagerIdentityStore({ client: aws.secretsManager, secretId: config.storage.name });
   }
 }
 
 /** Wires a Bot from its configuration: transport, identity storage, destinations (created once each). */
 export function createBot(
   config: BotConfig,
-  options: { log: Logger; clock?: Clock; transport?: AuthorityTransport; env?: NodeJS.ProcessEnv },
+  options: {
+    log: Logger;
+    clock?: Clock;
+    transport?: AuthorityTransport;
+    env?: NodeJS.ProcessEnv;
+    aws?: BotAwsContext;
+  },
 ): Bot {
-  if (config.onboarding.join_method !== 'token')
+  const aws = options.aws ?? {};
+  if (config.onboarding.join_method === 'iam' && !aws.credentials)
     throw new ConfigError(
       'join_method iam is for bots running in AWS (the bot Lambda); on a host use join_method: token',
     );
   const clock = options.clock ?? systemClock;
   const transport = options.transport ?? new HttpTransport(config.auth_server, config.ca_pins);
   const destinations = new Map<DatabaseOutputConfig, Destination>();
-  for (const output of config.outputs) destinations.set(output, destinationFor(output));
+  for (const output of config.outputs) destinations.set(output, destinationFor(output, aws, options.log));
   return new Bot({
     config,
     client: new AuthorityClient(transport, clock),
-    identityStore: identityStoreFor(config),
-    destinationFor: (o) => destinations.get(o) ?? destinationFor(o),
+    identityStore: identityStoreFor(config, aws),
+    destinationFor: (o) => destinations.get(o) ?? destinationFor(o, aws, options.log),
     joinToken: () => resolveToken(config.onboarding.token, options.env),
+    ...(aws.credentials
+      ? {
+          iamJoin: async (client: AuthorityClient, publicKeyPem: string, ttlMs: number) => {
+            const credentials = await (aws.credentials as () => Promise<AwsCredentials>)();
+            const region = aws.region ?? 'us-east-1';
+            return client.joinWithIam({
+              // For the iam method the onboarding token is the name of the authority's iam token resource.
+              tokenName: await resolveToken(config.onboarding.token, options.env),
+              publicKeyPem,
+              ttlMs,
+              signRequest: (challenge) => signedGetCallerIdentity({ region, credentials, challenge, clock }),
+            });
+          },
+        }
+      : {}),
     clock,
     log: options.log,
   });

@@ -583,3 +583,39 @@ describe('Bot.runLoop', () => {
     expect(dest.writes).toBe(0);
   });
 });
+
+/** Delivers a renewal to the authority but loses its answer once, as a timed-out Lambda Invoke would. */
+class LosesOneRenewAnswer implements AuthorityTransport {
+  readonly description = 'in-process authority that loses one answer';
+  lost = 0;
+  constructor(private readonly inner: AuthorityTransport) {}
+  async send(request: ApiRequest): Promise<ApiResponse> {
+    const response = await this.inner.send(request);
+    if (request.type === 'renew' && this.lost === 0) {
+      this.lost++;
+      throw new AuthorityUnavailableError('the answer was lost on the way back');
+    }
+    return response;
+  }
+}
+
+describe('Bot: a renewal whose answer was lost', () => {
+  it('retries with the same request id, gets the first answer back, and is not locked', async () => {
+    const { authority, clock, token } = await setup();
+    const transport = new LosesOneRenewAnswer(new InProcessTransport(authority));
+    const { bot, identityStore } = makeBot({ authority, clock, token, transport });
+    await bot.runCycle(true); // join: generation 1
+    clock.advance(20 * MIN);
+    await expect(bot.runCycle(true)).rejects.toThrow(AuthorityUnavailableError);
+    expect(await generationOf(identityStore)).toBe(1); // the bot never saw generation 2
+    clock.advance(MIN);
+    const results = await bot.runCycle(true);
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(await generationOf(identityStore)).toBe(2);
+    expect(await authority.listLocks()).toEqual([]);
+    // A new renewal after that moves on normally.
+    clock.advance(20 * MIN);
+    await bot.runCycle(true);
+    expect(await generationOf(identityStore)).toBe(3);
+  });
+});
