@@ -1,17 +1,77 @@
-// Builds the `broker` CLI into one ESM bundle. Dependencies stay external for the CLI (they are installed
-// next to it); Lambda and container bundles inline everything.
+// Builds every artifact with esbuild and prints their sizes:
+//   dist/broker.mjs                      the `broker` CLI (dependencies stay external: installed beside it)
+//   dist/functions/authority/index.mjs   the authority Lambda   (everything bundled, minified, source map)
+//   dist/functions/bot/index.mjs         the bot Lambda
+//   dist/proxy-container/proxy.mjs       the proxy sidecar container's entry point
+// `--target NAME` builds one of: cli, functions, proxy-container.
+import { statSync } from 'node:fs';
 import { build } from 'esbuild';
 
-await build({
-  entryPoints: { broker: 'src/cli/main.ts' },
-  outdir: 'dist',
-  outExtension: { '.js': '.mjs' },
+const only = process.argv.includes('--target')
+  ? process.argv[process.argv.indexOf('--target') + 1]
+  : undefined;
+const quiet = process.argv.includes('--quiet');
+
+// ESM bundles that inline CommonJS packages need `require` and `__dirname`.
+const cjsShim = [
+  "import { createRequire as __brokerCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __brokerFileURLToPath } from 'node:url';",
+  "import { dirname as __brokerDirname } from 'node:path';",
+  'const require = __brokerCreateRequire(import.meta.url);',
+  'const __filename = __brokerFileURLToPath(import.meta.url);',
+  'const __dirname = __brokerDirname(__filename);',
+].join('\n');
+
+const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
   format: 'esm',
   sourcemap: true,
-  packages: 'external',
-  banner: { js: '#!/usr/bin/env node' },
   logLevel: 'warning',
-});
+};
+
+const targets = {
+  cli: [
+    {
+      ...common,
+      entryPoints: { broker: 'src/cli/bin.ts' },
+      outdir: 'dist',
+      outExtension: { '.js': '.mjs' },
+      packages: 'external',
+      banner: { js: '#!/usr/bin/env node' },
+    },
+  ],
+  functions: ['authority', 'bot'].map((fn) => ({
+    ...common,
+    entryPoints: { index: `functions/${fn}.ts` },
+    outdir: `dist/functions/${fn}`,
+    outExtension: { '.js': '.mjs' },
+    minify: true,
+    metafile: true,
+    banner: { js: cjsShim },
+  })),
+  'proxy-container': [
+    {
+      ...common,
+      entryPoints: { proxy: 'proxy-container/main.ts' },
+      outdir: 'dist/proxy-container',
+      outExtension: { '.js': '.mjs' },
+      minify: true,
+      banner: { js: cjsShim },
+    },
+  ],
+};
+
+const sizes = [];
+for (const [name, configs] of Object.entries(targets)) {
+  if (only && only !== name) continue;
+  for (const config of configs) {
+    await build(config);
+    const out = `${config.outdir}/${Object.keys(config.entryPoints)[0]}.mjs`;
+    sizes.push([out, statSync(out).size]);
+  }
+}
+if (!quiet)
+  for (const [file, size] of sizes)
+    console.log(`${file.padEnd(40)} ${(size / 1024).toFixed(0).padStart(6)} KiB`);

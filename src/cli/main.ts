@@ -54,17 +54,3 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     return 1;
   }
 }
-
-const isMain =
-  import.meta.url === `file://${process.argv[1]}` ||
-  process.argv[1]?.endsWith('/broker.mjs') ||
-  process.argv[1]?.endsWith('/broker');
-if (isMain) {
-  // `broker ... | head` closes stdout early; that is not an error worth a stack trace.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  });
-  runCli(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  });
-}

@@ -1,11 +1,13 @@
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Command } from 'commander';
 import { formatDuration } from '../duration.js';
 import { BrokerError, UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { CredentialCache, DirectoryBundleSource } from '../proxy/credentials.js';
+import { type BundleSource, CredentialCache, DirectoryBundleSource } from '../proxy/credentials.js';
 import { checkHealth, startDiagServer } from '../proxy/diag.js';
 import { mysqlTunnel } from '../proxy/protocols/mysql-tunnel.js';
 import { DatabaseProxy, type ListenSpec } from '../proxy/proxy.js';
+import { SecretsManagerBundleSource } from '../proxy/secretsmanager-source.js';
 import { durationOption } from './authority-commands.js';
 
 type Out = (line: string) => void;
@@ -16,6 +18,7 @@ interface ProxyDbOptions {
   unix?: string;
   tunnel?: boolean;
   destinationDir?: string;
+  secretId?: string;
   diagAddr?: string;
   maxConnections: string;
   maxSigtermDelay: string;
@@ -41,6 +44,7 @@ export function registerProxyCommands(program: Command, out: Out): void {
     .option('--unix <path>', 'listen on a unix socket (mode 0600) instead of TCP')
     .option('--tunnel', 'attach the current certificate upstream; clients connect without TLS or password')
     .option('--destination-dir <dir>', 'directory output the bot writes')
+    .option('--secret-id <id>', 'read the bundle from this AWS Secrets Manager secret instead (AWS mode)')
     .option('--diag-addr <host:port>', 'serve /livez, /readyz and /metrics here')
     .option('--max-connections <n>', 'refuse connections beyond this many open ones (0 = unlimited)', '0')
     .option(
@@ -63,7 +67,13 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
     )
     .action(async (service: string, opts: ProxyDbOptions) => {
       const dir = opts.destinationDir ?? proxy.opts<{ destinationDir?: string }>().destinationDir;
-      if (!dir) throw new UsageError('give --destination-dir: the directory the bot writes this output to');
+      if (!dir && !opts.secretId)
+        throw new UsageError(
+          'give --destination-dir (the directory the bot writes this output to) or --secret-id',
+        );
+      const source: BundleSource = opts.secretId
+        ? new SecretsManagerBundleSource({ client: new SecretsManagerClient({}), secretId: opts.secretId })
+        : new DirectoryBundleSource(dir as string);
       const port = Number(opts.port);
       if (!opts.unix && (!Number.isInteger(port) || port < 0 || port > 65535))
         throw new UsageError(`--port ${opts.port} is not a port number`);
@@ -73,13 +83,13 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
       const drainMs = durationOption(opts.maxSigtermDelay, '--max-sigterm-delay');
       const idleMs = opts.idleTimeout === '0' ? 0 : durationOption(opts.idleTimeout, '--idle-timeout');
       const log = createLogger({ base: { component: 'proxy', service } });
-      const creds = new CredentialCache(new DirectoryBundleSource(dir), { log });
+      const creds = new CredentialCache(source, { log });
       await creds.start();
       const loaded = creds.loaded;
       if (loaded && loaded.bundle.service !== service)
         throw new BrokerError(
           'wrong_service',
-          `${dir} holds credentials for service "${loaded.bundle.service}", not "${service}"`,
+          `${source.description} holds credentials for service "${loaded.bundle.service}", not "${service}"`,
         );
       const listen: ListenSpec = opts.unix ? { unixPath: opts.unix } : { address: opts.address, port };
       const dbProxy = new DatabaseProxy({
@@ -98,8 +108,14 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
         `Proxy for ${service} listening on ${address} (${opts.tunnel ? 'tunnel: the proxy attaches the certificate' : 'non-tunnel: clients bring the certificate'})`,
       );
       if (diag) out(`Diagnostics on http://${diag.address}/readyz and /metrics`);
-      if (!loaded) out(`Waiting for credentials in ${dir}: connections fail until the bot has written them.`);
-      log.info({ address, tunnel: opts.tunnel === true, source: dir, diag: diag?.address }, 'proxy started');
+      if (!loaded)
+        out(
+          `Waiting for credentials in ${source.description}: connections fail until the bot has written them.`,
+        );
+      log.info(
+        { address, tunnel: opts.tunnel === true, source: source.description, diag: diag?.address },
+        'proxy started',
+      );
       const onHup = () => {
         log.info('SIGHUP: re-reading credentials');
         void creds.refresh();

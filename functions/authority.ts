@@ -1,0 +1,76 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { z } from 'zod';
+import { handleApiRequest } from '../src/api/handler.js';
+import type { ApiResponse } from '../src/api/protocol.js';
+import type { IamJoinVerifier } from '../src/authority/iam-join.js';
+import {
+  type AuthorityBootstrapOptions,
+  bootstrapAuthority,
+  StdoutAuditLog,
+} from '../src/aws/authority-bootstrap.js';
+import { systemClock } from '../src/clock.js';
+import { createLogger } from '../src/log.js';
+import { DynamoDbStateStore } from '../src/state/dynamodb-store.js';
+import { decodeText, parseEnv } from './env.js';
+
+const envSchema = z.object({
+  BROKER_TABLE_NAME: z.string().min(3),
+  BROKER_CA_KEY_BOT: z.string().min(1),
+  BROKER_CA_KEY_DB_CLIENT: z.string().min(1),
+  BROKER_CA_KEY_DB_SERVER: z.string().min(1),
+  BROKER_RESOURCES: z.string().min(1),
+  BROKER_CLUSTER_NAME: z.string().default('broker'),
+});
+
+export interface AuthorityHandlerDeps {
+  env: NodeJS.ProcessEnv;
+  dynamodb: DynamoDBClient;
+  kms: KMSClient;
+  iamVerifier?: IamJoinVerifier;
+  writeLine?: (line: string) => void;
+}
+
+/**
+ * The authority Lambda: the event is one authority API request (from the bot Lambda's Invoke), the result
+ * its response. Parse, call, map: everything else is in src/.
+ */
+export function createAuthorityHandler(deps: AuthorityHandlerDeps): (event: unknown) => Promise<ApiResponse> {
+  const env = parseEnv(envSchema, deps.env, 'authority');
+  const log = createLogger({ base: { component: 'authority' }, destination: 1 });
+  const options: AuthorityBootstrapOptions = {
+    store: new DynamoDbStateStore(deps.dynamodb, env.BROKER_TABLE_NAME),
+    kms: deps.kms,
+    caKeyIds: {
+      bot: env.BROKER_CA_KEY_BOT,
+      'db-client': env.BROKER_CA_KEY_DB_CLIENT,
+      'db-server': env.BROKER_CA_KEY_DB_SERVER,
+    },
+    resourcesYaml: decodeText(env.BROKER_RESOURCES),
+    clusterName: env.BROKER_CLUSTER_NAME,
+    audit: new StdoutAuditLog(deps.writeLine),
+    clock: systemClock,
+    ...(deps.iamVerifier ? { iamVerifier: deps.iamVerifier } : {}),
+  };
+  let ready: ReturnType<typeof bootstrapAuthority> | undefined;
+  return async (event) => {
+    // A failed bootstrap is retried on the next invocation rather than cached for the container's life.
+    ready ??= bootstrapAuthority(options).catch((err) => {
+      ready = undefined;
+      throw err;
+    });
+    return handleApiRequest(await ready, event, log);
+  };
+}
+
+let handlerInstance: ((event: unknown) => Promise<ApiResponse>) | undefined;
+
+/** The Lambda entry point, configured from the environment the stack sets. */
+export const handler = (event: unknown): Promise<ApiResponse> => {
+  handlerInstance ??= createAuthorityHandler({
+    env: process.env,
+    dynamodb: new DynamoDBClient({}),
+    kms: new KMSClient({}),
+  });
+  return handlerInstance(event);
+};

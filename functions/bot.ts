@@ -1,0 +1,101 @@
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { z } from 'zod';
+import { LambdaInvokeTransport } from '../src/api/lambda-transport.js';
+import type { OutputResult } from '../src/bot/bot.js';
+import { parseBotConfig } from '../src/bot/config.js';
+import type { AwsCredentials } from '../src/bot/iam.js';
+import { createBot } from '../src/bot/runtime.js';
+import { type Clock, systemClock } from '../src/clock.js';
+import { BrokerError } from '../src/errors.js';
+import { createLogger } from '../src/log.js';
+import { type EmfMetric, emfLine } from '../src/metrics-emf.js';
+import { decodeText, parseEnv } from './env.js';
+
+const envSchema = z.object({
+  BROKER_BOT_CONFIG: z.string().min(1),
+  BROKER_AUTHORITY_FUNCTION: z.string().min(1),
+  AWS_REGION: z.string().min(1),
+  AWS_ACCESS_KEY_ID: z.string().min(1),
+  AWS_SECRET_ACCESS_KEY: z.string().min(1),
+  AWS_SESSION_TOKEN: z.string().optional(),
+});
+
+export interface BotHandlerDeps {
+  env: NodeJS.ProcessEnv;
+  lambda: LambdaClient;
+  secretsManager: SecretsManagerClient;
+  clock?: Clock;
+  writeLine?: (line: string) => void;
+}
+
+export interface BotRunSummary {
+  outputs: OutputResult[];
+}
+
+/**
+ * The scheduled bot Lambda (EventBridge Scheduler, rate = renewal_interval): joins with iam (or renews a
+ * stored identity), renders every output into its Secrets Manager bundle, and publishes seconds-to-expiry
+ * per output as CloudWatch metrics. Any failed output fails the invocation, so the schedule's retry
+ * policy and dead-letter queue see it; the previous bundles stay in place.
+ */
+export function createBotHandler(deps: BotHandlerDeps): () => Promise<BotRunSummary> {
+  const env = parseEnv(envSchema, deps.env, 'bot');
+  const config = parseBotConfig(decodeText(env.BROKER_BOT_CONFIG), 'BROKER_BOT_CONFIG');
+  const clock = deps.clock ?? systemClock;
+  const log = createLogger({ base: { component: 'bot' }, destination: 1 });
+  const writeLine = deps.writeLine ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const credentials = async (): Promise<AwsCredentials> => ({
+    accessKeyId: env.AWS_ACCESS_KEY_ID,
+    secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+    ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
+  });
+  const bot = createBot(config, {
+    log,
+    clock,
+    env: deps.env,
+    transport: new LambdaInvokeTransport(deps.lambda, env.BROKER_AUTHORITY_FUNCTION),
+    aws: { secretsManager: deps.secretsManager, region: env.AWS_REGION, credentials },
+  });
+  return async () => {
+    const outputs = await bot.runCycle(true);
+    const now = clock.now();
+    for (const r of outputs) {
+      const metrics: EmfMetric[] = [{ name: 'RenderFailures', value: r.ok ? 0 : 1, unit: 'Count' }];
+      if (r.expires)
+        metrics.push({
+          name: 'SecondsToExpiry',
+          value: (new Date(r.expires).getTime() - now.getTime()) / 1000,
+          unit: 'Seconds',
+        });
+      writeLine(
+        emfLine(
+          'Broker',
+          { Output: `${r.route.username}@${r.route.service}/${r.route.database}` },
+          metrics,
+          now,
+        ),
+      );
+    }
+    const failed = outputs.filter((r) => !r.ok);
+    if (failed.length > 0)
+      throw new BrokerError(
+        'outputs_failed',
+        `${failed.length} of ${outputs.length} output(s) failed: ${failed.map((f) => `${f.output}: ${f.error}`).join('; ')}`,
+      );
+    return { outputs };
+  };
+}
+
+let handlerInstance: (() => Promise<BotRunSummary>) | undefined;
+
+/** The Lambda entry point, configured from the environment the stack sets. */
+export const handler = (): Promise<BotRunSummary> => {
+  // Few SDK retries: the authority de-duplicates by request id, and the schedule retries the whole run.
+  handlerInstance ??= createBotHandler({
+    env: process.env,
+    lambda: new LambdaClient({ maxAttempts: 2 }),
+    secretsManager: new SecretsManagerClient({}),
+  });
+  return handlerInstance();
+};

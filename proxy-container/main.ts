@@ -1,0 +1,35 @@
+import { runCli } from '../src/cli/main.js';
+
+/**
+ * Entry point of the proxy sidecar container. It is `broker proxy db` configured by environment, since ECS
+ * task definitions set environment variables, not arguments:
+ *
+ *   BROKER_BUNDLE_SECRET_ID  the output's Secrets Manager secret (required)
+ *   BROKER_SERVICE           the database service of the output (required)
+ *   BROKER_PROXY_PORT        TCP port on 127.0.0.1 (default 5432) — or BROKER_PROXY_UNIX_SOCKET, a path
+ *   BROKER_PROXY_TUNNEL      "true" (default) to attach the certificate; "false" for non-tunnel
+ *   BROKER_DIAG_ADDR         /livez, /readyz, /metrics (default 127.0.0.1:9090)
+ *   BROKER_MAX_CONNECTIONS   default 0 (unlimited)
+ *   BROKER_MAX_SIGTERM_DELAY default 25s (fits the ECS 30 s stop timeout)
+ *
+ * `proxy.mjs healthcheck` is the container health check: exit 0 when /readyz answers 200.
+ */
+export function argvFromEnv(env: NodeJS.ProcessEnv, args: readonly string[]): string[] {
+  const diag = env.BROKER_DIAG_ADDR ?? '127.0.0.1:9090';
+  if (args[0] === 'healthcheck') return ['proxy', 'healthcheck', '--diag-addr', diag];
+  const argv = ['proxy', 'db', '--diag-addr', diag];
+  if (env.BROKER_BUNDLE_SECRET_ID) argv.push('--secret-id', env.BROKER_BUNDLE_SECRET_ID);
+  if (env.BROKER_PROXY_UNIX_SOCKET) argv.push('--unix', env.BROKER_PROXY_UNIX_SOCKET);
+  else argv.push('--port', env.BROKER_PROXY_PORT ?? '5432');
+  if ((env.BROKER_PROXY_TUNNEL ?? 'true') === 'true') argv.push('--tunnel');
+  if (env.BROKER_MAX_CONNECTIONS) argv.push('--max-connections', env.BROKER_MAX_CONNECTIONS);
+  argv.push('--max-sigterm-delay', env.BROKER_MAX_SIGTERM_DELAY ?? '25s');
+  argv.push(env.BROKER_SERVICE ?? '');
+  return argv;
+}
+
+if (process.argv[1] && /proxy\.m?js$/.test(process.argv[1])) {
+  runCli(argvFromEnv(process.env, process.argv.slice(2))).then((code) => {
+    process.exitCode = code;
+  });
+}

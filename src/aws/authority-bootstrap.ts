@@ -1,0 +1,74 @@
+import { createHash } from 'node:crypto';
+import type { KMSClient } from '@aws-sdk/client-kms';
+import type { AuditEvent, AuditSink } from '../authority/audit.js';
+import { Authority } from '../authority/authority.js';
+import { CA_TYPES, type CaRecord, type CaType } from '../authority/cas.js';
+import type { IamJoinVerifier } from '../authority/iam-join.js';
+import { parseResources } from '../authority/resources.js';
+import type { Clock } from '../clock.js';
+import { ConflictError } from '../errors.js';
+import { createKmsCa, kmsSignerFactory } from '../pki/kms-signer.js';
+import type { StateStore } from '../state/store.js';
+
+/** Audit events as JSON lines on stdout: in Lambda they land in CloudWatch Logs, one event per line. */
+export class StdoutAuditLog implements AuditSink {
+  constructor(private readonly write_: (line: string) => void = (l) => process.stdout.write(`${l}\n`)) {}
+  async write(event: AuditEvent): Promise<void> {
+    this.write_(JSON.stringify({ audit: true, ...event }));
+  }
+}
+
+export interface AuthorityBootstrapOptions {
+  store: StateStore;
+  kms: KMSClient;
+  /** The KMS key (RSA_2048, SIGN_VERIFY) of each CA. */
+  caKeyIds: Record<CaType, string>;
+  /** The resource YAML (roles, dbs, bots, iam tokens) the stack was deployed with. */
+  resourcesYaml: string;
+  clusterName: string;
+  audit: AuditSink;
+  clock: Clock;
+  iamVerifier?: IamJoinVerifier;
+}
+
+/**
+ * Brings an AWS authority to its deployed configuration once per cold start: creates any missing CA
+ * certificate from its KMS key (concurrent cold starts race with compare-and-swap, the loser uses the
+ * winner's), and applies the resource file when its content changed since the last cold start.
+ */
+export async function bootstrapAuthority(options: AuthorityBootstrapOptions): Promise<Authority> {
+  const { store, kms, clock } = options;
+  const authority = new Authority({
+    store,
+    audit: options.audit,
+    clock,
+    signerFactory: kmsSignerFactory(kms),
+    ...(options.iamVerifier ? { iamVerifier: options.iamVerifier } : {}),
+  });
+  for (const type of CA_TYPES) {
+    const existing = await store.get<CaRecord>(`cas/${type}`);
+    if (existing) continue;
+    const key = await createKmsCa(type, options.clusterName, kms, options.caKeyIds[type], clock);
+    try {
+      await store.put(`cas/${type}`, { type, keys: [key] } satisfies CaRecord, 'absent');
+      await options.audit.write({
+        time: clock.now().toISOString(),
+        event: 'ca.create',
+        outcome: 'success',
+        kind: 'ca',
+        name: type,
+      });
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+    }
+  }
+  const hash = createHash('sha256').update(options.resourcesYaml).digest('hex');
+  const applied = await store.get<{ hash: string }>('config/resources');
+  if (applied?.value.hash !== hash) {
+    await authority.createResources(parseResources(options.resourcesYaml, 'deployed resources'), {
+      force: true,
+    });
+    await store.put('config/resources', { hash, appliedAt: clock.now().toISOString() });
+  }
+  return authority;
+}
