@@ -86,6 +86,11 @@ export interface HandshakeResponse {
   capabilities: number;
   maxPacketSize: number;
   charset: number;
+  /**
+   * MariaDB's extended capabilities, in the last 4 of the 23 filler bytes (zero from MySQL clients). The
+   * server takes them from the SSLRequest, so they must be repeated there (e.g. extended metadata).
+   */
+  mariadbCapabilities: number;
   /** Undefined for an SSLRequest, which stops after the fixed part. */
   username: string | undefined;
   isSslRequest: boolean;
@@ -97,7 +102,12 @@ export function parseHandshakeResponse(payload: Buffer): HandshakeResponse {
   const capabilities = payload.readUInt32LE(0);
   if (!(capabilities & CLIENT_PROTOCOL_41))
     throw new MysqlProtocolError('the client does not speak protocol 4.1');
-  const base = { capabilities, maxPacketSize: payload.readUInt32LE(4), charset: payload[8] as number };
+  const base = {
+    capabilities,
+    maxPacketSize: payload.readUInt32LE(4),
+    charset: payload[8] as number,
+    mariadbCapabilities: payload.readUInt32LE(28),
+  };
   if (payload.length === 32)
     return { ...base, username: undefined, isSslRequest: (capabilities & CLIENT_SSL) !== 0 };
   const end = payload.indexOf(0, 32);
@@ -105,12 +115,16 @@ export function parseHandshakeResponse(payload: Buffer): HandshakeResponse {
   return { ...base, username: payload.toString('utf8', 32, end), isSslRequest: false };
 }
 
-/** The SSLRequest payload: the client's capabilities plus CLIENT_SSL, max packet size, charset, 23 zero bytes. */
+/**
+ * The SSLRequest payload: the client's capabilities plus CLIENT_SSL, max packet size, charset, 19 zero
+ * bytes and the client's MariaDB extended capabilities (zero for MySQL clients).
+ */
 export function sslRequestPayload(response: HandshakeResponse): Buffer {
   const b = Buffer.alloc(32);
   b.writeUInt32LE((response.capabilities | CLIENT_SSL) >>> 0, 0);
   b.writeUInt32LE(response.maxPacketSize, 4);
   b[8] = response.charset;
+  b.writeUInt32LE(response.mariadbCapabilities >>> 0, 28);
   return b;
 }
 
