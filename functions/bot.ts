@@ -58,7 +58,23 @@ export function createBotHandler(deps: BotHandlerDeps): () => Promise<BotRunSumm
     aws: { secretsManager: deps.secretsManager, region: env.AWS_REGION, credentials },
   });
   return async () => {
-    const outputs = await bot.runCycle(true);
+    let outputs: OutputResult[];
+    try {
+      outputs = await bot.runCycle(true);
+    } catch (err) {
+      // The identity step failed (join or renewal): no output was rendered, so every output counts as failed.
+      const now = clock.now();
+      for (const o of config.outputs)
+        writeLine(
+          emfLine(
+            'Broker',
+            { Output: `${o.username}@${o.service}/${o.database}` },
+            [{ name: 'RenderFailures', value: 1, unit: 'Count' }],
+            now,
+          ),
+        );
+      throw err;
+    }
     const now = clock.now();
     for (const r of outputs) {
       const metrics: EmfMetric[] = [{ name: 'RenderFailures', value: r.ok ? 0 : 1, unit: 'Count' }];

@@ -1,0 +1,658 @@
+/**
+ * AWS mode end to end on this machine (DESIGN.md §6): the real Lambda handlers and the real AWS SDK against
+ * local doubles — DynamoDB (dynalite), KMS (CA keys that really sign), STS (SigV4 checked), Secrets Manager
+ * (version stages) and Lambda Invoke — plus a real PostgreSQL server whose certificate comes from the
+ * KMS-held database server CA.
+ *
+ *   bot handler ── IAM join (signed sts:GetCallerIdentity → STS double) ──┐
+ *               ── Invoke (Lambda double) ──► authority handler ─► DynamoDB + KMS
+ *               ── bundle ──► Secrets Manager double (AWSPENDING → AWSCURRENT)
+ *   proxy container (node dist/proxy-container/proxy.mjs, a child process) ── tunnel ──► PostgreSQL
+ *   Lambda client module (getBundle → pgOptions) ── verify-full ──► PostgreSQL
+ *
+ * Then the faults: the authority function failing, an AWS identity the iam token does not allow, Secrets
+ * Manager throttling, and a hand-written bundle that is not JSON. Fails (does not skip) with an install
+ * message when the PostgreSQL server binaries are missing.
+ */
+import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
+import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { CreateKeyCommand, GetPublicKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
+import {
+  CreateSecretCommand,
+  GetSecretValueCommand,
+  PutSecretValueCommand,
+  type SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAuthorityHandler } from '../../functions/authority.js';
+import { type BotRunSummary, createBotHandler } from '../../functions/bot.js';
+import { MemoryAuditLog } from '../../src/authority/audit.js';
+import { verifyIamJoin } from '../../src/authority/iam-join.js';
+import { bootstrapAuthority } from '../../src/aws/authority-bootstrap.js';
+import { clearCredentialCache, createCredentialClient, pgOptions } from '../../src/client/index.js';
+import { systemClock } from '../../src/clock.js';
+import { parseBundle } from '../../src/destinations/bundle.js';
+import type { CredentialBundle } from '../../src/destinations/destination.js';
+import { freePort, type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
+import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
+import { type LocalDynamoDb, startDynalite } from '../support/dynalite.js';
+import { KmsDouble } from '../support/kms-double.js';
+import { LambdaDouble } from '../support/lambda-double.js';
+import { SecretsManagerDouble } from '../support/secretsmanager-double.js';
+import { StsDouble, type StsTestPrincipal } from '../support/sts-double.js';
+import { requirePostgres, tempDir } from './support.js';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const PROXY = path.join(REPO_ROOT, 'dist/proxy-container/proxy.mjs');
+
+const TABLE = 'broker-state';
+const AUTHORITY_FUNCTION = 'broker-authority';
+const SECRET = 'broker/example/postgres';
+const IAM_TOKEN = 'example-bot-iam';
+const SERVICE = 'example-server';
+const REGION = 'us-east-1';
+
+/** The bot Lambda's execution role session, as STS reports it (Lambda credentials carry a session token). */
+const BOT_PRINCIPAL: StsTestPrincipal = {
+  accessKeyId: 'ASIAEXAMPLEBOT000001',
+  secretAccessKey: 'example-bot-secret-access-key-do-not-log',
+  sessionToken: 'example-bot-session-token-do-not-log',
+  account: '111111111111',
+  arn: 'arn:aws:sts::111111111111:assumed-role/example-bot/session',
+  userId: 'AROAEXAMPLEBOT000001:session',
+};
+/** Another role in the same account: the iam token's ARN pattern does not cover it. */
+const OTHER_PRINCIPAL: StsTestPrincipal = {
+  accessKeyId: 'ASIAOTHERROLE0000001',
+  secretAccessKey: 'other-role-secret-access-key-do-not-log',
+  sessionToken: 'other-role-session-token-do-not-log',
+  account: '111111111111',
+  arn: 'arn:aws:sts::111111111111:assumed-role/other-role/session',
+  userId: 'AROAOTHERROLE0000001:session',
+};
+
+const RESOURCES = (port: number) => `
+kind: role
+version: v6
+metadata: { name: example-role }
+spec:
+  allow:
+    db_labels: { '*': '*' }
+    db_names: [example]
+    db_users: [alice]
+    rules:
+      - resources: [db_server, db]
+        verbs: [read, list]
+---
+kind: db
+version: v3
+metadata: { name: ${SERVICE}, labels: { env: dev } }
+spec:
+  protocol: postgres
+  uri: localhost:${port}
+  tls: { server_name: localhost }
+---
+kind: bot
+version: v1
+metadata: { name: example }
+spec: { roles: [example-role] }
+---
+kind: token
+version: v2
+metadata: { name: ${IAM_TOKEN} }
+spec:
+  join_method: iam
+  bot_name: example
+  allow:
+    - aws_account: '111111111111'
+      aws_arn: 'arn:aws:sts::111111111111:assumed-role/example-bot/*'
+`;
+
+// auth_server is not used in AWS mode: the handler reaches the authority through BROKER_AUTHORITY_FUNCTION.
+const BOT_CONFIG = `version: v2
+auth_server: lambda://${AUTHORITY_FUNCTION}
+onboarding: { join_method: iam, token: ${IAM_TOKEN} }
+storage: { type: memory }
+outputs:
+  - type: database
+    destination: { type: secretsmanager, name: ${SECRET} }
+    service: ${SERVICE}
+    database: example
+    username: alice
+`;
+
+/** The environment without AWS_* (a developer's profile must not leak in) and PG* variables. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith('AWS_') && !k.startsWith('PG')) env[k] = v;
+  return env;
+}
+
+/** A running proxy container (node dist/proxy-container/proxy.mjs), its output collected. */
+interface ProxyContainer {
+  child: ChildProcessWithoutNullStreams;
+  env: NodeJS.ProcessEnv;
+  port: number;
+  diag: string;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves when the output matches `pattern` (checked every 50 ms). */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+async function startProxyContainer(smEndpoint: string, secretId: string): Promise<ProxyContainer> {
+  const port = await freePort();
+  const diag = `127.0.0.1:${await freePort()}`;
+  // What the ECS task definition sets, plus the endpoint override a test needs (AWS SDK v3 reads
+  // AWS_ENDPOINT_URL_<SERVICE_ID> itself; nothing in the broker knows about it).
+  const env: NodeJS.ProcessEnv = {
+    ...cleanEnv(),
+    BROKER_BUNDLE_SECRET_ID: secretId,
+    BROKER_SERVICE: SERVICE,
+    BROKER_PROXY_PORT: String(port),
+    BROKER_DIAG_ADDR: diag,
+    BROKER_MAX_SIGTERM_DELAY: '5s',
+    BROKER_LOG_LEVEL: 'info',
+    AWS_REGION: REGION,
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: smEndpoint,
+  };
+  const child = spawn(process.execPath, [PROXY], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let text = '';
+  child.stdout.on('data', (d: Buffer) => {
+    text += d.toString('utf8');
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    text += d.toString('utf8');
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    env,
+    port,
+    diag,
+    output: () => text,
+    exited,
+    async waitForOutput(pattern, timeoutMs = 10_000) {
+      const until = Date.now() + timeoutMs;
+      while (!pattern.test(text)) {
+        if (child.exitCode !== null || Date.now() > until)
+          throw new Error(`the proxy container did not print ${pattern}; its output:\n${text}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
+}
+
+const execFileAsync = promisify(execFile);
+
+/** `node proxy.mjs healthcheck` with the container's environment: its exit code. */
+async function healthcheck(proxy: ProxyContainer): Promise<number> {
+  try {
+    await execFileAsync(process.execPath, [PROXY, 'healthcheck'], { env: proxy.env, timeout: 10_000 });
+    return 0;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'number' ? code : -1;
+  }
+}
+
+/** Polls the container's health check until it passes, as ECS does before `dependsOn: HEALTHY`. */
+async function waitHealthy(proxy: ProxyContainer, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while ((await healthcheck(proxy)) !== 0) {
+    if (proxy.child.exitCode !== null || Date.now() > until)
+      throw new Error(`the proxy container never became healthy; its output:\n${proxy.output()}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function readyz(proxy: ProxyContainer): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`http://${proxy.diag}/readyz`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function stopContainer(proxy: ProxyContainer | undefined): Promise<void> {
+  if (proxy && proxy.child.exitCode === null && proxy.child.signalCode === null) {
+    proxy.child.kill('SIGKILL');
+    await proxy.exited;
+  }
+}
+
+/** Connects with `options`, runs `sql` and closes. No end() after a failed connect (pg can hang there). */
+async function queryRow<T extends pg.QueryResultRow>(options: pg.ClientConfig, sql: string): Promise<T> {
+  const client = new pg.Client({ ...options, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    const row = (await client.query<T>(sql)).rows[0];
+    if (!row) throw new Error(`${sql} returned no row`);
+    return row;
+  } finally {
+    await client.end();
+  }
+}
+
+const WHO_AM_I =
+  'SELECT current_user AS user, s.ssl, s.client_serial::text AS serial FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()';
+/** A bundle serial (hex) as PostgreSQL shows the client certificate's serial (decimal). */
+const serialNumber = (hex: string) => BigInt(`0x${hex}`).toString();
+
+describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client module, PostgreSQL', () => {
+  let work: Awaited<ReturnType<typeof tempDir>> | undefined;
+  let dynamo: LocalDynamoDb | undefined;
+  let kmsDouble: KmsDouble | undefined;
+  let stsDouble: StsDouble | undefined;
+  let smDouble: SecretsManagerDouble | undefined;
+  let lambdaDouble: LambdaDouble | undefined;
+  let postgres: StartedPostgres | undefined;
+  let kms: KMSClient;
+  let sm: SecretsManagerClient;
+  let lambda: LambdaClient;
+  const keyIds: Record<'bot' | 'db-client' | 'db-server', string> = {
+    bot: '',
+    'db-client': '',
+    'db-server': '',
+  };
+  const publicKeys = new Map<string, KeyObject>();
+  const auditLines: string[] = [];
+  const botLines: string[] = [];
+  const containers: ProxyContainer[] = [];
+  const savedLogLevel = process.env.BROKER_LOG_LEVEL;
+
+  const sms = () => smDouble as SecretsManagerDouble;
+  const currentVersion = () => sms().holder(SECRET, 'AWSCURRENT')?.versionId;
+  const readBundle = async (stage = 'AWSCURRENT'): Promise<CredentialBundle> => {
+    const got = await sm.send(new GetSecretValueCommand({ SecretId: SECRET, VersionStage: stage }));
+    return parseBundle(got.SecretString ?? '', `${stage} of ${SECRET}`);
+  };
+
+  /** A bot Lambda as the stack configures it, running with the given role's credentials. */
+  function botHandler(
+    principal: StsTestPrincipal = BOT_PRINCIPAL,
+    authorityFunction = AUTHORITY_FUNCTION,
+  ): () => Promise<BotRunSummary> {
+    return createBotHandler({
+      env: {
+        BROKER_BOT_CONFIG: BOT_CONFIG,
+        BROKER_AUTHORITY_FUNCTION: authorityFunction,
+        AWS_REGION: REGION,
+        AWS_ACCESS_KEY_ID: principal.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: principal.secretAccessKey,
+        ...(principal.sessionToken ? { AWS_SESSION_TOKEN: principal.sessionToken } : {}),
+      },
+      lambda,
+      // One SDK attempt: throttling is then retried by the destination's own back-off, which is under test.
+      secretsManager: sm,
+      writeLine: (line) => botLines.push(line),
+    });
+  }
+
+  beforeAll(async () => {
+    await requirePostgres(); // fails (does not skip) with the install command when the server is missing
+    process.env.BROKER_LOG_LEVEL = 'warn'; // the handlers' pino logs go to stdout; keep the test output short
+    // The proxy container runs from its bundle: build it from the current sources (about a second).
+    await execFileAsync(process.execPath, ['scripts/build.mjs', '--target', 'proxy-container', '--quiet'], {
+      cwd: REPO_ROOT,
+    });
+    work = await tempDir('aws-e2e');
+
+    [dynamo, kmsDouble, stsDouble, smDouble, lambdaDouble] = await Promise.all([
+      startDynalite(),
+      KmsDouble.start(),
+      StsDouble.start({ clock: systemClock, principals: [BOT_PRINCIPAL, OTHER_PRINCIPAL] }),
+      SecretsManagerDouble.start(),
+      LambdaDouble.start(),
+    ]);
+    kms = kmsDouble.client();
+    sm = smDouble.client();
+    lambda = lambdaDouble.client({ maxAttempts: 2 }); // as functions/bot.ts builds it
+    await createStateTable(dynamo.client, TABLE);
+    for (const type of ['bot', 'db-client', 'db-server'] as const) {
+      const created = await kms.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }));
+      const keyId = created.KeyMetadata?.KeyId as string;
+      keyIds[type] = keyId;
+      const { PublicKey } = await kms.send(new GetPublicKeyCommand({ KeyId: keyId }));
+      publicKeys.set(
+        type,
+        createPublicKey({ key: Buffer.from(PublicKey as Uint8Array), format: 'der', type: 'spki' }),
+      );
+    }
+    // The stack creates the output's secret without a value; the bot may only write versions.
+    await sm.send(new CreateSecretCommand({ Name: SECRET }));
+
+    // The database's server certificate comes from the AWS authority's KMS-held db-server CA (as
+    // `broker auth sign --format=db` does against it). The db resource names the port, so pick it first.
+    const pgPort = await freePort();
+    const resources = RESOURCES(pgPort);
+    const authority = await bootstrapAuthority({
+      store: new DynamoDbStateStore(dynamo.client, TABLE),
+      kms,
+      caKeyIds: keyIds,
+      resourcesYaml: resources,
+      clusterName: 'broker',
+      audit: new MemoryAuditLog(),
+      clock: systemClock,
+    });
+    const serverCert = await authority.signDatabaseServer(['localhost']);
+    expect(
+      new X509Certificate(serverCert.certificatePem).verify(publicKeys.get('db-server') as KeyObject),
+    ).toBe(true);
+    postgres = await startPostgres({
+      baseDir: path.join(work.dir, 'pg'),
+      port: pgPort,
+      tls: {
+        serverCertPem: serverCert.certificatePem,
+        serverKeyPem: serverCert.privateKeyPem,
+        clientCaPem: serverCert.clientCaPem,
+      },
+      users: ['alice', 'bob'],
+      databases: ['example'],
+    });
+
+    const sts = stsDouble;
+    const authorityHandler = createAuthorityHandler({
+      env: {
+        BROKER_TABLE_NAME: TABLE,
+        BROKER_CA_KEY_BOT: keyIds.bot,
+        BROKER_CA_KEY_DB_CLIENT: keyIds['db-client'],
+        BROKER_CA_KEY_DB_SERVER: keyIds['db-server'],
+        BROKER_RESOURCES: `base64:${Buffer.from(resources).toString('base64')}`,
+      },
+      dynamodb: dynamo.client,
+      kms,
+      iamVerifier: (req, challenge) => verifyIamJoin(req, challenge, { fetch: sts.fetch }),
+      writeLine: (line) => auditLines.push(line),
+    });
+    lambdaDouble.register(AUTHORITY_FUNCTION, (event) => authorityHandler(event));
+  });
+
+  afterAll(async () => {
+    for (const c of containers) await stopContainer(c);
+    await postgres?.stop();
+    kms?.destroy();
+    sm?.destroy();
+    lambda?.destroy();
+    await Promise.all([
+      dynamo?.close(),
+      kmsDouble?.close(),
+      stsDouble?.close(),
+      smDouble?.close(),
+      lambdaDouble?.close(),
+    ]);
+    await work?.cleanup();
+    if (savedLogLevel === undefined) delete process.env.BROKER_LOG_LEVEL;
+    else process.env.BROKER_LOG_LEVEL = savedLogLevel;
+  });
+
+  let first: CredentialBundle;
+  let second: CredentialBundle;
+
+  it('the bot Lambda joins with IAM, invokes the authority and promotes the bundle to AWSCURRENT', async () => {
+    const summary = await botHandler()();
+    expect(summary.outputs).toHaveLength(1);
+    const [result] = summary.outputs;
+    expect(result).toMatchObject({
+      ok: true,
+      route: { service: SERVICE, database: 'example', username: 'alice' },
+    });
+
+    first = await readBundle();
+    expect(first).toMatchObject({
+      kind: 'database-credentials',
+      service: SERVICE,
+      protocol: 'postgres',
+      endpoint: `localhost:${postgres?.port}`,
+      serverName: 'localhost',
+      database: 'example',
+      username: 'alice',
+      serial: result?.serial,
+      expiresAt: result?.expires,
+    });
+    expect(Object.keys(first.files).sort()).toEqual([
+      'key',
+      'teleport-database-ca.crt',
+      'teleport-host-ca.crt',
+      'tlscert',
+    ]);
+    // Signed by the KMS db-client key; the CA files hold the KMS db-server CA.
+    const cert = new X509Certificate(first.files.tlscert as string);
+    expect(cert.subject).toContain('CN=alice');
+    expect(cert.verify(publicKeys.get('db-client') as KeyObject)).toBe(true);
+    const serverCa = new X509Certificate(first.files['teleport-host-ca.crt'] as string);
+    expect(serverCa.publicKey.export({ type: 'spki', format: 'der' })).toEqual(
+      (publicKeys.get('db-server') as KeyObject).export({ type: 'spki', format: 'der' }),
+    );
+    expect(kmsDouble?.requestsOf('Sign').some((r) => r.body.MessageType === 'DIGEST')).toBe(true);
+
+    // The path it took: STS verified one signed request; the authority was invoked for challenge, join, issue.
+    expect(stsDouble?.requests.map((r) => [r.host, r.outcome])).toEqual([
+      ['sts.us-east-1.amazonaws.com', 'OK'],
+    ]);
+    expect(
+      lambdaDouble
+        ?.invocationsOf(AUTHORITY_FUNCTION)
+        .map((i) => [(JSON.parse(i.payload) as { type: string }).type, i.outcome]),
+    ).toEqual([
+      ['challenge', 'Success'],
+      ['join', 'Success'],
+      ['issue-db-cert', 'Success'],
+    ]);
+    const version = sms().holder(SECRET, 'AWSCURRENT');
+    expect(version?.stages).toEqual(['AWSCURRENT']); // AWSPENDING was taken off after the promotion
+
+    // The EMF metric line CloudWatch turns into SecondsToExpiry.
+    const emf = botLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => '_aws' in l);
+    expect(emf).toMatchObject({
+      Output: `alice@${SERVICE}/example`,
+      RenderFailures: 0,
+      _aws: { CloudWatchMetrics: [{ Namespace: 'Broker', Dimensions: [['Output']] }] },
+    });
+    expect(emf?.SecondsToExpiry).toBeGreaterThan(3500);
+    expect(emf?.SecondsToExpiry).toBeLessThanOrEqual(3600);
+
+    // Audited with the AWS identity; nothing secret in the audit or metric lines.
+    const audits = auditLines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(audits).toContainEqual(
+      expect.objectContaining({
+        audit: true,
+        event: 'bot.join',
+        outcome: 'success',
+        bot: 'example',
+        reason: expect.stringContaining(BOT_PRINCIPAL.arn),
+      }),
+    );
+    expect(audits).toContainEqual(expect.objectContaining({ event: 'db_cert.issue', outcome: 'success' }));
+    for (const line of [...auditLines, ...botLines]) {
+      expect(line).not.toContain(BOT_PRINCIPAL.secretAccessKey);
+      expect(line).not.toContain(BOT_PRINCIPAL.sessionToken);
+      expect(line).not.toContain('Signature=');
+      expect(line).not.toContain('PRIVATE KEY');
+    }
+  });
+
+  it('a second run writes a new AWSCURRENT and the first bundle stays readable as AWSPREVIOUS', async () => {
+    const firstVersion = currentVersion();
+    const summary = await botHandler()();
+    second = await readBundle();
+    expect(second.serial).toBe(summary.outputs[0]?.serial);
+    expect(second.serial).not.toBe(first.serial);
+    expect(currentVersion()).not.toBe(firstVersion);
+    expect(sms().holder(SECRET, 'AWSPREVIOUS')?.versionId).toBe(firstVersion);
+    expect(await readBundle('AWSPREVIOUS')).toEqual(first);
+    // An IAM bot keeps no identity: it joined again.
+    expect(stsDouble?.requests).toHaveLength(2);
+  });
+
+  it('the Lambda client module reads the bundle and pg logs alice in directly with verify-full', async () => {
+    clearCredentialCache();
+    const creds = createCredentialClient({ secretId: SECRET, client: sm });
+    const bundle = await creds.getBundle();
+    expect(bundle).toEqual(second);
+    const options = pgOptions(bundle);
+    expect(options).toMatchObject({
+      host: 'localhost',
+      port: postgres?.port,
+      user: 'alice',
+      database: 'example',
+    });
+    const row = await queryRow<{ user: string; ssl: boolean; serial: string }>(options, WHO_AM_I);
+    expect(row).toEqual({ user: 'alice', ssl: true, serial: serialNumber(second.serial) });
+  });
+
+  it('the proxy container tunnels to PostgreSQL with the bundle, keeps it through a bad write, drains on SIGTERM', async () => {
+    const proxy = await startProxyContainer(sms().endpoint, SECRET);
+    containers.push(proxy);
+    const described = sms().requestsOf('DescribeSecret').length;
+    await waitHealthy(proxy);
+    // The SDK in the bundle honoured AWS_ENDPOINT_URL_SECRETS_MANAGER: the double saw the proxy's reads.
+    expect(sms().requestsOf('DescribeSecret').length).toBeGreaterThan(described);
+    expect(await readyz(proxy)).toEqual({
+      status: 200,
+      body: expect.objectContaining({ ready: true, serial: second.serial, service: SERVICE }),
+    });
+
+    // Tunnel: no TLS and no password from the client; the proxy attaches alice's certificate upstream.
+    const tunnel = { host: '127.0.0.1', port: proxy.port, user: 'alice', database: 'example', ssl: false };
+    expect(await queryRow(tunnel, WHO_AM_I)).toEqual({
+      user: 'alice',
+      ssl: true,
+      serial: serialNumber(second.serial),
+    });
+
+    // Someone writes a value that is not JSON by hand: it becomes AWSCURRENT, the proxy's refresh fails
+    // and it keeps serving the last good bundle (it is still valid), so readiness and health stay green.
+    await sm.send(new PutSecretValueCommand({ SecretId: SECRET, SecretString: 'not a bundle {' }));
+    proxy.child.kill('SIGHUP');
+    await proxy.waitForOutput(/credential refresh failed; keeping the current bundle/);
+    expect(await readyz(proxy)).toEqual({
+      status: 200,
+      body: expect.objectContaining({ ready: true, serial: second.serial }),
+    });
+    expect(await healthcheck(proxy)).toBe(0);
+    expect(await queryRow(tunnel, WHO_AM_I)).toMatchObject({ serial: serialNumber(second.serial) });
+    const metrics = await (await fetch(`http://${proxy.diag}/metrics`)).text();
+    expect(metrics).toMatch(/result="failure"\} [1-9]/);
+
+    // The next bot run repairs AWSCURRENT and the proxy picks the new certificate up for new connections.
+    const summary = await botHandler()();
+    const third = await readBundle();
+    expect(third.serial).toBe(summary.outputs[0]?.serial);
+    proxy.child.kill('SIGHUP');
+    const until = Date.now() + 10_000;
+    while ((await readyz(proxy)).body.serial !== third.serial) {
+      if (Date.now() > until)
+        throw new Error(`the proxy did not load serial ${third.serial}:\n${proxy.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await queryRow(tunnel, WHO_AM_I)).toMatchObject({ serial: serialNumber(third.serial) });
+
+    proxy.child.kill('SIGTERM');
+    expect(await proxy.exited).toEqual({ code: 0, signal: null });
+    expect(proxy.output()).toContain('all connections finished; exiting');
+  });
+
+  it('a proxy container whose secret never held a valid bundle is not ready and fails its health check', async () => {
+    const secretId = 'broker/example/garbage';
+    await sm.send(new CreateSecretCommand({ Name: secretId, SecretString: '{"kind": "not-a-bundle"' }));
+    const proxy = await startProxyContainer(sms().endpoint, secretId);
+    containers.push(proxy);
+    await proxy.waitForOutput(/Diagnostics on http:\/\//);
+    await proxy.waitForOutput(/credential refresh failed/);
+    expect(await readyz(proxy)).toEqual({
+      status: 503,
+      body: { ready: false, reason: 'no credentials loaded yet' },
+    });
+    expect(await healthcheck(proxy)).toBe(1);
+    proxy.child.kill('SIGTERM');
+    expect(await proxy.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('an authority function error fails the run, naming the function, and leaves AWSCURRENT alone', async () => {
+    const before = currentVersion();
+    const versions = sms().versions(SECRET).length;
+    // During the join (the first invoke) ...
+    lambdaDouble?.fail(AUTHORITY_FUNCTION, { errorType: 'Error', errorMessage: 'boom' });
+    await expect(botHandler()()).rejects.toThrow(
+      /the authority function broker-authority failed \(Unhandled\); see its CloudWatch logs/,
+    );
+    // ... and during the issue, after a successful join: the output fails, so the invocation fails.
+    lambdaDouble?.fail(AUTHORITY_FUNCTION, {
+      errorType: 'Error',
+      errorMessage: 'boom',
+      when: (event) => (event as { type?: string }).type === 'issue-db-cert',
+    });
+    await expect(botHandler()()).rejects.toThrow(
+      /1 of 1 output\(s\) failed: .*the authority function broker-authority failed \(Unhandled\)/,
+    );
+    expect(currentVersion()).toBe(before);
+    expect(sms().versions(SECRET)).toHaveLength(versions);
+    expect(
+      lambdaDouble?.invocationsOf(AUTHORITY_FUNCTION).filter((i) => i.outcome === 'Unhandled: Error'),
+    ).toHaveLength(2);
+    const emf = JSON.parse(botLines.at(-1) as string) as Record<string, unknown>;
+    expect(emf).toMatchObject({ RenderFailures: 1 });
+  });
+
+  it('an authority function that does not exist fails the run with ResourceNotFoundException', async () => {
+    const before = currentVersion();
+    await expect(botHandler(BOT_PRINCIPAL, 'broker-authority-missing')()).rejects.toThrow(
+      /cannot invoke the authority function broker-authority-missing: ResourceNotFoundException: Function not found: arn:aws:lambda:us-east-1:\d{12}:function:broker-authority-missing/,
+    );
+    expect(currentVersion()).toBe(before);
+  });
+
+  it('an AWS identity the iam token does not allow is refused with its ARN, and AWSCURRENT is unchanged', async () => {
+    const before = currentVersion();
+    const error = await botHandler(OTHER_PRINCIPAL)().then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    expect(error?.name).toBe('AccessDeniedError');
+    expect(error?.message).toContain(
+      `iam join refused: the AWS identity ${OTHER_PRINCIPAL.arn} (account 111111111111) matches no allow rule of iam token "${IAM_TOKEN}"`,
+    );
+    expect(currentVersion()).toBe(before);
+    expect(stsDouble?.requests.at(-1)?.outcome).toBe('OK'); // STS vouched for the caller; the token refused it
+    expect(auditLines.map((l) => JSON.parse(l) as Record<string, unknown>)).toContainEqual(
+      expect.objectContaining({
+        event: 'bot.join',
+        outcome: 'denied',
+        reason: expect.stringContaining(OTHER_PRINCIPAL.arn),
+      }),
+    );
+    for (const line of auditLines) expect(line).not.toContain(OTHER_PRINCIPAL.secretAccessKey);
+  });
+
+  it('Secrets Manager throttling is retried with back-off and the run succeeds', async () => {
+    const before = currentVersion();
+    const puts = sms().requestsOf('PutSecretValue').length;
+    sms().fail('PutSecretValue', {
+      type: 'ThrottlingException',
+      message: 'Rate exceeded',
+      status: 400,
+      times: 2,
+    });
+    sms().fail('UpdateSecretVersionStage', {
+      type: 'ThrottlingException',
+      message: 'Rate exceeded',
+      status: 400,
+    });
+    const summary = await botHandler()();
+    expect(summary.outputs[0]?.ok).toBe(true);
+    expect(sms().requestsOf('PutSecretValue').length - puts).toBe(3);
+    expect(currentVersion()).not.toBe(before);
+    expect(sms().holder(SECRET, 'AWSPREVIOUS')?.versionId).toBe(before);
+    expect((await readBundle()).serial).toBe(summary.outputs[0]?.serial);
+  });
+});
