@@ -3,7 +3,8 @@
 //   dist/functions/authority/index.mjs   the authority Lambda   (everything bundled, minified, source map)
 //   dist/functions/bot/index.mjs         the bot Lambda
 //   dist/proxy-container/proxy.mjs       the proxy sidecar container's entry point
-// `--target NAME` builds one of: cli, functions, proxy-container.
+//   dist/client/index.mjs                the client module for Lambda workloads (`db-credential-broker/client`)
+// `--target NAME` builds one of: cli, client, functions, proxy-container.
 import { statSync } from 'node:fs';
 import { build } from 'esbuild';
 
@@ -40,6 +41,15 @@ const targets = {
       outExtension: { '.js': '.mjs' },
       packages: 'external',
       banner: { js: '#!/usr/bin/env node' },
+    },
+  ],
+  client: [
+    {
+      ...common,
+      entryPoints: { index: 'src/client/index.ts' },
+      outdir: 'dist/client',
+      outExtension: { '.js': '.mjs' },
+      packages: 'external',
     },
   ],
   functions: ['authority', 'bot'].map((fn) => ({
