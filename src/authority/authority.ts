@@ -23,6 +23,7 @@ import {
   OID_DB_USERNAME,
 } from '../pki/oids.js';
 import { caPin, joinPemBundle, parseCertificate } from '../pki/parse.js';
+import type { Signer } from '../pki/signer.js';
 import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import {
@@ -171,25 +172,55 @@ export class Authority {
       throw new StateError(
         `the ${type} CA is missing; is this an initialised state directory? (run \`broker init\`)`,
       );
-    const now = this.clock.now();
     const signing = item.value.keys[0] as CaRecord['keys'][number];
-    const info = parseCertificate(signing.certificatePem);
-    if (info.notAfter < now)
+    const notAfter = this.caExpiry(signing.certificatePem);
+    if (notAfter < this.clock.now())
       throw new StateError(
-        `the ${type} CA expired at ${info.notAfter.toISOString()}; rotate it before issuing anything`,
+        `the ${type} CA expired at ${notAfter.toISOString()}; rotate it before issuing anything`,
       );
     return item.value;
   }
 
+  // The CA record is read on every request (so a rotation takes effect at once), but parsing its
+  // certificate and its private key costs more than signing: both are kept per certificate.
+  private readonly caExpiries = new Map<string, Date>();
+  private readonly signers = new Map<string, Signer>();
+  private readonly bundles = new Map<string, string>();
+
+  private caExpiry(certificatePem: string): Date {
+    let notAfter = this.caExpiries.get(certificatePem);
+    if (!notAfter) {
+      notAfter = parseCertificate(certificatePem).notAfter;
+      if (this.caExpiries.size > 32) this.caExpiries.clear();
+      this.caExpiries.set(certificatePem, notAfter);
+    }
+    return notAfter;
+  }
+
   /** PEM bundle of every active certificate of a CA. */
   async caBundle(type: CaType): Promise<string> {
-    return joinPemBundle((await this.ca(type)).keys.map((k) => k.certificatePem));
+    const certs = (await this.ca(type)).keys.map((k) => k.certificatePem);
+    const id = certs.join('');
+    let bundle = this.bundles.get(id);
+    if (bundle === undefined) {
+      bundle = joinPemBundle(certs);
+      if (this.bundles.size > 32) this.bundles.clear();
+      this.bundles.set(id, bundle);
+    }
+    return bundle;
   }
 
   private async issuer(type: CaType) {
     const ca = await this.ca(type);
     const key = ca.keys[0] as CaRecord['keys'][number];
-    return { certificatePem: key.certificatePem, signer: this.signerFactory(key) };
+    const id = `${key.certificatePem}\0${key.kmsKeyId ?? ''}`;
+    let signer = this.signers.get(id);
+    if (!signer) {
+      signer = this.signerFactory(key);
+      if (this.signers.size > 32) this.signers.clear();
+      this.signers.set(id, signer);
+    }
+    return { certificatePem: key.certificatePem, signer };
   }
 
   // ---- resources ---------------------------------------------------------------------------------------
@@ -854,7 +885,9 @@ export class Authority {
       serial,
       issuedAt: now.toISOString(),
       expires,
-      serverCaPem: joinPemBundle([await this.caBundle('db-server'), dbRes.spec.tls?.ca_cert ?? '']),
+      serverCaPem: dbRes.spec.tls?.ca_cert
+        ? joinPemBundle([await this.caBundle('db-server'), dbRes.spec.tls.ca_cert])
+        : await this.caBundle('db-server'),
       db: {
         service: dbRes.metadata.name,
         protocol: dbRes.spec.protocol,
