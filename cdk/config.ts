@@ -1,0 +1,107 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Node } from 'constructs';
+import { parseResources } from '../src/authority/resources.js';
+import { parseBotConfig } from '../src/bot/config.js';
+import type { BrokerBotDefinition, BrokerStackProps } from './broker-stack.js';
+import { BrokerPropError } from './constructs/props.js';
+
+/**
+ * The CDK context keys the app reads (`npx cdk synth -c resources=... -c bots=a.yaml,b.yaml`); cdk.json
+ * holds defaults that point at examples/aws/.
+ */
+export const CONTEXT_KEYS = {
+  /** Path of the resource YAML (roles, dbs, bots). */
+  resources: 'resources',
+  /** Comma-separated paths of bot configurations; each bot is named after its file (`orders.yaml` → `orders`). */
+  bots: 'bots',
+  /** The stack's name. Default `Broker`. */
+  stackName: 'stackName',
+  /** The cluster name in the CA certificates. Default `broker`. */
+  clusterName: 'clusterName',
+  /** `true` creates the encrypted SNS alarm topic. */
+  alarmTopic: 'alarmTopic',
+  /** An address subscribed to the alarm topic (implies alarmTopic). */
+  alarmEmail: 'alarmEmail',
+  /** Pin the stack to an account and region; without them the template is environment-agnostic. */
+  account: 'account',
+  region: 'region',
+} as const;
+
+/** The stack's props and name, read from context and validated with the broker's own parsers. */
+export interface BrokerAppConfig extends BrokerStackProps {
+  /**
+   * The stack's name (context `stackName`).
+   * @default 'Broker'
+   */
+  readonly stackName: string;
+}
+
+function readText(file: string, key: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new BrokerPropError(
+      `context ${key}: cannot read ${file} (${(err as Error).message}); pass an existing file with -c ${key}=PATH`,
+    );
+  }
+}
+
+function contextString(node: Node, key: string): string | undefined {
+  const v: unknown = node.tryGetContext(key);
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'boolean' || typeof v === 'number') return String(v);
+  throw new BrokerPropError(
+    `context ${key} is ${JSON.stringify(v)}: expected a string; pass -c ${key}=VALUE`,
+  );
+}
+
+/**
+ * Reads the broker configuration the app deploys: the resource file and every bot file named in context
+ * (paths relative to the working directory), each validated with parseResources / parseBotConfig, so a bad
+ * file fails synth with its name, the path inside it and the bad value.
+ */
+export function loadBrokerConfig(node: Node): BrokerAppConfig {
+  const resourcesFile = contextString(node, CONTEXT_KEYS.resources);
+  if (!resourcesFile)
+    throw new BrokerPropError(
+      `context ${CONTEXT_KEYS.resources} is not set: pass -c resources=PATH (cdk.json points it at examples/aws/resources.yaml)`,
+    );
+  const resourcesYaml = readText(resourcesFile, CONTEXT_KEYS.resources);
+  parseResources(resourcesYaml, resourcesFile);
+
+  const botFiles = (contextString(node, CONTEXT_KEYS.bots) ?? '')
+    .split(',')
+    .map((f) => f.trim())
+    .filter((f) => f !== '');
+  if (botFiles.length === 0)
+    throw new BrokerPropError(
+      `context ${CONTEXT_KEYS.bots} is not set: pass -c bots=a.yaml,b.yaml (each bot is named after its file)`,
+    );
+  const bots: BrokerBotDefinition[] = botFiles.map((file) => {
+    const configYaml = readText(file, CONTEXT_KEYS.bots);
+    parseBotConfig(configYaml, file);
+    return { name: path.basename(file).replace(/\.ya?ml$/i, ''), configYaml, configFile: file };
+  });
+
+  const alarmTopic = contextString(node, CONTEXT_KEYS.alarmTopic);
+  if (alarmTopic !== undefined && alarmTopic !== 'true' && alarmTopic !== 'false')
+    throw new BrokerPropError(
+      `context ${CONTEXT_KEYS.alarmTopic} is ${JSON.stringify(alarmTopic)}: use true or false`,
+    );
+  const alarmEmail = contextString(node, CONTEXT_KEYS.alarmEmail);
+  const clusterName = contextString(node, CONTEXT_KEYS.clusterName);
+  const account = contextString(node, CONTEXT_KEYS.account);
+  const region = contextString(node, CONTEXT_KEYS.region);
+  return {
+    stackName: contextString(node, CONTEXT_KEYS.stackName) ?? 'Broker',
+    resourcesYaml,
+    resourcesFile,
+    bots,
+    ...(clusterName ? { clusterName } : {}),
+    ...(alarmTopic ? { alarmTopic: alarmTopic === 'true' } : {}),
+    ...(alarmEmail ? { alarmEmail } : {}),
+    ...(account || region ? { env: { ...(account ? { account } : {}), ...(region ? { region } : {}) } } : {}),
+  };
+}

@@ -1,0 +1,97 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { App } from 'aws-cdk-lib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadBrokerConfig } from '../../cdk/config.js';
+import { functionBundle } from '../../cdk/constructs/broker-function.js';
+import { cdkJsonContext, read } from './support.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'broker-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const load = (context: Record<string, unknown>) => loadBrokerConfig(new App({ context }).node);
+const file = (name: string, text: string): string => {
+  const p = path.join(dir, name);
+  writeFileSync(p, text);
+  return p;
+};
+
+describe('loadBrokerConfig', () => {
+  it('reads the example configuration cdk.json points at, naming each bot after its file', () => {
+    const config = load(cdkJsonContext());
+    expect(config.stackName).toBe('Broker');
+    expect(config.resourcesFile).toBe('examples/aws/resources.yaml');
+    expect(config.bots.map((b) => [b.name, b.configFile])).toEqual([
+      ['orders', 'examples/aws/bots/orders.yaml'],
+      ['reports', 'examples/aws/bots/reports.yaml'],
+    ]);
+    expect(config.bots[0]?.configYaml).toBe(read('examples/aws/bots/orders.yaml'));
+    expect(config.alarmTopic).toBe(true);
+    expect(config.env).toBeUndefined();
+  });
+
+  it('takes -c values as strings: bot lists, flags, stack name, cluster, email and environment', () => {
+    const bot = file('payments.yml', read('examples/aws/bots/orders.yaml'));
+    const config = load({
+      resources: 'examples/aws/resources.yaml',
+      bots: ` ${bot} ,`,
+      alarmTopic: 'false',
+      alarmEmail: 'ops@example.com',
+      stackName: 'BrokerProd',
+      clusterName: 'prod',
+      account: '111111111111',
+      region: 'eu-west-1',
+    });
+    expect(config.bots.map((b) => b.name)).toEqual(['payments']);
+    expect(config).toMatchObject({
+      stackName: 'BrokerProd',
+      clusterName: 'prod',
+      alarmTopic: false,
+      alarmEmail: 'ops@example.com',
+      env: { account: '111111111111', region: 'eu-west-1' },
+    });
+  });
+
+  it('says which context key is missing and how to pass it', () => {
+    expect(() => load({})).toThrow(/context resources is not set: pass -c resources=PATH/);
+    expect(() => load({ resources: 'examples/aws/resources.yaml' })).toThrow(
+      /context bots is not set: pass -c bots=a\.yaml,b\.yaml/,
+    );
+  });
+
+  it('names an unreadable file and the key that named it', () => {
+    expect(() => load({ resources: path.join(dir, 'nope.yaml'), bots: 'x.yaml' })).toThrow(
+      /context resources: cannot read .*nope\.yaml \(ENOENT.*\); pass an existing file with -c resources=PATH/,
+    );
+  });
+
+  it('validates every file with the broker parsers, errors naming the file and the path inside it', () => {
+    const resources = file(
+      'bad-resources.yaml',
+      'kind: role\nversion: v6\nmetadata: { name: "bad name" }\nspec: {}\n',
+    );
+    expect(() => load({ resources, bots: 'x.yaml' })).toThrow(/bad-resources\.yaml.*metadata\.name/s);
+    const bot = file(
+      'bad-bot.yaml',
+      read('examples/aws/bots/orders.yaml').replace('renewal_interval: 20m', 'renewal_interval: 2h'),
+    );
+    expect(() => load({ resources: 'examples/aws/resources.yaml', bots: bot })).toThrow(
+      /bad-bot\.yaml.*renewal_interval.*must be shorter than credential_ttl/s,
+    );
+  });
+
+  it('refuses an alarmTopic that is not true or false', () => {
+    expect(() => load({ ...cdkJsonContext(), alarmTopic: 'yes' })).toThrow(
+      /context alarmTopic is "yes": use true or false/,
+    );
+  });
+});
+
+describe('functionBundle', () => {
+  it('tells to run the build when a Lambda bundle is missing', () => {
+    expect(() => functionBundle('authority', dir)).toThrow(
+      /dist\/functions\/authority\/index\.mjs does not exist: run `npm run build` before `cdk synth` or `cdk deploy`/,
+    );
+  });
+});
