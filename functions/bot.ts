@@ -36,8 +36,8 @@ export interface BotRunSummary {
 /**
  * The scheduled bot Lambda (EventBridge Scheduler, rate = renewal_interval): joins with iam (or renews a
  * stored identity), renders every output into its Secrets Manager bundle, and publishes seconds-to-expiry
- * per output as CloudWatch metrics. Any failed output fails the invocation, so the schedule's retry
- * policy and dead-letter queue see it; the previous bundles stay in place.
+ * per output as CloudWatch metrics. Any failed output fails the invocation, so Lambda's asynchronous retry
+ * and on-failure destination (the bot's dead-letter queue) see it; the previous bundles stay in place.
  */
 export function createBotHandler(deps: BotHandlerDeps): () => Promise<BotRunSummary> {
   const env = parseEnv(envSchema, deps.env, 'bot');
@@ -107,7 +107,7 @@ let handlerInstance: (() => Promise<BotRunSummary>) | undefined;
 
 /** The Lambda entry point, configured from the environment the stack sets. */
 export const handler = (): Promise<BotRunSummary> => {
-  // Few SDK retries: the authority de-duplicates by request id, and the schedule retries the whole run.
+  // Few SDK retries: the authority de-duplicates by request id, and Lambda's asynchronous retries re-run the whole cycle.
   handlerInstance ??= createBotHandler({
     env: process.env,
     lambda: new LambdaClient({ maxAttempts: 2 }),
