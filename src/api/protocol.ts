@@ -14,7 +14,13 @@ const proof = z.strictObject({
   nonce: z.string().regex(/^[0-9a-f]{32}$/),
   signature: z.string().max(1024),
 });
-const requestId = z.string().regex(/^[A-Za-z0-9-]{8,64}$/);
+// It becomes part of a state key (the dedupe record), whose segments must start with a letter or digit.
+const requestId = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9-]{7,63}$/,
+    'must be 8-64 letters, digits and "-", starting with a letter or digit',
+  );
 const ttlMs = z
   .number()
   .int()

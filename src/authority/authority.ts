@@ -51,6 +51,7 @@ import {
   type Resource,
   type ResourceKind,
   type Role,
+  resourceName,
   type TokenResource,
 } from './resources.js';
 
@@ -664,6 +665,13 @@ export class Authority {
     try {
       info = parseCertificate(identityPem);
     } catch {
+      // Audited like any other refused identity: a corrupted or tampered certificate is worth seeing.
+      await this.record({
+        event: type,
+        outcome: 'denied',
+        reason: 'identity is not a valid certificate',
+        ...rid,
+      });
       throw new AccessDeniedError('the identity is not a valid certificate; the bot must join again');
     }
     const bot = info.privateExtensions[OID_BOT_NAME];
@@ -844,7 +852,10 @@ export class Authority {
       const role = await this.store.get<Role>(this.keyOf('role', name));
       if (role) roles.push(role.value);
     }
-    const db = (await this.store.get<Db>(this.keyOf('db', route.service)))?.value;
+    // A name no db resource can have is an unknown service, not a state key to look up.
+    const db = resourceName.safeParse(route.service).success
+      ? (await this.store.get<Db>(this.keyOf('db', route.service)))?.value
+      : undefined;
     const decision = checkDatabaseAccess({ bot, roles, db, route });
     if (!decision.allowed) return deny(decision.reason);
     assertPublicKey(publicKeyPem);

@@ -143,14 +143,14 @@ export function parseResources(text: string, file: string): Resource[] {
     const spec = kind ? RESOURCE_KINDS[kind as ResourceKind] : undefined;
     if (!kind || !spec)
       throw new ConfigError(
-        `${file}: document ${doc.index}: kind ${JSON.stringify(v.kind ?? null)} is not supported; use one of ${Object.keys(RESOURCE_KINDS).join(', ')}`,
+        `${file}: document ${doc.index}: kind ${excerpt(v.kind ?? null)} is not supported; use one of ${Object.keys(RESOURCE_KINDS).join(', ')}`,
       );
     if (v.version !== spec.version)
       throw new ConfigError(
-        `${file}: document ${doc.index} (${kind}): version ${JSON.stringify(v.version ?? null)} is not supported; ${kind} resources are version ${spec.version}`,
+        `${file}: document ${doc.index} (${kind}): version ${excerpt(v.version ?? null)} is not supported; ${kind} resources are version ${spec.version}`,
       );
     const isToken = kind === 'token';
-    const label = `${kind} ${isToken ? '' : JSON.stringify(v.metadata?.name ?? '')}`.trim();
+    const label = `${kind} ${isToken ? '' : excerpt(v.metadata?.name ?? '')}`.trim();
     const resource = validateDocument(
       spec.schema,
       doc,
@@ -171,6 +171,12 @@ export function parseResources(text: string, file: string): Resource[] {
       `${file}: no resources found (expected YAML documents with kind: role, db, bot or token)`,
     );
   return out;
+}
+
+/** A value as JSON, cut short: a hostile file must not turn into a megabyte error message. */
+function excerpt(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
 /** Host part of a `host:port` uri. */

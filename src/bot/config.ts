@@ -122,14 +122,15 @@ export function parseBotConfig(text: string, file: string): BotConfig {
   const docs = parseYamlDocuments(text, file);
   if (docs.length !== 1)
     throw new ConfigError(`${file}: a bot configuration is exactly one YAML document (found ${docs.length})`);
-  // The token may sit elsewhere than onboarding.token by mistake (`onboarding: <token>`, or the token file
-  // given as the configuration): values at those paths are never printed either.
+  // The token may sit elsewhere than onboarding.token by mistake (`onboarding: <token>`, a token pasted as
+  // a key under onboarding, or the token file given as the configuration): nothing at those paths is
+  // ever printed, values or key names.
   return validateDocument(
     botConfigSchema,
     docs[0]!,
     file,
     'bot config',
-    (p) => p.length === 0 || p.includes('token') || (p.length === 1 && p[0] === 'onboarding'),
+    (p) => p.length === 0 || p.includes('token') || p[0] === 'onboarding',
   );
 }
 

@@ -1,4 +1,4 @@
-import { isMap, isScalar, LineCounter, parseAllDocuments } from 'yaml';
+import { type CST, isMap, isScalar, LineCounter, Parser, parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 
@@ -10,9 +10,41 @@ export interface SourceDocument {
   locate(path: readonly PropertyKey[]): string | undefined;
 }
 
+/**
+ * How deeply collections may nest. Configuration files need a handful of levels; the YAML library composes
+ * documents recursively, and a stack overflow inside it can leave V8 unable to compile regular expressions,
+ * so that the next deep document aborts the whole process instead of failing.
+ */
+export const MAX_YAML_NESTING = 100;
+
+/** Offset of the first node nested deeper than MAX_YAML_NESTING, found without recursion. */
+function tooDeep(text: string): number | undefined {
+  for (const token of new Parser().parse(text)) {
+    const stack: [CST.Token, number][] = [[token, 0]];
+    for (let next = stack.pop(); next; next = stack.pop()) {
+      const [node, depth] = next;
+      if (depth > MAX_YAML_NESTING) return node.offset;
+      if (node.type === 'document' && node.value) stack.push([node.value, depth]);
+      if ('items' in node)
+        for (const item of node.items as CST.CollectionItem[])
+          for (const child of [item.key, item.value]) if (child) stack.push([child, depth + 1]);
+    }
+  }
+  return undefined;
+}
+
 /** Parses every document in a YAML file; a syntax error names the file, line and column. */
 export function parseYamlDocuments(text: string, file: string): SourceDocument[] {
   const lineCounter = new LineCounter();
+  const deep = tooDeep(text);
+  if (deep !== undefined) {
+    const before = text.slice(0, deep);
+    const line = before.split('\n').length;
+    const column = deep - before.lastIndexOf('\n');
+    throw new ConfigError(
+      `${file}: collections are nested more than ${MAX_YAML_NESTING} levels deep (at line ${line}, column ${column}); a configuration file needs far fewer`,
+    );
+  }
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (!Array.isArray(docs)) return [];
   const out: SourceDocument[] = [];
@@ -83,7 +115,8 @@ function describeValue(v: unknown): string {
 
 /**
  * Validates one document against a zod schema and turns the first problems into one message that names the
- * file, document, path, bad value and what is allowed. `isSecretPath` hides values that must not be printed.
+ * file, document, path, bad value and what is allowed. `isSecretPath` hides values (and unknown key names)
+ * that must not be printed.
  */
 export function validateDocument<S extends z.ZodType>(
   schema: S,
@@ -96,20 +129,25 @@ export function validateDocument<S extends z.ZodType>(
   if (result.success) return result.data;
   const problems = result.error.issues.slice(0, 5).map((issue) => {
     let path = issue.path as PropertyKey[];
+    let shown = path;
     let what = issue.message;
     if (issue.code === 'unrecognized_keys') {
       const key = issue.keys[0] as string;
+      // A secret pasted where a key belongs (`onboarding: { join_method: token, <token> }`) is a key.
+      const hidden = issue.keys.some((k) => isSecretPath([...path, k]));
+      shown = [...path, hidden ? '[redacted]' : key];
       path = [...path, key];
       const parent = valueAt(doc.value, issue.path as PropertyKey[]);
       const allowed = allowedKeys(schema, issue.path as PropertyKey[], parent);
-      const others = issue.keys.length > 1 ? ` (also unknown: ${issue.keys.slice(1).join(', ')})` : '';
+      const others =
+        issue.keys.length > 1 && !hidden ? ` (also unknown: ${issue.keys.slice(1).join(', ')})` : '';
       what = `unknown field${others}${allowed ? `; allowed fields here: ${allowed}` : ''}`;
     } else {
       const bad = valueAt(doc.value, path);
       what = `${what} (got ${isSecretPath(path) ? '[redacted]' : describeValue(bad)})`;
     }
     const where = doc.locate(path);
-    return `${path.length ? path.join('.') : '(document)'}: ${what}${where ? ` at ${where}` : ''}`;
+    return `${shown.length ? shown.join('.') : '(document)'}: ${what}${where ? ` at ${where}` : ''}`;
   });
   const more = result.error.issues.length > 5 ? ` (and ${result.error.issues.length - 5} more)` : '';
   throw new ConfigError(

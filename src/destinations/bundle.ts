@@ -105,11 +105,15 @@ const META_KEYS = [
   'expiresAt',
 ] as const;
 
-/** Paths under `files` hold key and certificate material: their values are never quoted. */
+/**
+ * Paths under `files` hold key and certificate material: their values are never quoted, and neither is
+ * PEM text found elsewhere (a key pasted into the wrong field of a hand-edited bundle).
+ */
 function describeValue(path: readonly PropertyKey[], value: unknown): string {
   if (path[0] === 'files') return '';
   if (value === undefined) return ' (missing)';
   const text = JSON.stringify(value);
+  if (text.includes('-----BEGIN')) return ' (got PEM text, not shown)';
   return ` (got ${text.length > 60 ? `${text.slice(0, 57)}...` : text})`;
 }
 

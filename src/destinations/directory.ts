@@ -9,6 +9,8 @@ const META_FILE = '.broker.json';
 const CURRENT = '.current';
 const VERSIONS = '.versions';
 const LOCK = '.lock';
+/** A link left under its temporary name (see replaceSymlink) by a write that crashed halfway. */
+const STRAY_LINK = /\.[0-9a-f]{8}\.tmp$/;
 
 export class DestinationError extends BrokerError {
   override name = 'DestinationError';
@@ -71,12 +73,17 @@ export class DirectoryDestination implements Destination {
       });
     }
     const lock = new LockFile(path.join(this.dir, LOCK), { waitMs: 5_000, staleMs: 120_000 });
-    await lock.acquire(
-      (holder) =>
-        new DestinationError(
-          `destination ${this.dir} is being written by another bot (pid ${holder}); two bots must not share one destination`,
-        ),
-    );
+    try {
+      await lock.acquire(
+        (holder) =>
+          new DestinationError(
+            `destination ${this.dir} is being written by another bot (pid ${holder}); two bots must not share one destination`,
+          ),
+      );
+    } catch (err) {
+      // Even the lock can fail to be written, e.g. on a full disk (ENOSPC).
+      throw err instanceof DestinationError ? err : this.unchanged(err);
+    }
     try {
       await this.writeLocked(bundle);
     } finally {
@@ -119,27 +126,40 @@ export class DirectoryDestination implements Destination {
       await fs.rename(staging, final);
     } catch (err) {
       await fs.rm(staging, { recursive: true, force: true });
-      throw new DestinationError(
-        `could not write output to ${this.dir}: ${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}; the previous credentials are unchanged`.replace(
-          / +/g,
-          ' ',
-        ),
-        { cause: err },
-      );
+      throw this.unchanged(err);
     }
+
+    // Every name of the new issuance gets its link before the switch (a link to .current/<name> that the
+    // old version lacks dangles until then), so that a crash or a failure here leaves the previous output
+    // whole and current, and after the switch every name resolves.
+    const top = new Set(Object.keys(files).map((rel) => rel.split('/')[0] as string));
+    for (const entry of top) await this.ensureLink(entry);
 
     // The switch: one rename of the `.current` link.
     await replaceSymlink(path.join(this.dir, CURRENT), path.join(VERSIONS, name));
 
-    const top = new Set(Object.keys(files).map((rel) => rel.split('/')[0] as string));
-    for (const entry of top) await this.ensureLink(entry);
     for (const entry of await fs.readdir(this.dir)) {
-      if (entry.startsWith('.') || top.has(entry)) continue;
       const link = path.join(this.dir, entry);
+      if (STRAY_LINK.test(entry) && (await fs.lstat(link)).isSymbolicLink()) {
+        await fs.rm(link, { force: true }); // we hold the lock: no write of ours is using it
+        continue;
+      }
+      if (entry.startsWith('.') || top.has(entry)) continue;
       // Only our own links (into .current) from an earlier format are removed; anything else is the user's.
       if ((await fs.readlink(link).catch(() => '')) === path.join(CURRENT, entry)) await fs.rm(link);
     }
     await this.pruneVersions(name);
+  }
+
+  /** The error of a write that failed before the switch: it names the destination and says nothing changed. */
+  private unchanged(err: unknown): DestinationError {
+    return new DestinationError(
+      `could not write output to ${this.dir}: ${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}; the previous credentials are unchanged`.replace(
+        / +/g,
+        ' ',
+      ),
+      { cause: err },
+    );
   }
 
   /** Makes PATH/<entry> a link to .current/<entry>, replacing an older plain file or foreign link atomically. */

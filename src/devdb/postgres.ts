@@ -34,6 +34,11 @@ export interface StartedPostgres {
   version: string;
   /** Fast shutdown; resolves once the server has exited. Removes no files. Safe to call twice. */
   stop(): Promise<void>;
+  /**
+   * Starts the server again after stop(), on the same port and data directory (a database restart, for
+   * fault tests). Resolves once it accepts connections; does nothing while it is running.
+   */
+  start(): Promise<void>;
   /** Runs SQL as the superuser over the unix socket; returns the unaligned, tuples-only output. */
   psql(sql: string, db?: string): Promise<string>;
 }
@@ -54,6 +59,11 @@ export interface StartPostgresOptions {
   startTimeoutMs?: number;
   /** Where the versioned server directories are; default /usr/lib/postgresql. */
   installRoot?: string;
+  /**
+   * Extra postgresql.conf settings, appended after the harness's own (so they win), e.g.
+   * `{ max_connections: '1100' }`. Values are written as given: quote strings yourself.
+   */
+  settings?: Readonly<Record<string, string>>;
 }
 
 export const DEFAULT_POSTGRES_ROOT = '/usr/lib/postgresql';
@@ -397,12 +407,17 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
       'fsync = off',
       'synchronous_commit = off',
       'full_page_writes = off',
+      ...Object.entries(opts.settings ?? {}).map(([name, value]) => {
+        if (!/^[a-z_][a-z0-9_.]*$/i.test(name) || /[\n\r]/.test(value))
+          throw new Error(`invalid PostgreSQL setting ${JSON.stringify(name)} = ${JSON.stringify(value)}`);
+        return `${name} = ${value}`;
+      }),
       '',
     ].join('\n'),
   );
   if (user) await chownTree(dataDir, user.uid, user.gid);
 
-  const logStream = createWriteStream(logFile, { flags: 'a', mode: 0o600 });
+  let logStream = createWriteStream(logFile, { flags: 'a', mode: 0o600 });
   const fixedPort = opts.port !== undefined && opts.port !== 0;
   const timeoutMs = opts.startTimeoutMs ?? 60_000;
   let server:
@@ -435,11 +450,13 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
       }
     }
   }
-  const { child, postmasterPid, port, tail, exited } = server;
+  const { port } = server;
+  let current = server;
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      const { child, postmasterPid, tail, exited } = current;
       if (child.exitCode === null && child.signalCode === null) {
         signal(postmasterPid, 'SIGINT'); // fast shutdown: roll back open transactions, disconnect clients
         if (!(await settles(exited, 30_000))) {
@@ -501,7 +518,47 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
     throw err;
   }
 
-  return { host: '127.0.0.1', port, dataDir, socketDir, logFile, superuser: SUPERUSER, version, stop, psql };
+  let starting: Promise<void> | undefined;
+  const start = (): Promise<void> => {
+    if (!stopping) return Promise.resolve();
+    starting ??= (async () => {
+      await stopping;
+      logStream = createWriteStream(logFile, { flags: 'a', mode: 0o600 });
+      try {
+        current = await launch({
+          binDir,
+          dataDir,
+          port,
+          user,
+          env,
+          cwd: baseDir,
+          logStream,
+          timeoutMs,
+          ...(opts.log ? { log: opts.log } : {}),
+        });
+      } catch (err) {
+        logStream.end();
+        throw err instanceof StartError ? new Error(err.message) : err;
+      }
+      stopping = undefined;
+    })().finally(() => {
+      starting = undefined;
+    });
+    return starting;
+  };
+
+  return {
+    host: '127.0.0.1',
+    port,
+    dataDir,
+    socketDir,
+    logFile,
+    superuser: SUPERUSER,
+    version,
+    stop,
+    start,
+    psql,
+  };
 }
 
 class StartError extends Error {
