@@ -9,11 +9,27 @@
  * `broker-mysql` system user created on demand) and drop privileges themselves; the base directory is
  * chowned to that user.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, promises as fs, type WriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from './postgres.js';
+import {
+  checkSocketPath,
+  chownTree,
+  failureOutput,
+  findProgram,
+  freePort,
+  killAtExit,
+  LogTail,
+  run,
+  StartError,
+  settles,
+  spawnServer,
+  startOutcome,
+  unprivilegedUser,
+  userCanReach,
+  writeTlsFiles,
+} from './process.js';
 
 /** What the server presents and whom it trusts: PEM strings. */
 export interface MariadbTls {
@@ -68,9 +84,6 @@ export const MARIADB_INSTALL_HINT =
   'install them with `apt-get install mariadb-server mariadb-client` (Debian/Ubuntu)';
 
 const FALLBACK_OS_USER = 'broker-mysql';
-const LOG_TAIL_LINES = 40;
-/** sun_path is 108 bytes on Linux, including the terminating NUL. */
-const MAX_SOCKET_PATH = 107;
 
 export interface MariadbBinaries {
   server: string;
@@ -80,14 +93,7 @@ export interface MariadbBinaries {
 
 /** The MariaDB server, installer and client programs, or undefined when any is missing. */
 export async function findMariadbBinaries(): Promise<MariadbBinaries | undefined> {
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean), '/usr/sbin', '/usr/bin'];
-  const find = async (name: string) => {
-    for (const dir of dirs) {
-      const file = path.join(dir, name);
-      if (await isExecutable(file)) return file;
-    }
-    return undefined;
-  };
+  const find = (name: string) => findProgram(name, ['/usr/sbin', '/usr/bin'], isExecutableFile);
   const [server, installDb, client] = await Promise.all([
     find('mariadbd'),
     find('mariadb-install-db'),
@@ -96,52 +102,14 @@ export async function findMariadbBinaries(): Promise<MariadbBinaries | undefined
   return server && installDb && client ? { server, installDb, client } : undefined;
 }
 
-async function isExecutable(file: string): Promise<boolean> {
+/** Whether `file` is a regular file this process may execute (a directory on PATH does not count). */
+async function isExecutableFile(file: string): Promise<boolean> {
   try {
     await fs.access(file, fs.constants.X_OK);
     return (await fs.stat(file)).isFile();
   } catch {
     return false;
   }
-}
-
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program to completion (no shell), feeding `input` on stdin. Never throws for a non-zero exit. */
-function run(
-  command: string,
-  args: readonly string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {},
-): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: options.cwd,
-      env: options.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => stdout.push(d));
-    child.stderr.on('data', (d: Buffer) => stderr.push(d));
-    child.on('error', reject);
-    child.on('close', (code, signal) =>
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(stdout).toString('utf8'),
-        stderr: Buffer.concat(stderr).toString('utf8'),
-      }),
-    );
-    child.stdin.on('error', () => {
-      // The program may exit without reading its input; its exit status tells what happened.
-    });
-    child.stdin.end(options.input ?? '');
-  });
 }
 
 /** The environment for MariaDB tools: no MYSQL_* variables that could redirect them, English C locale. */
@@ -152,52 +120,6 @@ function toolEnv(): NodeJS.ProcessEnv {
   env.LC_ALL = 'C';
   env.LANG = 'C';
   return env;
-}
-
-interface ServerUser {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-async function lookupUser(name: string): Promise<ServerUser | undefined> {
-  const [uid, gid] = await Promise.all([run('id', ['-u', name]), run('id', ['-g', name])]);
-  if (uid.code !== 0 || gid.code !== 0) return undefined;
-  return { name, uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
-}
-
-/** Resolves (or, as root, creates) the OS user the server runs as; undefined when not root. */
-async function serverUser(): Promise<ServerUser | undefined> {
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
-  for (const name of ['mysql', FALLBACK_OS_USER]) {
-    const ids = await lookupUser(name);
-    if (ids) return ids;
-  }
-  const created = await run('useradd', [
-    '--system',
-    '--user-group',
-    '--no-create-home',
-    '--home-dir',
-    '/nonexistent',
-    '--shell',
-    '/usr/sbin/nologin',
-    FALLBACK_OS_USER,
-  ]);
-  const ids = await lookupUser(FALLBACK_OS_USER);
-  if (!ids)
-    throw new Error(
-      `mariadbd cannot run as root and there is no "mysql" OS user; creating the system user "${FALLBACK_OS_USER}" failed: ${created.stderr.trim() || `useradd exited with ${created.code}`}`,
-    );
-  return ids;
-}
-
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
-  await fs.chown(dir, uid, gid);
-  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isDirectory()) await chownTree(p, uid, gid);
-    else await fs.lchown(p, uid, gid);
-  }
 }
 
 /** A single-quoted SQL string literal (MariaDB escapes: backslash and quote). */
@@ -211,75 +133,6 @@ function ident(name: string): string {
   if (name.length === 0 || name.length > 64 || name.includes('\0'))
     throw new Error(`invalid MariaDB name ${JSON.stringify(name)}`);
   return `\`${name.replace(/`/g, '``')}\``;
-}
-
-/** Servers started here and not yet stopped: killed if this process exits without stopping them. */
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function track(child: ChildProcess): void {
-  running.add(child);
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const c of running) c.kill('SIGKILL'); // the process is going away; the data is throwaway
-  });
-}
-
-/** Keeps the last lines of the server's output for error messages, and watches for one line. */
-class LogTail {
-  private readonly lines: string[] = [];
-  private partial = '';
-  private watcher: { pattern: RegExp; resolve: () => void } | undefined;
-  constructor(
-    private readonly file: WriteStream,
-    private readonly sink?: (line: string) => void,
-  ) {}
-  push(chunk: Buffer): void {
-    this.file.write(chunk);
-    const parts = (this.partial + chunk.toString('utf8')).split('\n');
-    this.partial = parts.pop() ?? '';
-    for (const line of parts) this.line(line);
-  }
-  private line(line: string): void {
-    this.lines.push(line);
-    if (this.lines.length > LOG_TAIL_LINES) this.lines.shift();
-    this.sink?.(line);
-    if (this.watcher?.pattern.test(line)) this.watcher.resolve();
-  }
-  /** Resolves when a line matching `pattern` is printed (from now on). */
-  waitFor(pattern: RegExp): Promise<void> {
-    return new Promise((resolve) => {
-      this.watcher = { pattern, resolve };
-    });
-  }
-  flush(): void {
-    if (this.partial) this.line(this.partial);
-    this.partial = '';
-  }
-  text(): string {
-    return this.lines.join('\n');
-  }
-}
-
-class StartError extends Error {
-  constructor(
-    message: string,
-    readonly tail: string,
-  ) {
-    super(`${message}; last lines of the server log:\n${tail || '(the server printed nothing)'}`);
-  }
-}
-
-async function settles(p: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([p.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**
@@ -297,10 +150,7 @@ export async function startMariadb(opts: StartMariadbOptions): Promise<StartedMa
   const socketPath = path.join(baseDir, 'mariadbd.sock');
   const pidFile = path.join(baseDir, 'mariadbd.pid');
   const logFile = path.join(baseDir, 'mariadbd.log');
-  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH)
-    throw new Error(
-      `the unix socket path ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter baseDir`,
-    );
+  checkSocketPath(socketPath);
   await fs.mkdir(baseDir, { recursive: true, mode: 0o700 });
   if (
     await fs.readdir(dataDir).then(
@@ -311,23 +161,15 @@ export async function startMariadb(opts: StartMariadbOptions): Promise<StartedMa
     throw new Error(`${dataDir} already holds files; give startMariadb an empty baseDir`);
   await fs.mkdir(tmpDir, { recursive: true, mode: 0o700 });
   await fs.mkdir(tlsDir, { recursive: true, mode: 0o700 });
-  const certFile = path.join(tlsDir, 'server.crt');
-  const keyFile = path.join(tlsDir, 'server.key');
-  const caFile = path.join(tlsDir, 'client-ca.crt');
-  await fs.writeFile(certFile, opts.tls.serverCertPem, { mode: 0o600 });
-  await fs.writeFile(keyFile, opts.tls.serverKeyPem, { mode: 0o600 });
-  await fs.writeFile(caFile, opts.tls.clientCaPem, { mode: 0o600 });
+  const { certFile, keyFile, caFile } = await writeTlsFiles(tlsDir, opts.tls);
 
-  const user = await serverUser();
+  const user = await unprivilegedUser('mariadbd', 'mysql', FALLBACK_OS_USER);
   const env = toolEnv();
   // The admin account authenticates with unix_socket: the OS user running the client is the account.
   const admin = user ? 'root' : os.userInfo().username;
   if (user) {
     await chownTree(baseDir, user.uid, user.gid);
-    const reach = await run('runuser', ['-u', user.name, '--', 'test', '-w', baseDir, '-a', '-x', baseDir], {
-      env,
-    });
-    if (reach.code !== 0)
+    if (!(await userCanReach(user, baseDir, env)))
       throw new Error(
         `mariadbd runs as the OS user "${user.name}", which cannot reach ${baseDir}; put the base directory under os.tmpdir() (in a directory with mode 0711) or make its parent directories traversable (chmod o+x)`,
       );
@@ -348,13 +190,13 @@ export async function startMariadb(opts: StartMariadbOptions): Promise<StartedMa
   );
   if (install.code !== 0)
     throw new Error(
-      `mariadb-install-db failed (exit ${install.code ?? install.signal}) for ${dataDir}:\n${(install.stderr || install.stdout).trim().split('\n').slice(-LOG_TAIL_LINES).join('\n')}`,
+      `mariadb-install-db failed (exit ${install.code ?? install.signal}) for ${dataDir}:\n${failureOutput(install)}`,
     );
 
   const logStream = createWriteStream(logFile, { flags: 'a', mode: 0o600 });
   const fixedPort = opts.port !== undefined && opts.port !== 0;
   const timeoutMs = opts.startTimeoutMs ?? 60_000;
-  let server: { child: ChildProcess; port: number; tail: LogTail; exited: Promise<void> } | undefined;
+  let server: Mariadbd | undefined;
   for (let attempt = 1; !server; attempt++) {
     const port = fixedPort ? (opts.port as number) : await freePort();
     const args = [
@@ -396,7 +238,7 @@ export async function startMariadb(opts: StartMariadbOptions): Promise<StartedMa
       }
     }
   }
-  const { child, port, tail, exited } = server;
+  const { child, port, tail, exited, forget } = server;
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -408,7 +250,7 @@ export async function startMariadb(opts: StartMariadbOptions): Promise<StartedMa
           await settles(exited, 5_000);
         }
       }
-      running.delete(child);
+      forget();
       tail.flush();
       await new Promise<void>((resolve) => logStream.end(resolve));
     })();
@@ -453,6 +295,16 @@ export async function startMariadb(opts: StartMariadbOptions): Promise<StartedMa
   }
 }
 
+/** A running mariadbd, as launch() leaves it. */
+interface Mariadbd {
+  child: ChildProcess;
+  port: number;
+  tail: LogTail;
+  exited: Promise<void>;
+  /** Takes the server off the list killed at exit (it has stopped). */
+  forget: () => void;
+}
+
 /** Spawns mariadbd in the foreground (its output is ours) and waits for "ready for connections". */
 async function launch(a: {
   bin: string;
@@ -463,38 +315,24 @@ async function launch(a: {
   logStream: WriteStream;
   timeoutMs: number;
   log: ((line: string) => void) | undefined;
-}) {
+}): Promise<Mariadbd> {
   const tail = new LogTail(a.logStream, a.log);
   const ready = tail.waitFor(/ready for connections/);
-  const child = spawn(a.bin, a.args, { cwd: a.cwd, env: a.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  track(child);
-  child.stdout?.on('data', (d: Buffer) => tail.push(d));
-  child.stderr?.on('data', (d: Buffer) => tail.push(d));
-  let spawnError: Error | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.on('error', (err) => {
-      spawnError = err;
-      resolve();
-    });
-    child.on('close', () => resolve());
-  });
-  let timer: NodeJS.Timeout | undefined;
-  const outcome = await Promise.race([
-    ready.then(() => 'ready' as const),
-    exited.then(() => 'exited' as const),
-    new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), a.timeoutMs);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (outcome === 'ready') return { child, port: a.port, tail, exited };
+  const { child, exited, spawnError } = spawnServer(a.bin, a.args, { cwd: a.cwd, env: a.env }, (d) =>
+    tail.push(d),
+  );
+  // The server and its data are throwaway, and the process is going away.
+  const forget = killAtExit(() => child.kill('SIGKILL'));
+  const outcome = await startOutcome(ready, exited, a.timeoutMs);
+  if (outcome === 'ready') return { child, port: a.port, tail, exited, forget };
   if (outcome === 'timeout') {
     child.kill('SIGKILL');
     await settles(exited, 5_000);
   }
-  running.delete(child);
+  forget();
   tail.flush();
-  if (spawnError) throw new StartError(`could not run ${a.bin}: ${spawnError.message}`, tail.text());
+  const failed = spawnError();
+  if (failed) throw new StartError(`could not run ${a.bin}: ${failed.message}`, tail.text());
   throw new StartError(
     outcome === 'timeout'
       ? `mariadbd did not accept connections within ${a.timeoutMs} ms on port ${a.port}`

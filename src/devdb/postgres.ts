@@ -7,10 +7,29 @@
  * PostgreSQL refuses to run as root: as root, the server tools run as the `postgres` OS user (or a
  * `broker-pg` system user created on demand) through `runuser`, and the base directory is chowned to it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, promises as fs, type WriteStream } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
+import {
+  checkSocketPath,
+  chownTree,
+  failureOutput,
+  freePort,
+  isExecutable,
+  killAtExit,
+  LogTail,
+  type OsUser,
+  run,
+  StartError,
+  settles,
+  spawnServer,
+  unprivilegedUser,
+  userCanReach,
+  writeTlsFiles,
+} from './process.js';
+
+// Tests and benchmarks import freePort from here.
+export { freePort };
 
 /** What the server presents and whom it trusts: PEM strings. */
 export interface PostgresTls {
@@ -73,9 +92,6 @@ export const POSTGRES_INSTALL_HINT =
 
 const SUPERUSER = 'postgres';
 const FALLBACK_OS_USER = 'broker-pg';
-const LOG_TAIL_LINES = 40;
-/** sun_path is 108 bytes on Linux, including the terminating NUL. */
-const MAX_SOCKET_PATH = 107;
 
 /** The newest PostgreSQL server installation under /usr/lib/postgresql, or undefined when there is none. */
 export async function findPostgresBinaries(
@@ -100,54 +116,6 @@ export async function findPostgresBinaries(
   return undefined;
 }
 
-async function isExecutable(file: string): Promise<boolean> {
-  try {
-    await fs.access(file, fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program to completion (no shell), feeding `input` on stdin. Never throws for a non-zero exit. */
-function run(
-  command: string,
-  args: readonly string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {},
-): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: options.cwd,
-      env: options.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => stdout.push(d));
-    child.stderr.on('data', (d: Buffer) => stderr.push(d));
-    child.on('error', reject);
-    child.on('close', (code, signal) =>
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(stdout).toString('utf8'),
-        stderr: Buffer.concat(stderr).toString('utf8'),
-      }),
-    );
-    child.stdin.on('error', () => {
-      // The program may exit without reading its input; its exit status tells what happened.
-    });
-    child.stdin.end(options.input ?? '');
-  });
-}
-
 /** The environment for PostgreSQL tools: no PG* variables that could redirect them, English C locale. */
 function toolEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -157,63 +125,13 @@ function toolEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-interface ServerUser {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-/** Resolves (or, as root, creates) the OS user the server runs as; undefined when not root. */
-async function serverUser(): Promise<ServerUser | undefined> {
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
-  for (const name of ['postgres', FALLBACK_OS_USER]) {
-    const ids = await lookupUser(name);
-    if (ids) return ids;
-  }
-  const created = await run('useradd', [
-    '--system',
-    '--user-group',
-    '--no-create-home',
-    '--home-dir',
-    '/nonexistent',
-    '--shell',
-    '/usr/sbin/nologin',
-    FALLBACK_OS_USER,
-  ]);
-  const ids = await lookupUser(FALLBACK_OS_USER);
-  if (!ids)
-    throw new Error(
-      `PostgreSQL cannot run as root and there is no "postgres" OS user; creating the system user "${FALLBACK_OS_USER}" failed: ${created.stderr.trim() || `useradd exited with ${created.code}`}`,
-    );
-  return ids;
-}
-
-async function lookupUser(name: string): Promise<ServerUser | undefined> {
-  const [uid, gid] = await Promise.all([run('id', ['-u', name]), run('id', ['-g', name])]);
-  if (uid.code !== 0 || gid.code !== 0) return undefined;
-  return { name, uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
-}
-
 /** The argv that runs `bin` as the server user (through runuser when we are root). */
-function asServerUser(
-  user: ServerUser | undefined,
-  bin: string,
-  args: readonly string[],
-): [string, string[]] {
+function asServerUser(user: OsUser | undefined, bin: string, args: readonly string[]): [string, string[]] {
   return user ? ['runuser', ['-u', user.name, '--', bin, ...args]] : [bin, [...args]];
 }
 
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
-  await fs.chown(dir, uid, gid);
-  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isDirectory()) await chownTree(p, uid, gid);
-    else await fs.lchown(p, uid, gid);
-  }
-}
-
 /** The first ancestor of `dir` that `user` cannot traverse, judged from mode bits; for error messages. */
-async function blockingAncestor(dir: string, user: ServerUser): Promise<string | undefined> {
+async function blockingAncestor(dir: string, user: OsUser): Promise<string | undefined> {
   let current = path.dirname(dir);
   const chain: string[] = [];
   for (;;) {
@@ -230,20 +148,6 @@ async function blockingAncestor(dir: string, user: ServerUser): Promise<string |
   return undefined;
 }
 
-/** Asks the kernel for a free TCP port on 127.0.0.1, then releases it. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error('could not determine a free port'))));
-    });
-  });
-}
-
 /** A double-quoted SQL identifier. */
 function ident(name: string): string {
   if (name.length === 0 || name.includes('\0'))
@@ -254,52 +158,6 @@ function ident(name: string): string {
 /** A single-quoted postgresql.conf value. */
 function confString(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
-}
-
-/** Postmasters started here and not yet stopped: killed if this process exits without stopping them. */
-const running = new Set<number>();
-let exitHookInstalled = false;
-function trackPostmaster(pid: number): void {
-  running.add(pid);
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const p of running) {
-      try {
-        process.kill(p, 'SIGQUIT'); // immediate shutdown: the process is going away
-      } catch {
-        // already gone
-      }
-    }
-  });
-}
-
-/** Keeps the last lines of the server's output for error messages. */
-class LogTail {
-  private readonly lines: string[] = [];
-  private partial = '';
-  constructor(
-    private readonly file: WriteStream,
-    private readonly sink?: (line: string) => void,
-  ) {}
-  push(chunk: Buffer): void {
-    this.file.write(chunk);
-    const parts = (this.partial + chunk.toString('utf8')).split('\n');
-    this.partial = parts.pop() ?? '';
-    for (const line of parts) this.line(line);
-  }
-  private line(line: string): void {
-    this.lines.push(line);
-    if (this.lines.length > LOG_TAIL_LINES) this.lines.shift();
-    this.sink?.(line);
-  }
-  flush(): void {
-    if (this.partial) this.line(this.partial);
-    this.partial = '';
-  }
-  text(): string {
-    return this.lines.join('\n');
-  }
 }
 
 function sleep(ms: number): Promise<void> {
@@ -333,22 +191,14 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
   }
   await fs.mkdir(socketDir, { recursive: true, mode: 0o700 });
   await fs.mkdir(tlsDir, { recursive: true, mode: 0o700 });
-  const certFile = path.join(tlsDir, 'server.crt');
-  const keyFile = path.join(tlsDir, 'server.key');
-  const caFile = path.join(tlsDir, 'client-ca.crt');
-  await fs.writeFile(certFile, opts.tls.serverCertPem, { mode: 0o600 });
-  await fs.writeFile(keyFile, opts.tls.serverKeyPem, { mode: 0o600 });
-  await fs.writeFile(caFile, opts.tls.clientCaPem, { mode: 0o600 });
+  const { certFile, keyFile, caFile } = await writeTlsFiles(tlsDir, opts.tls);
   await fs.chmod(keyFile, 0o600);
 
-  const user = await serverUser();
+  const user = await unprivilegedUser('PostgreSQL', 'postgres', FALLBACK_OS_USER);
   const env = toolEnv();
   if (user) {
     await chownTree(baseDir, user.uid, user.gid);
-    const reach = await run('runuser', ['-u', user.name, '--', 'test', '-w', baseDir, '-a', '-x', baseDir], {
-      env,
-    });
-    if (reach.code !== 0) {
+    if (!(await userCanReach(user, baseDir, env))) {
       const blocker = await blockingAncestor(baseDir, user);
       throw new Error(
         `PostgreSQL runs as the OS user "${user.name}", which cannot reach ${baseDir}` +
@@ -373,7 +223,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
   const init = await run(initdb[0], initdb[1], { cwd: baseDir, env });
   if (init.code !== 0)
     throw new Error(
-      `initdb failed (exit ${init.code ?? init.signal}) for ${dataDir}:\n${(init.stderr || init.stdout).trim().split('\n').slice(-LOG_TAIL_LINES).join('\n')}`,
+      `initdb failed (exit ${init.code ?? init.signal}) for ${dataDir}:\n${failureOutput(init)}`,
     );
 
   await fs.writeFile(
@@ -420,28 +270,25 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
   let logStream = createWriteStream(logFile, { flags: 'a', mode: 0o600 });
   const fixedPort = opts.port !== undefined && opts.port !== 0;
   const timeoutMs = opts.startTimeoutMs ?? 60_000;
-  let server:
-    | { child: ChildProcess; postmasterPid: number; port: number; tail: LogTail; exited: Promise<void> }
-    | undefined;
+  // Reads logStream when called: start() opens a new one.
+  const boot = (port: number): Promise<Postmaster> =>
+    launch({
+      binDir,
+      dataDir,
+      port,
+      user,
+      env,
+      cwd: baseDir,
+      logStream,
+      timeoutMs,
+      ...(opts.log ? { log: opts.log } : {}),
+    });
+  let server: Postmaster | undefined;
   for (let attempt = 1; !server; attempt++) {
     const port = fixedPort ? (opts.port as number) : await freePort();
-    const socketPath = path.join(socketDir, `.s.PGSQL.${port}`);
-    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH)
-      throw new Error(
-        `the unix socket path ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter baseDir`,
-      );
+    checkSocketPath(path.join(socketDir, `.s.PGSQL.${port}`));
     try {
-      server = await launch({
-        binDir,
-        dataDir,
-        port,
-        user,
-        env,
-        cwd: baseDir,
-        logStream,
-        timeoutMs,
-        ...(opts.log ? { log: opts.log } : {}),
-      });
+      server = await boot(port);
     } catch (err) {
       const lost = err instanceof StartError && /could not bind|Address already in use/i.test(err.tail);
       if (!lost || fixedPort || attempt >= 3) {
@@ -456,7 +303,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      const { child, postmasterPid, tail, exited } = current;
+      const { child, postmasterPid, tail, exited, forget } = current;
       if (child.exitCode === null && child.signalCode === null) {
         signal(postmasterPid, 'SIGINT'); // fast shutdown: roll back open transactions, disconnect clients
         if (!(await settles(exited, 30_000))) {
@@ -467,7 +314,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
           }
         }
       }
-      running.delete(postmasterPid);
+      forget();
       tail.flush();
       await new Promise<void>((resolve) => logStream.end(resolve));
     })();
@@ -525,17 +372,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
       await stopping;
       logStream = createWriteStream(logFile, { flags: 'a', mode: 0o600 });
       try {
-        current = await launch({
-          binDir,
-          dataDir,
-          port,
-          user,
-          env,
-          cwd: baseDir,
-          logStream,
-          timeoutMs,
-          ...(opts.log ? { log: opts.log } : {}),
-        });
+        current = await boot(port);
       } catch (err) {
         logStream.end();
         throw err instanceof StartError ? new Error(err.message) : err;
@@ -561,15 +398,6 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Started
   };
 }
 
-class StartError extends Error {
-  constructor(
-    message: string,
-    readonly tail: string,
-  ) {
-    super(`${message}; last lines of the server log:\n${tail || '(the server printed nothing)'}`);
-  }
-}
-
 function signal(pid: number, sig: NodeJS.Signals): void {
   try {
     process.kill(pid, sig);
@@ -578,16 +406,15 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-async function settles(p: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([p.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** A running postmaster, as launch() leaves it. */
+interface Postmaster {
+  child: ChildProcess;
+  postmasterPid: number;
+  port: number;
+  tail: LogTail;
+  exited: Promise<void>;
+  /** Takes the postmaster off the list killed at exit (it has stopped). */
+  forget: () => void;
 }
 
 /**
@@ -598,13 +425,13 @@ async function launch(a: {
   binDir: string;
   dataDir: string;
   port: number;
-  user: ServerUser | undefined;
+  user: OsUser | undefined;
   env: NodeJS.ProcessEnv;
   cwd: string;
   logStream: WriteStream;
   timeoutMs: number;
   log?: (line: string) => void;
-}) {
+}): Promise<Postmaster> {
   const [cmd, args] = asServerUser(a.user, path.join(a.binDir, 'postgres'), [
     '-D',
     a.dataDir,
@@ -612,18 +439,10 @@ async function launch(a: {
     String(a.port),
   ]);
   const tail = new LogTail(a.logStream, a.log);
-  const child = spawn(cmd, args, { cwd: a.cwd, env: a.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => tail.push(d));
-  child.stderr?.on('data', (d: Buffer) => tail.push(d));
-  let spawnError: Error | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.on('error', (err) => {
-      spawnError = err;
-      resolve();
-    });
-    child.on('close', () => resolve());
-  });
-  const gone = () => spawnError !== undefined || child.exitCode !== null || child.signalCode !== null;
+  const { child, exited, spawnError } = spawnServer(cmd, args, { cwd: a.cwd, env: a.env }, (d) =>
+    tail.push(d),
+  );
+  const gone = () => spawnError() !== undefined || child.exitCode !== null || child.signalCode !== null;
 
   const pidFile = path.join(a.dataDir, 'postmaster.pid');
   const deadline = Date.now() + a.timeoutMs;
@@ -631,7 +450,8 @@ async function launch(a: {
     if (gone()) {
       await exited;
       tail.flush();
-      if (spawnError) throw new StartError(`could not run ${cmd}: ${spawnError.message}`, tail.text());
+      const failed = spawnError();
+      if (failed) throw new StartError(`could not run ${cmd}: ${failed.message}`, tail.text());
       throw new StartError(
         `PostgreSQL ${path.basename(path.dirname(a.binDir))} exited during startup (${child.exitCode !== null ? `exit ${child.exitCode}` : child.signalCode}) on port ${a.port}`,
         tail.text(),
@@ -644,8 +464,9 @@ async function launch(a: {
     // postmaster.pid: pid, data dir, start time, port, socket dir, listen address, shmem key, status.
     const pid = Number(lines[0]);
     if (lines[7]?.trim() === 'ready' && Number.isInteger(pid) && pid > 0) {
-      trackPostmaster(pid);
-      return { child, postmasterPid: pid, port: a.port, tail, exited };
+      // Immediate shutdown (SIGQUIT): the process is going away.
+      const forget = killAtExit(() => signal(pid, 'SIGQUIT'));
+      return { child, postmasterPid: pid, port: a.port, tail, exited, forget };
     }
     if (Date.now() > deadline) {
       const pmPid = Number.isInteger(pid) && pid > 0 ? pid : child.pid;
