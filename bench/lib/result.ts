@@ -14,6 +14,13 @@ export interface TargetCheck {
   /** Whether `measured` must be at least (`>=`) or at most (`<=`) `threshold`. */
   direction: '>=' | '<=';
   met: boolean;
+  /**
+   * When one DESIGN.md row has several checks (e.g. against stunnel and against direct TLS), what tells
+   * them apart in the report, e.g. "vs stunnel". Optional.
+   */
+  label?: string;
+  /** The unit of `measured` and `threshold` when they are not ratios, e.g. "MB". Absent: a ratio (×). */
+  unit?: string;
 }
 
 /**

@@ -20,6 +20,8 @@ export interface BarChart {
   series: Record<string, { colour: string; label: string }>;
   /** Vertical reference lines, e.g. a target. */
   markers?: { value: number; label: string; colour: string }[];
+  /** Written right after each bar's value, e.g. "%" or " MB". Default: nothing. */
+  valueSuffix?: string;
 }
 
 function esc(text: string): string {
@@ -47,7 +49,8 @@ export function barChartSvg(chart: BarChart): string {
   const barH = 18;
   const plotW = 400;
   const labelW = Math.ceil(Math.max(...chart.bars.map((b) => textWidth(b.label)))) + 28;
-  const valueW = Math.ceil(Math.max(...chart.bars.map((b) => textWidth(valueText(b))))) + 24;
+  const suffix = chart.valueSuffix ?? '';
+  const valueW = Math.ceil(Math.max(...chart.bars.map((b) => textWidth(valueText(b, suffix))))) + 24;
   const width = Math.max(
     labelW + plotW + valueW,
     Math.ceil(textWidth(chart.title, 16)) + 40,
@@ -60,9 +63,10 @@ export function barChartSvg(chart: BarChart): string {
   {
     let x = 16;
     let row = 0;
+    const whiskers = chart.bars.some((b) => b.min !== undefined && b.max !== undefined);
     const entries = [
       ...Object.values(chart.series).map((s) => ({ kind: 'series' as const, ...s })),
-      { kind: 'whisker' as const, colour: '#222', label: 'range over rounds' },
+      ...(whiskers ? [{ kind: 'whisker' as const, colour: '#222', label: 'range over rounds' }] : []),
     ];
     for (const e of entries) {
       const w = 18 + textWidth(e.label) + 22 + (e.kind === 'whisker' ? 16 : 0);
@@ -89,7 +93,7 @@ export function barChartSvg(chart: BarChart): string {
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-labelledby="chart-title" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="13">`,
-    `<title id="chart-title">${esc(`${chart.title}. ${chart.bars.map((b) => `${b.label}: ${valueText(b)}`).join('; ')}`)}</title>`,
+    `<title id="chart-title">${esc(`${chart.title}. ${chart.bars.map((b) => `${b.label}: ${valueText(b, suffix)}`).join('; ')}`)}</title>`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="16" y="26" font-size="16" font-weight="600" fill="#111">${esc(chart.title)}</text>`,
   );
@@ -122,7 +126,7 @@ export function barChartSvg(chart: BarChart): string {
         `<line x1="${b}" y1="${(y + 4).toFixed(1)}" x2="${b}" y2="${(y + barH - 4).toFixed(1)}" stroke="#222" stroke-width="1.2"/>`,
       );
     }
-    out.push(`<text x="${x0 + plotW + 12}" y="${ty}" fill="#222">${esc(valueText(bar))}</text>`);
+    out.push(`<text x="${x0 + plotW + 12}" y="${ty}" fill="#222">${esc(valueText(bar, suffix))}</text>`);
   });
   (chart.markers ?? []).forEach((m, i) => {
     const x = sx(m.value).toFixed(1);
@@ -150,6 +154,6 @@ export function barChartSvg(chart: BarChart): string {
   return `${out.join('\n')}\n`;
 }
 
-function valueText(bar: Bar): string {
-  return `${num(bar.value)}${bar.note ? ` · ${bar.note}` : ''}`;
+function valueText(bar: Bar, suffix = ''): string {
+  return `${num(bar.value)}${suffix}${bar.note ? ` · ${bar.note}` : ''}`;
 }
