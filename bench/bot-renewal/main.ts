@@ -34,7 +34,7 @@ import { parseCertificate } from '../../src/pki/parse.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { describeMachine, machineLine } from '../lib/machine.mjs';
 import { parseBenchOptions, repoRoot } from '../lib/options.js';
-import { contentionWarning, ForeignLoad } from '../lib/procfs.js';
+import { contentionWarning, ForeignLoad, fmtPercent } from '../lib/procfs.js';
 import { type BenchResult, writeResult } from '../lib/result.js';
 import { fmt, fmtRatio, pairedRatio, type Summary, summarize } from '../lib/stats.js';
 import { barChartSvg } from '../lib/svg.js';
@@ -396,7 +396,7 @@ async function main(): Promise<void> {
 
 A cycle takes **${fmt(c1)} ms with 1 output** and **${fmt(c10)} ms with 10 outputs**; each output beyond the first adds ${fmt(marginalPerOutput.median)} ms (${fmt(c10 / 10)} ms per output on average at 10). openssl needs ${fmt(summary('openssl-1').median)} ms and ${fmt(summary('openssl-10').median)} ms for the same 2 and 11 keys (${fmt(marginalOpenssl.median)} ms per extra key, process start included), so a cycle takes ${fmtRatio(ratio('cycle-1', 'openssl-1').median)} and ${fmtRatio(ratio('cycle-10', 'openssl-10').median)} of that. Key generation is ${keyShareWords} of it: the same cycles with keys made beforehand (a diagnostic bot wired like \`createBot\` but drawing its key pairs from ${POOL_KEYS} pre-generated ones) take ${fmt(rest1)} ms and ${fmt(rest10)} ms (${fmt(restPerOutput)} ms per extra output: the authority's checks and signature, the HTTP round trip over the unix socket, rendering and writing the output), while the same number of key generations by Node alone takes ${fmt(summary('keygen-1').median)} ms and ${fmt(summary('keygen-10').median)} ms. RSA key generation time varies so much that the cycle and key-generation medians can differ by more than the rest of the cycle costs.
 
-${contention}- Run: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC; ${machineLine(machine)}.
+${contention}- Run: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC; ${machineLine(machine)}. Processes outside the benchmark used ${fmtPercent(foreign.overall)} of the machine's CPU while it measured (measured from /proc; the load average above lags by minutes and includes whatever ran just before, such as the previous benchmark).
 - ${rounds} round(s), each measuring every row (order reversed every other round), after a warm-up of a join and one renewal per bot. In each round the 1-output rows run ${REPEATS[1]} times and count their average, so that every row generates about as many keys per round (${REPEATS[1]} × 2 against 11). Bot and authority share one Node process, so the authority's signing is in the cycle's time (as with \`broker authority serve\` on the same host, minus the process boundary). RSA key generation time varies a lot from key to key (prime search), hence the wide ranges; medians are reported, ratios are medians of per-round ratios.
 - Checks: every measured cycle moved the bot's generation by one and was audited (one renewal plus one issuance per output), and every output holds a certificate that verifies against the db-client CA.
 - **ms per key** divides by the key generations in the row (outputs + 1 for the identity). **ms per output** is the cycle over its outputs. **× openssl** compares with the openssl row of the same output count, round by round.

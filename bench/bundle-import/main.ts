@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { describeMachine, machineLine } from '../lib/machine.mjs';
 import { parseBenchOptions, repoRoot } from '../lib/options.js';
-import { contentionWarning, ForeignLoad } from '../lib/procfs.js';
+import { contentionWarning, ForeignLoad, fmtPercent } from '../lib/procfs.js';
 import { type BenchResult, checkTarget, writeResult } from '../lib/result.js';
 import { fmt, fmtRatio, pairedRatio, type Summary, summarize } from '../lib/stats.js';
 import { barChartSvg } from '../lib/svg.js';
@@ -274,7 +274,7 @@ async function main(): Promise<void> {
 
 ${verdicts}
 
-${contention}- Run: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC; ${machineLine(machine)}.
+${contention}- Run: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC; ${machineLine(machine)}. Processes outside the benchmark used ${fmtPercent(foreign.overall)} of the machine's CPU while it measured (measured from /proc; the load average above lags by minutes and includes whatever ran just before, such as the previous benchmark).
 - ${rounds} round(s); in each, every module is imported once in its own \`node --input-type=module -e\` process, the order rotating each round, after one warm-up import of each (so the files are in the page cache, as in a warm Lambda host; a first-ever cold start also reads them from disk). **import ms** is \`process.hrtime\` around \`await import(file)\` inside the child; **process ms** is spawn to exit seen from the parent (Node's own start-up included). Medians; ratios are medians of per-round ratios.
 - The references are bench/bundle-import/reference-authority.ts (\`DynamoDBClient\`, \`KMSClient\`) and reference-bot.ts (\`LambdaClient\`, \`SecretsManagerClient\`). The Lambda bundles are dist/functions/*/index.mjs as \`npm run build\` made them; importing one defines the handler without running it (no client is created until the first invocation).
 

@@ -174,3 +174,10 @@ export function contentionWarning(foreign: ForeignLoad): string {
   if (!foreign.disturbed) return '';
   return `> **Warning: other work shared the machine during this run**: processes outside the benchmark used ${Math.round(foreign.overall * 100)}% of the machine's CPU while it measured. Interleaving and per-round ratios cancel steady load, not bursts; treat these numbers as rough and run again on an idle machine.\n\n`;
 }
+
+/** A share as a percentage for reports: "0.4%", "12%". */
+export function fmtPercent(share: number): string {
+  if (!Number.isFinite(share)) return 'n/a';
+  const pct = share * 100;
+  return pct < 10 ? `${pct.toFixed(1)}%` : `${Math.round(pct)}%`;
+}

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describeMachine, machineLine } from '../lib/machine.mjs';
 import { parseBenchOptions, repoRoot } from '../lib/options.js';
-import { busyFraction, cpuReading, foreignFraction, processMemory } from '../lib/procfs.js';
+import { busyFraction, cpuReading, fmtPercent, foreignFraction, processMemory } from '../lib/procfs.js';
 import { type BenchResult, checkTarget, type TargetCheck, writeResult } from '../lib/result.js';
 import { fmt, fmtRatio, median, pairedRatio, type Summary, summarize } from '../lib/stats.js';
 import { type Bar, barChartSvg } from '../lib/svg.js';
@@ -552,7 +552,7 @@ async function main(): Promise<void> {
       ),
       verdict(
         tCopy.met,
-        `bulk COPY through the tunnel is ${fmtRatio(copyDirect.median)} direct TLS (target ≥ ${TARGET_COPY}×${shortBy(copyDirect.median, TARGET_COPY)}${spread(copyDirect, TARGET_COPY)}): medians ${fmt(summary('copy', 'tunnel').median)} and ${fmt(summary('copy', 'direct').median)} MB/s; stunnel is at ${fmtRatio(ratio('copy', 'stunnel', 'direct').median)} direct TLS (${fmt(summary('copy', 'stunnel').median)} MB/s), and the tunnel spends ${fmt(cpuPer('copy', 'tunnel'))} ms of CPU per MB against stunnel's ${fmt(cpuPer('copy', 'stunnel'))}.`,
+        `bulk COPY through the tunnel is ${fmtRatio(copyDirect.median)} direct TLS (target ≥ ${TARGET_COPY}×${shortBy(copyDirect.median, TARGET_COPY)}${spread(copyDirect, TARGET_COPY)}): medians ${fmt(summary('copy', 'tunnel').median)} and ${fmt(summary('copy', 'direct').median)} MB/s; stunnel is at ${fmtRatio(ratio('copy', 'stunnel', 'direct').median)} direct TLS (${fmt(summary('copy', 'stunnel').median)} MB/s), and the tunnel spends ${fmt(cpuPer('copy', 'tunnel'))} ms of CPU per MB against stunnel's ${fmt(cpuPer('copy', 'stunnel'))}.${coresOf('copy', 'tunnel') >= 0.85 ? ` The tunnel process keeps ${coresOf('copy', 'tunnel').toFixed(2)} cores busy during the COPY: Node decrypts and relays on one thread, so one core is its ceiling.` : ''}`,
       ),
       verdict(
         tMem.met,
@@ -645,7 +645,7 @@ async function main(): Promise<void> {
 
 ${verdicts}
 
-${contention}- Run: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC; ${machineLine(machine)}.
+${contention}- Run: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC; ${machineLine(machine)}. Processes outside the benchmark used ${fmtPercent(foreignOverall)} of the machine's CPU while it measured (measured from /proc; the load average above lags by minutes and includes whatever ran just before, such as the previous benchmark).
 - Server: a throwaway PostgreSQL ${setup.pg.version} (src/devdb/postgres.ts: TLS with client certificates only, \`fsync = off\`, \`max_connections = ${MAX_CONNECTIONS}\`), its certificate and the client certificate from an in-process authority, the client certificate written by \`DirectoryDestination\` as the bot writes it; \`pgbench -i -s ${SCALE}\` (1,000,000 accounts).
 - ${rounds} round(s). In each, every cell below runs its three paths back to back, in an order that rotates each round (and the cells in reverse order every other round), after a warm-up. pgbench runs \`-n -S -T ${seconds} -c C -j min(2, C)\` (\`-C\` adds a new connection per transaction); COPY is \`${copySql(copyRows, COPY_WIDTH)}\` read by \`psql\` into /dev/null (${fmt(copyBytes(copyRows, COPY_WIDTH) / MB)} MB, 10⁶ bytes; the time is psql's whole run, connection included). Medians over rounds. Every ratio (the × columns too) is the median of per-round ratios, each path against the others measured seconds apart in the same round, not a ratio of the medians: on a quiet machine the two agree; when other work comes and goes, the paired ratio is the steadier one.
 - pgbench, psql, the proxy and PostgreSQL share the machine's ${machine.cores} cores. **proxy CPU** is the proxy process's user + system time (all threads, /proc/<pid>/stat) during the run, per transaction (ms per MB for COPY); **proxy cores** is that over wall time; **machine busy** is the whole machine's non-idle CPU time (/proc/stat) during the run, and **other processes** the part of it charged to processes outside the benchmark's process tree (anything else running on the machine; interrupt and softirq time and kernel threads such as ksoftirqd, mostly this benchmark's own loopback traffic, are not counted as other). When the machine is near 100% busy, CPU the proxy spends is CPU PostgreSQL and pgbench do not get.
