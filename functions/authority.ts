@@ -3,12 +3,12 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { z } from 'zod';
 import { handleApiRequest } from '../src/api/handler.js';
 import type { ApiResponse } from '../src/api/protocol.js';
-import type { IamJoinVerifier } from '../src/authority/iam-join.js';
 import {
   type AuthorityBootstrapOptions,
   bootstrapAuthority,
   StdoutAuditLog,
-} from '../src/aws/authority-bootstrap.js';
+} from '../src/authority/aws-bootstrap.js';
+import type { IamJoinVerifier } from '../src/authority/iam-join.js';
 import { systemClock } from '../src/clock.js';
 import { createLogger } from '../src/log.js';
 import { DynamoDbStateStore } from '../src/state/dynamodb-store.js';

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { AuditEvent, AuditSink } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
-import { localSignerFactory, type SignerFactory } from '../../src/authority/cas.js';
-import type { DatabaseRoute } from '../../src/authority/rbac.js';
 import { parseResources } from '../../src/authority/resources.js';
+import type { DatabaseRoute } from '../../src/credentials/route.js';
+import { localSignerFactory, type SignerFactory } from '../../src/pki/ca.js';
 import { buildCertificate, type CertificateTemplate, verifyIssuedBy } from '../../src/pki/certificate.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';
 import {

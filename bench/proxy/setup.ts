@@ -4,7 +4,7 @@ import path from 'node:path';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
-import { renderDatabaseArtifacts } from '../../src/bot/formats.js';
+import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { DirectoryDestination } from '../../src/destinations/directory.js';
 import { findPostgresBinaries, type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';

@@ -6,7 +6,6 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../../src/authority/cas.js';
 import {
   type Db,
   parseResources,
@@ -14,6 +13,7 @@ import {
   resourceName,
   type TokenResource,
 } from '../../src/authority/resources.js';
+import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../../src/pki/ca.js';
 import { TTL_ATTRIBUTE } from '../../src/state/dynamodb-store.js';
 import { BrokerFunction, functionBundle } from './broker-function.js';
 import { BrokerPropError, badProp, checkDuration, checkInteger } from './props.js';

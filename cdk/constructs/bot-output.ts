@@ -4,7 +4,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { DbProtocol } from '../../src/authority/resources.js';
+import type { DbProtocol } from '../../src/credentials/route.js';
 import { badProp } from './props.js';
 
 /** The route an output holds a certificate for. */

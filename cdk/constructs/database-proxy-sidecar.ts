@@ -4,7 +4,7 @@ import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct, type IConstruct } from 'constructs';
-import type { DbProtocol } from '../../src/authority/resources.js';
+import type { DbProtocol } from '../../src/credentials/route.js';
 import type { BotOutput } from './bot-output.js';
 import { REPO_ROOT } from './broker-function.js';
 import { badProp, checkDuration, checkInteger } from './props.js';

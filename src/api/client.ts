@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import type { SignedStsRequest } from '../authority/iam-join.js';
-import { createProof } from '../authority/proof.js';
-import type { DatabaseRoute } from '../authority/rbac.js';
 import type { Clock } from '../clock.js';
+import type { SignedStsRequest } from '../credentials/iam.js';
+import type { BotIdentity } from '../credentials/identity.js';
+import type { DatabaseRoute } from '../credentials/route.js';
 import {
   AccessDeniedError,
   AuthorityUnavailableError,
   BrokerError,
   GenerationMismatchError,
 } from '../errors.js';
+import { createProof } from '../pki/proof.js';
 import {
   API_VERSION,
   type ApiRequest,
@@ -28,15 +29,6 @@ export interface AuthorityTransport {
   send(request: ApiRequest): Promise<ApiResponse>;
   /** Where it goes, for logs and errors. */
   readonly description: string;
-}
-
-/** The identity a bot holds: its key, its certificate from the bot CA and the generation inside it. */
-export interface BotIdentity {
-  certificatePem: string;
-  privateKeyPem: string;
-  generation: number;
-  expires: string;
-  botCaPem: string;
 }
 
 /** The bot's side of the authority API: builds requests, signs them with the identity, maps errors. */

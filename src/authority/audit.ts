@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import type { DatabaseRoute } from './rbac.js';
+import type { DatabaseRoute } from '../credentials/route.js';
 
 /** One audit record. Never holds secrets: no keys, tokens or certificate bodies. */
 export interface AuditEvent {

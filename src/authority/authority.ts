@@ -1,5 +1,8 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { type Clock, systemClock } from '../clock.js';
+import type { SignedStsRequest } from '../credentials/iam.js';
+import { joinPemBundle } from '../credentials/pem.js';
+import type { DatabaseRoute } from '../credentials/route.js';
 import { formatDuration } from '../duration.js';
 import {
   AccessDeniedError,
@@ -11,6 +14,14 @@ import {
   NotFoundError,
   StateError,
 } from '../errors.js';
+import {
+  CA_TYPES,
+  type CaRecord,
+  type CaType,
+  createLocalCa,
+  localSignerFactory,
+  type SignerFactory,
+} from '../pki/ca.js';
 import { buildCertificate } from '../pki/certificate.js';
 import { generateRsaKeyPair, tryParsePublicKey } from '../pki/keys.js';
 import {
@@ -22,27 +33,18 @@ import {
   OID_DB_SERVICE,
   OID_DB_USERNAME,
 } from '../pki/oids.js';
-import { caPin, joinPemBundle, parseCertificate } from '../pki/parse.js';
+import { caPin, parseCertificate } from '../pki/parse.js';
+import { MAX_CLOCK_SKEW_MS, type Proof, randomToken, verifyProof } from '../pki/proof.js';
 import type { Signer } from '../pki/signer.js';
 import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import {
-  CA_TYPES,
-  type CaRecord,
-  type CaType,
-  createLocalCa,
-  localSignerFactory,
-  type SignerFactory,
-} from './cas.js';
-import {
   type AwsCallerIdentity,
   type IamJoinVerifier,
-  type SignedStsRequest,
   StsUnavailableError,
   verifyIamJoin,
 } from './iam-join.js';
-import { MAX_CLOCK_SKEW_MS, type Proof, randomToken, verifyProof } from './proof.js';
-import { checkDatabaseAccess, type DatabaseRoute, MAX_TTL_MS, matchPattern } from './rbac.js';
+import { checkDatabaseAccess, MAX_TTL_MS, matchPattern } from './rbac.js';
 import {
   type Bot,
   type Db,

@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import { CHALLENGE_HEADER, GET_CALLER_IDENTITY_BODY, type SignedStsRequest } from '../credentials/iam.js';
 import { AccessDeniedError, BrokerError } from '../errors.js';
 
 /**
@@ -8,12 +9,6 @@ import { AccessDeniedError, BrokerError } from '../errors.js';
  * can only ever be that call to AWS STS, forwards it unchanged, and believes whatever identity STS answers
  * with: only STS can check a SigV4 signature, and only a holder of the credentials can make one.
  */
-
-/** The only body accepted: GetCallerIdentity has no parameters, so nothing else may ride along. */
-export const GET_CALLER_IDENTITY_BODY = 'Action=GetCallerIdentity&Version=2011-06-15';
-
-/** The signed header that carries the challenge; it must be listed in SignedHeaders. */
-export const CHALLENGE_HEADER = 'x-broker-challenge';
 
 /**
  * Regions whose STS endpoint is `sts.<region>.amazonaws.com`: the `aws` and `aws-us-gov` partitions as the
@@ -64,14 +59,6 @@ export const KNOWN_AWS_REGIONS: readonly string[] = [
 /** The global endpoint signs with us-east-1. */
 const GLOBAL_STS_HOST = 'sts.amazonaws.com';
 const GLOBAL_STS_REGION = 'us-east-1';
-
-/** A signed HTTP request as the bot built it and the authority receives it. Header names are lowercase. */
-export interface SignedStsRequest {
-  method: string;
-  url: string;
-  headers: Record<string, string>;
-  body: string;
-}
 
 /** Who STS says signed the request. */
 export interface AwsCallerIdentity {

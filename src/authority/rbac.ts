@@ -1,12 +1,6 @@
+import type { DatabaseRoute } from '../credentials/route.js';
 import { parseDuration } from '../duration.js';
 import type { Db, Role, RoleConditions } from './resources.js';
-
-/** What a database certificate is for. The certificate's subject CN is `username`. */
-export interface DatabaseRoute {
-  service: string;
-  database: string;
-  username: string;
-}
 
 export type AccessDecision =
   | { allowed: true /** roles that allowed the route */; roles: string[]; maxTtlMs: number }

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { parseYamlDocuments, validateDocument } from '../config/yaml.js';
+import { splitPemBundle } from '../credentials/pem.js';
+import { DB_PROTOCOLS, HOST_PORT_HINT, HOST_PORT_PATTERN, parseHostPort } from '../credentials/route.js';
 import { parseDuration } from '../duration.js';
 import { ConfigError } from '../errors.js';
-import { splitPemBundle } from '../pki/parse.js';
 
 /** Names of resources: what Teleport accepts for role, bot and database names, minus path separators. */
 export const resourceName = z
@@ -50,12 +51,7 @@ export const roleSchema = z.strictObject({
   }),
 });
 
-export const DB_PROTOCOLS = ['postgres', 'cockroachdb', 'mysql', 'mongodb', 'redis'] as const;
-export type DbProtocol = (typeof DB_PROTOCOLS)[number];
-
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. db.internal:5432');
+const hostPort = z.string().regex(HOST_PORT_PATTERN, HOST_PORT_HINT);
 
 export const dbSchema = z.strictObject({
   kind: z.literal('db'),
@@ -181,6 +177,5 @@ function excerpt(value: unknown): string {
 
 /** Host part of a `host:port` uri. */
 export function hostOf(uri: string): string {
-  const i = uri.lastIndexOf(':');
-  return uri.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return parseHostPort(uri)?.host ?? uri.slice(0, uri.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
 }

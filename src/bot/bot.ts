@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { AuthorityClient, BotIdentity } from '../api/client.js';
+import type { AuthorityClient } from '../api/client.js';
 import type { IdentityResult } from '../api/protocol.js';
-import type { DatabaseRoute } from '../authority/rbac.js';
 import type { Clock } from '../clock.js';
-import type { CredentialBundle, Destination } from '../destinations/destination.js';
+import type { CredentialBundle } from '../credentials/bundle.js';
+import { renderDatabaseArtifacts } from '../credentials/formats.js';
+import type { BotIdentity } from '../credentials/identity.js';
+import type { DatabaseRoute } from '../credentials/route.js';
+import type { Destination } from '../destinations/destination.js';
 import { formatDuration } from '../duration.js';
 import {
   AccessDeniedError,
@@ -16,7 +19,6 @@ import type { Logger } from '../log.js';
 import { generateRsaKeyPair, type KeyPairPem } from '../pki/keys.js';
 import { parseCertificate } from '../pki/parse.js';
 import type { BotConfig, DatabaseOutputConfig } from './config.js';
-import { renderDatabaseArtifacts } from './formats.js';
 import type { IdentityStore } from './identity-store.js';
 
 export interface BotDependencies {

@@ -1,7 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { z } from 'zod';
-import type { BotIdentity } from '../api/client.js';
+import { type BotIdentity, botIdentitySchema } from '../credentials/identity.js';
 import { BrokerError } from '../errors.js';
 import { assertPrivateDirectory, writeFileAtomic } from '../state/file-store.js';
 
@@ -11,14 +10,6 @@ export interface IdentityStore {
   load(): Promise<BotIdentity | undefined>;
   save(identity: BotIdentity): Promise<void>;
 }
-
-const identitySchema = z.object({
-  certificatePem: z.string().min(1),
-  privateKeyPem: z.string().min(1),
-  generation: z.number().int().positive(),
-  expires: z.string(),
-  botCaPem: z.string(),
-});
 
 /** The identity in `PATH/identity.json` (directory 0700, file 0600, written atomically). */
 export class DirectoryIdentityStore implements IdentityStore {
@@ -47,7 +38,7 @@ export class DirectoryIdentityStore implements IdentityStore {
     } catch {
       parsed = undefined;
     }
-    const result = identitySchema.safeParse(parsed);
+    const result = botIdentitySchema.safeParse(parsed);
     if (!result.success)
       throw new BrokerError(
         'bad_identity',

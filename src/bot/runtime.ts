@@ -5,13 +5,14 @@ import { type Clock, systemClock } from '../clock.js';
 import type { Destination } from '../destinations/destination.js';
 import { DirectoryDestination } from '../destinations/directory.js';
 import { MemoryDestination } from '../destinations/memory.js';
-import { SecretsManagerDestination, SecretsManagerIdentityStore } from '../destinations/secretsmanager.js';
+import { SecretsManagerDestination } from '../destinations/secretsmanager.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Bot } from './bot.js';
 import { type BotConfig, type DatabaseOutputConfig, resolveToken } from './config.js';
 import { type AwsCredentials, signedGetCallerIdentity } from './iam.js';
 import { DirectoryIdentityStore, type IdentityStore, MemoryIdentityStore } from './identity-store.js';
+import { SecretsManagerIdentityStore } from './secretsmanager-identity-store.js';
 
 /** What the bot needs to use AWS (in the bot Lambda): clients and credentials, injected by the handler. */
 export interface BotAwsContext {

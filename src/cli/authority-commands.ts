@@ -4,10 +4,10 @@ import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { FileAuditLog, readAuditLog } from '../authority/audit.js';
 import { Authority, DEFAULT_SERVER_CERT_TTL_MS, DEFAULT_TOKEN_TTL_MS } from '../authority/authority.js';
-import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../authority/cas.js';
 import { parseKind, parseResources } from '../authority/resources.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { ConfigError, UsageError } from '../errors.js';
+import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../pki/ca.js';
 import { FileStateStore, writeFileAtomic } from '../state/file-store.js';
 import { table } from './output.js';
 

@@ -1,7 +1,7 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { type Clock, systemClock } from '../clock.js';
-import { parseBundle } from '../destinations/bundle.js';
-import type { CredentialBundle } from '../destinations/destination.js';
+import type { CredentialBundle } from '../credentials/bundle.js';
+import { parseBundle } from '../credentials/bundle.js';
 import { BrokerError, errorMessage } from '../errors.js';
 
 /** No usable bundle: the secret is missing, unreadable, empty or expired. The message says which. */

@@ -6,8 +6,8 @@
  */
 import { isIP } from 'node:net';
 import tls from 'node:tls';
-import { splitEndpoint } from '../destinations/bundle.js';
-import type { CredentialBundle } from '../destinations/destination.js';
+import type { CredentialBundle } from '../credentials/bundle.js';
+import { splitEndpoint } from '../credentials/bundle.js';
 
 interface Material {
   host: string;

@@ -9,7 +9,7 @@
  *       ...
  *     };
  */
-export type { BundleMeta, CredentialBundle } from '../destinations/destination.js';
+export type { BundleMeta, CredentialBundle } from '../credentials/bundle.js';
 export {
   type CredentialClient,
   CredentialClientError,

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { type BundleMeta, type CredentialBundle, validateBundleShape } from '../credentials/bundle.js';
 import { BrokerError } from '../errors.js';
 import { LockFile } from '../state/lockfile.js';
-import type { BundleMeta, CredentialBundle, Destination } from './destination.js';
+import type { Destination } from './destination.js';
 
 const META_FILE = '.broker.json';
 const CURRENT = '.current';
@@ -237,9 +238,9 @@ export async function readDirectoryOutput(dir: string): Promise<CredentialBundle
       cause: err,
     });
   }
-  let meta: BundleMeta;
+  let meta: unknown;
   try {
-    meta = JSON.parse(await fs.readFile(path.join(version, META_FILE), 'utf8')) as BundleMeta;
+    meta = JSON.parse(await fs.readFile(path.join(version, META_FILE), 'utf8'));
   } catch (err) {
     throw new DestinationError(`output ${dir} has no readable ${META_FILE}: ${(err as Error).message}`, {
       cause: err,
@@ -255,5 +256,5 @@ export async function readDirectoryOutput(dir: string): Promise<CredentialBundle
     }
   };
   await walk('');
-  return { ...meta, files };
+  return validateBundleShape({ ...(meta as BundleMeta), files }, `the output in ${dir}`);
 }

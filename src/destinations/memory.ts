@@ -1,4 +1,5 @@
-import type { CredentialBundle, Destination } from './destination.js';
+import type { CredentialBundle } from '../credentials/bundle.js';
+import type { Destination } from './destination.js';
 
 /** Holds the bundle in memory: for tests and for in-process consumers. */
 export class MemoryDestination implements Destination {

@@ -23,99 +23,29 @@ import {
   type SecretsManagerClient,
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
-import { z } from 'zod';
-import type { BotIdentity } from '../api/client.js';
-import type { IdentityStore } from '../bot/identity-store.js';
+import {
+  awsErrorText,
+  awsName,
+  type RetryOptions,
+  readSecretString,
+  SECRET_VALUE_MAX_BYTES,
+  ThrottledError,
+  versionToken,
+  withThrottlingRetry,
+} from '../aws/secrets.js';
+import {
+  type CredentialBundle,
+  checkBundleKeyPair,
+  parseBundle,
+  serializeBundle,
+} from '../credentials/bundle.js';
 import { BrokerError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { checkBundleKeyPair, parseBundle, serializeBundle } from './bundle.js';
-import type { CredentialBundle, Destination } from './destination.js';
+import type { Destination } from './destination.js';
 import { DestinationError } from './directory.js';
-
-/** Secrets Manager's limit on one SecretString, in UTF-8 bytes. */
-export const SECRET_VALUE_MAX_BYTES = 65_536;
 
 const CURRENT = 'AWSCURRENT';
 const PENDING = 'AWSPENDING';
-
-/** How throttled calls are retried. Delays are "full jitter": random() × min(maxDelayMs, baseDelayMs × 2^n). */
-export interface RetryOptions {
-  /** Attempts per call, the first included; default 5. */
-  maxAttempts?: number;
-  /** Default 200 ms. */
-  baseDelayMs?: number;
-  /** Default 5 s. */
-  maxDelayMs?: number;
-  /** Injected in tests so that back-off takes no time. */
-  sleep?: (ms: number) => Promise<void>;
-  random?: () => number;
-}
-
-const THROTTLING = new Set([
-  'ThrottlingException',
-  'TooManyRequestsException',
-  'Throttling',
-  'RequestLimitExceeded',
-  'RequestThrottled',
-  'RequestThrottledException',
-]);
-
-/** True for the errors AWS returns when it did not process a request because of its rate limits. */
-export function isThrottling(err: unknown): boolean {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  return THROTTLING.has(e?.name ?? '') || e?.$metadata?.httpStatusCode === 429;
-}
-
-/** Runs `call`, retrying throttling errors only: AWS did not act on those, so repeating one is always safe. */
-export async function withThrottlingRetry<T>(call: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
-  const maxAttempts = Math.max(1, options.maxAttempts ?? 5);
-  const base = options.baseDelayMs ?? 200;
-  const cap = options.maxDelayMs ?? 5_000;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const random = options.random ?? Math.random;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (err) {
-      if (!isThrottling(err)) throw err;
-      if (attempt >= maxAttempts) throw new ThrottledError(attempt, err);
-      await sleep(Math.floor(random() * Math.min(cap, base * 2 ** (attempt - 1))));
-    }
-  }
-}
-
-/** Every attempt of a call was throttled. */
-export class ThrottledError extends BrokerError {
-  override name = 'ThrottledError';
-  constructor(
-    readonly attempts: number,
-    cause: unknown,
-  ) {
-    super('throttled', `throttled by AWS ${attempts} times in a row (${awsErrorText(cause)})`, { cause });
-  }
-}
-
-/** `Name: message` of an AWS service error, else the message; AWS error messages carry no secret values. */
-export function awsErrorText(err: unknown): string {
-  const e = err as { name?: string; message?: string; $metadata?: unknown } | undefined;
-  return e?.$metadata && e.name ? `${e.name}: ${e.message ?? ''}` : errorMessage(err);
-}
-
-const awsName = (err: unknown) => (err as { name?: string } | undefined)?.name;
-
-/**
- * The ClientRequestToken (the version id) of one write: a UUID-shaped (RFC 9562 version 8) hash of the
- * purpose, the secret id and what identifies the write. The same renewal always gets the same token, so a
- * retry after a lost response is recognised by Secrets Manager instead of creating a second version. Use
- * one spelling of the secret id (name or ARN) per secret.
- */
-export function versionToken(purpose: string, secretId: string, discriminator: string): string {
-  const h = createHash('sha256').update(`${purpose}\0${secretId}\0${discriminator}`).digest();
-  h[6] = ((h[6] as number) & 0x0f) | 0x80;
-  h[8] = ((h[8] as number) & 0x3f) | 0x80;
-  const hex = h.subarray(0, 16).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
 
 /** The version id holding `stage`, from DescribeSecret's VersionIdsToStages. */
 function holderOf(stages: Record<string, string[]> | undefined, stage: string): string | undefined {
@@ -306,143 +236,5 @@ export class SecretsManagerDestination implements Destination {
     return text === undefined
       ? undefined
       : parseBundle(text, `the AWSCURRENT bundle in secret ${this.secretId}`);
-  }
-}
-
-/**
- * The AWSCURRENT SecretString of a secret, or undefined when the secret or its AWSCURRENT version does not
- * exist (nothing written yet). Other failures throw DestinationError naming the secret.
- */
-export async function readSecretString(
-  client: SecretsManagerClient,
-  secretId: string,
-  retry: RetryOptions = {},
-  versionId?: string,
-): Promise<string | undefined> {
-  try {
-    const got = await withThrottlingRetry(
-      () =>
-        client.send(
-          new GetSecretValueCommand({
-            SecretId: secretId,
-            ...(versionId ? { VersionId: versionId } : { VersionStage: CURRENT }),
-          }),
-        ),
-      retry,
-    );
-    if (got.SecretString === undefined)
-      throw new DestinationError(`secret ${secretId} holds binary data, not a JSON document`);
-    return got.SecretString;
-  } catch (err) {
-    if (awsName(err) === 'ResourceNotFoundException') return undefined;
-    if (err instanceof DestinationError) throw err;
-    throw new DestinationError(`could not read secret ${secretId}: ${awsErrorText(err)}`, { cause: err });
-  }
-}
-
-const identitySchema = z.object({
-  certificatePem: z.string().min(1),
-  privateKeyPem: z.string().min(1),
-  generation: z.number().int().positive(),
-  expires: z.string(),
-  botCaPem: z.string(),
-});
-
-/**
- * Keeps the bot identity in a Secrets Manager secret (bot `storage: { type: secretsmanager }`). Each save is
- * one PutSecretValue, which makes the new version AWSCURRENT atomically and the old one AWSPREVIOUS; the
- * request token is derived from the generation and the certificate, so a retried save is idempotent.
- */
-export class SecretsManagerIdentityStore implements IdentityStore {
-  readonly description: string;
-
-  constructor(
-    private readonly options: {
-      client: SecretsManagerClient;
-      secretId: string;
-      createIfMissing?: boolean;
-      retry?: RetryOptions;
-    },
-  ) {
-    this.description = `secretsmanager ${options.secretId}`;
-  }
-
-  async load(): Promise<BotIdentity | undefined> {
-    const { client, secretId, retry } = this.options;
-    const text = await readSecretString(client, secretId, retry);
-    if (text === undefined) return undefined;
-    const corrupt = (why: string) =>
-      new BrokerError(
-        'bad_identity',
-        `the bot identity in secret ${secretId} is unusable (${why}); delete its AWSCURRENT value or join again with a new token (broker tokens add --type=bot --bot NAME)`,
-      );
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      throw corrupt('not JSON');
-    }
-    const result = identitySchema.safeParse(value);
-    if (!result.success)
-      throw corrupt(`bad ${result.error.issues.map((i) => i.path.join('.') || '(document)').join(', ')}`);
-    try {
-      if (
-        !new X509Certificate(result.data.certificatePem).checkPrivateKey(
-          createPrivateKey(result.data.privateKeyPem),
-        )
-      )
-        throw corrupt('the key does not match the certificate');
-    } catch (err) {
-      if (err instanceof BrokerError) throw err;
-      throw corrupt('the certificate or key does not parse');
-    }
-    return result.data;
-  }
-
-  async save(identity: BotIdentity): Promise<void> {
-    const { client, secretId, retry } = this.options;
-    const text = JSON.stringify({
-      certificatePem: identity.certificatePem,
-      privateKeyPem: identity.privateKeyPem,
-      generation: identity.generation,
-      expires: identity.expires,
-      botCaPem: identity.botCaPem,
-    });
-    const size = Buffer.byteLength(text, 'utf8');
-    if (size > SECRET_VALUE_MAX_BYTES)
-      throw new BrokerError(
-        'bad_identity',
-        `the bot identity is ${size} bytes, over the ${SECRET_VALUE_MAX_BYTES}-byte Secrets Manager limit; not saved`,
-      );
-    const fingerprint = createHash('sha256').update(identity.certificatePem).digest('hex');
-    const token = versionToken('bot-identity', secretId, `${identity.generation}\0${fingerprint}`);
-    const put = () =>
-      withThrottlingRetry(
-        () =>
-          client.send(
-            new PutSecretValueCommand({ SecretId: secretId, SecretString: text, ClientRequestToken: token }),
-          ),
-        retry,
-      );
-    try {
-      try {
-        await put();
-      } catch (err) {
-        if (awsName(err) !== 'ResourceNotFoundException' || !this.options.createIfMissing) throw err;
-        await withThrottlingRetry(
-          () => client.send(new CreateSecretCommand({ Name: secretId })),
-          retry,
-        ).catch((e: unknown) => {
-          if (awsName(e) !== 'ResourceExistsException') throw e;
-        });
-        await put();
-      }
-    } catch (err) {
-      throw new BrokerError(
-        'identity_store',
-        `could not save the bot identity (generation ${identity.generation}) to secret ${secretId}: ${awsErrorText(err)}; the stored identity is unchanged`,
-        { cause: err },
-      );
-    }
   }
 }

@@ -5,9 +5,9 @@ import {
   type KMSClient,
   SignCommand,
 } from '@aws-sdk/client-kms';
-import type { CaKey, CaType, SignerFactory } from '../authority/cas.js';
 import type { Clock } from '../clock.js';
 import { BrokerError } from '../errors.js';
+import type { CaKey, CaType, SignerFactory } from './ca.js';
 import { buildCertificate, toPem } from './certificate.js';
 import type { Signer } from './signer.js';
 

@@ -1,7 +1,12 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { type Clock, systemClock } from '../clock.js';
-import type { CredentialBundle } from '../destinations/destination.js';
+import {
+  type CredentialBundle,
+  checkBundleKeyPair,
+  splitEndpoint,
+  validateBundleShape,
+} from '../credentials/bundle.js';
 import { readDirectoryOutput } from '../destinations/directory.js';
 import { BrokerError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -46,40 +51,21 @@ export interface LoadedCredentials {
   secureContext: tls.SecureContext;
 }
 
-/** Checks a bundle (certificate parses, key matches it, CA present, endpoint valid) and prepares it. */
+/**
+ * Checks a bundle with the one bundle validation (schema, certificate parses, key matches it, serial is the
+ * certificate's, endpoint is host:port) and prepares what every connection needs.
+ */
 export function loadCredentials(bundle: CredentialBundle): LoadedCredentials {
-  const certificatePem = bundle.files.tlscert;
-  const keyPem = bundle.files.key;
-  const caPem = bundle.files['teleport-host-ca.crt'] ?? bundle.files['teleport-database-ca.crt'];
-  if (!certificatePem || !keyPem || !caPem)
-    throw new BrokerError('bad_bundle', 'the bundle lacks tlscert, key or teleport-host-ca.crt');
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(certificatePem);
-  } catch {
-    throw new BrokerError('bad_bundle', 'the bundle certificate does not parse');
-  }
-  let key: ReturnType<typeof createPrivateKey>;
-  try {
-    key = createPrivateKey(keyPem);
-  } catch {
-    // OpenSSL's "DECODER routines::unsupported" would not say which file is wrong.
-    throw new BrokerError('bad_bundle', 'the bundle key does not parse');
-  }
-  if (!cert.checkPrivateKey(key))
-    throw new BrokerError('bad_bundle', 'the bundle key does not match its certificate');
-  const i = bundle.endpoint.lastIndexOf(':');
-  const host = bundle.endpoint.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(bundle.endpoint.slice(i + 1));
-  if (!host || !Number.isInteger(port) || port <= 0 || port > 65535)
-    throw new BrokerError(
-      'bad_bundle',
-      `the bundle endpoint ${JSON.stringify(bundle.endpoint)} is not host:port`,
-    );
+  const valid = validateBundleShape(bundle);
+  checkBundleKeyPair(valid);
+  const { host, port } = splitEndpoint(valid.endpoint);
+  const certificatePem = valid.files.tlscert as string;
+  const keyPem = valid.files.key as string;
+  const caPem = valid.files['teleport-host-ca.crt'] as string;
   return {
     bundle,
-    serial: bundle.serial,
-    expiresAt: new Date(cert.validTo),
+    serial: valid.serial,
+    expiresAt: new Date(new X509Certificate(certificatePem).validTo),
     certificatePem,
     keyPem,
     caPem,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { DbProtocol } from '../authority/resources.js';
+import type { DbProtocol } from '../credentials/route.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { CredentialCache, LoadedCredentials } from './credentials.js';

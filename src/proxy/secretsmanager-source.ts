@@ -1,13 +1,8 @@
 import { DescribeSecretCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { parseBundle } from '../destinations/bundle.js';
-import type { CredentialBundle } from '../destinations/destination.js';
+import { awsErrorText, type RetryOptions, readSecretString, withThrottlingRetry } from '../aws/secrets.js';
+import type { CredentialBundle } from '../credentials/bundle.js';
+import { parseBundle } from '../credentials/bundle.js';
 import { DestinationError } from '../destinations/directory.js';
-import {
-  awsErrorText,
-  type RetryOptions,
-  readSecretString,
-  withThrottlingRetry,
-} from '../destinations/secretsmanager.js';
 import type { BundleSource } from './credentials.js';
 
 /**

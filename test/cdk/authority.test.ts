@@ -2,8 +2,8 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Authority, DENIED_AUDIT_FILTER } from '../../cdk/constructs/authority.js';
+import { StdoutAuditLog } from '../../src/authority/aws-bootstrap.js';
 import { parseResources, type TokenResource } from '../../src/authority/resources.js';
-import { StdoutAuditLog } from '../../src/aws/authority-bootstrap.js';
 import {
   actionsOf,
   decodeEnv,

@@ -12,13 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
-import { renderDatabaseArtifacts } from '../../src/bot/formats.js';
 import {
   type CredentialBundle,
   clearCredentialCache,
   createCredentialClient,
   pgOptions,
 } from '../../src/client/index.js';
+import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { SecretsManagerDestination } from '../../src/destinations/secretsmanager.js';
 import { type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';

@@ -33,8 +33,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
-import { type OutputFormat, renderDatabaseArtifacts } from '../../src/bot/formats.js';
-import type { CredentialBundle } from '../../src/destinations/destination.js';
+import type { CredentialBundle } from '../../src/credentials/bundle.js';
+import { type OutputFormat, renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import {
   DestinationError,
   DirectoryDestination,

@@ -13,9 +13,9 @@ import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Authority } from '../../src/authority/authority.js';
-import { type StartedMariadb, startMariadb } from '../../src/devdb/mariadb.js';
 import { freePort } from '../../src/devdb/postgres.js';
-import { type StartedRedis, startRedis } from '../../src/devdb/redis.js';
+import { type StartedMariadb, startMariadb } from '../support/devdb/mariadb.js';
+import { type StartedRedis, startRedis } from '../support/devdb/redis.js';
 import {
   addDatabase,
   newAuthority,

@@ -2,11 +2,10 @@ import { createHash, createPublicKey, generateKeyPairSync, X509Certificate } fro
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority, tokenId } from '../../src/authority/authority.js';
-import { CA_TYPES, type CaType } from '../../src/authority/cas.js';
-import { createProof } from '../../src/authority/proof.js';
-import type { DatabaseRoute } from '../../src/authority/rbac.js';
 import { dbSchema, parseResources } from '../../src/authority/resources.js';
 import { ManualClock } from '../../src/clock.js';
+import { splitPemBundle } from '../../src/credentials/pem.js';
+import type { DatabaseRoute } from '../../src/credentials/route.js';
 import {
   AccessDeniedError,
   AlreadyExistsError,
@@ -16,6 +15,7 @@ import {
   GenerationMismatchError,
   NotFoundError,
 } from '../../src/errors.js';
+import { CA_TYPES, type CaType } from '../../src/pki/ca.js';
 import { buildCertificate } from '../../src/pki/certificate.js';
 import type { KeyPairPem } from '../../src/pki/keys.js';
 import {
@@ -27,7 +27,8 @@ import {
   OID_DB_SERVICE,
   OID_DB_USERNAME,
 } from '../../src/pki/oids.js';
-import { caPin, parseCertificate, splitPemBundle } from '../../src/pki/parse.js';
+import { caPin, parseCertificate } from '../../src/pki/parse.js';
+import { createProof } from '../../src/pki/proof.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import {
   makeTempDir,

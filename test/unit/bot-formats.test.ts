@@ -4,7 +4,7 @@ import {
   type DatabaseCredentials,
   type OutputFormat,
   renderDatabaseArtifacts,
-} from '../../src/bot/formats.js';
+} from '../../src/credentials/formats.js';
 
 // Stand-ins with the PEM framing only: the renderer must place them, not interpret them.
 const CERT = '-----BEGIN CERTIFICATE-----\nY2VydA==\n-----END CERTIFICATE-----\n';

@@ -3,7 +3,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AuthorityClient, type AuthorityTransport, type BotIdentity } from '../../src/api/client.js';
+import { AuthorityClient, type AuthorityTransport } from '../../src/api/client.js';
 import type { ApiRequest, ApiResponse } from '../../src/api/protocol.js';
 import { InProcessTransport } from '../../src/api/transports.js';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
@@ -17,6 +17,7 @@ import {
   MemoryIdentityStore,
 } from '../../src/bot/identity-store.js';
 import { ManualClock } from '../../src/clock.js';
+import type { BotIdentity } from '../../src/credentials/identity.js';
 import { MemoryDestination } from '../../src/destinations/memory.js';
 import {
   AccessDeniedError,

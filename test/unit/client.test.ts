@@ -9,7 +9,6 @@ import type { RedisOptions } from 'ioredis';
 import type { ConnectionOptions as Mysql2ConnectionOptions } from 'mysql2';
 import type { ClientConfig as PgClientConfig } from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { renderDatabaseArtifacts } from '../../src/bot/formats.js';
 import {
   type CredentialBundle,
   CredentialClientError,
@@ -21,6 +20,7 @@ import {
   pgOptions,
 } from '../../src/client/index.js';
 import { ManualClock } from '../../src/clock.js';
+import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { SecretsManagerDestination } from '../../src/destinations/secretsmanager.js';
 import { buildCertificate } from '../../src/pki/certificate.js';
 import { SecretsManagerDouble } from '../support/secretsmanager-double.js';

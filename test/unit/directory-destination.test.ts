@@ -13,8 +13,8 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type OutputFormat, renderDatabaseArtifacts } from '../../src/bot/formats.js';
-import type { CredentialBundle } from '../../src/destinations/destination.js';
+import type { CredentialBundle } from '../../src/credentials/bundle.js';
+import { type OutputFormat, renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import {
   DestinationError,
   DirectoryDestination,
@@ -308,10 +308,12 @@ describe('DirectoryDestination: one writer at a time', () => {
         'while ((await readdir(barrier)).length < Number(processes)) await new Promise((r) => setTimeout(r, 5));',
         'for (let i = 0; i < Number(count); i++) {',
         // biome-ignore lint/suspicious/noTemplateCurlyInString: this line is the child script's own template literal
-        '  const serial = `${process.pid}x${i}`;',
+        '  const serial = `${process.pid.toString(16)}f${i}`;',
         // biome-ignore lint/suspicious/noTemplateCurlyInString: this line is the child script's own template literal
-        '  const files = { tlscert: `cert-${serial}`, key: `key-${serial}` };',
-        "  await new DirectoryDestination(dir).write({ kind: 'database-credentials', version: 1, service: 's', protocol: 'postgres', endpoint: 'h:1', serverName: 'h', database: 'd', username: 'u', format: '', serial, issuedAt: '', expiresAt: '', files });",
+        '  const pem = (what) => `-----BEGIN ${what}-----\\n${what}-${serial}\\n-----END ${what}-----\\n`;',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: this line is the child script's own template literal
+        "  const files = { tlscert: pem('CERTIFICATE'), key: pem('PRIVATE KEY'), 'teleport-host-ca.crt': pem('CERTIFICATE'), 'teleport-database-ca.crt': pem('CERTIFICATE') };",
+        "  await new DirectoryDestination(dir).write({ kind: 'database-credentials', version: 1, service: 's', protocol: 'postgres', endpoint: 'h:1', serverName: 'h', database: 'd', username: 'u', format: '', serial, issuedAt: '2026-01-01T00:00:00Z', expiresAt: '2026-01-01T01:00:00Z', files });",
         '}',
       ].join('\n'),
     );
@@ -326,10 +328,18 @@ describe('DirectoryDestination: one writer at a time', () => {
     );
     for (const r of results) expect(r.code, r.stderr).toBe(0);
     const final = await readDirectoryOutput(dir);
-    expect(final?.files).toEqual({ tlscert: `cert-${final?.serial}`, key: `key-${final?.serial}` });
-    expect(await readFile(path.join(dir, 'key'), 'utf8')).toBe(`key-${final?.serial}`);
+    expect(final?.files.tlscert).toContain(`CERTIFICATE-${final?.serial}`);
+    expect(final?.files.key).toContain(`PRIVATE KEY-${final?.serial}`);
+    expect(await readFile(path.join(dir, 'key'), 'utf8')).toBe(final?.files.key);
     expect(await versions(dir)).toHaveLength(2);
-    expect((await readdir(dir)).sort()).toEqual(['.current', '.versions', 'key', 'tlscert']);
+    expect((await readdir(dir)).sort()).toEqual([
+      '.current',
+      '.versions',
+      'key',
+      'teleport-database-ca.crt',
+      'teleport-host-ca.crt',
+      'tlscert',
+    ]);
   }, 60_000);
 
   it('gives up with a clear error while a live process holds the lock, and recovers once it is gone', async () => {

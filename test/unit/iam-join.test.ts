@@ -7,19 +7,17 @@ import { handleApiRequest } from '../../src/api/handler.js';
 import { InProcessTransport } from '../../src/api/transports.js';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
-import { CA_TYPES } from '../../src/authority/cas.js';
-import {
-  CHALLENGE_HEADER,
-  checkStsRequest,
-  GET_CALLER_IDENTITY_BODY,
-  IamJoinRefusedError,
-  type SignedStsRequest,
-  verifyIamJoin,
-} from '../../src/authority/iam-join.js';
+import { checkStsRequest, IamJoinRefusedError, verifyIamJoin } from '../../src/authority/iam-join.js';
 import { parseResources } from '../../src/authority/resources.js';
 import { type AwsCredentials, signedGetCallerIdentity } from '../../src/bot/iam.js';
 import { ManualClock } from '../../src/clock.js';
+import {
+  CHALLENGE_HEADER,
+  GET_CALLER_IDENTITY_BODY,
+  type SignedStsRequest,
+} from '../../src/credentials/iam.js';
 import { AccessDeniedError } from '../../src/errors.js';
+import { CA_TYPES } from '../../src/pki/ca.js';
 import { verifyIssuedBy } from '../../src/pki/certificate.js';
 import { OID_BOT_GENERATION, OID_BOT_NAME } from '../../src/pki/oids.js';
 import { parseCertificate } from '../../src/pki/parse.js';

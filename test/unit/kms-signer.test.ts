@@ -11,10 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handleApiRequest } from '../../src/api/handler.js';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
-import { CA_TYPES, type CaKey, type CaType } from '../../src/authority/cas.js';
 import { parseResources } from '../../src/authority/resources.js';
 import { ManualClock } from '../../src/clock.js';
 import { BrokerError } from '../../src/errors.js';
+import { CA_TYPES, type CaKey, type CaType } from '../../src/pki/ca.js';
 import {
   createKmsCa,
   KMS_SIGNING_ALGORITHM,

@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, verify, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { joinPemBundle, splitPemBundle } from '../../src/credentials/pem.js';
 import { BrokerError } from '../../src/errors.js';
 import {
   BACKDATE_MS,
@@ -11,7 +12,7 @@ import {
 } from '../../src/pki/certificate.js';
 import { generateRsaKeyPair, publicKeyOf, tryParsePublicKey } from '../../src/pki/keys.js';
 import { BROKER_ARC, OID_DB_DATABASE, OID_DB_SERVICE, OID_DB_USERNAME } from '../../src/pki/oids.js';
-import { caPin, joinPemBundle, parseCertificate, splitPemBundle } from '../../src/pki/parse.js';
+import { caPin, parseCertificate } from '../../src/pki/parse.js';
 import { LocalSigner } from '../../src/pki/signer.js';
 import {
   keyIdFromText,

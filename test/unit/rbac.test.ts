@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import {
   type AccessDecision,
   checkDatabaseAccess,
-  type DatabaseRoute,
   labelsMatch,
   MAX_TTL_MS,
   matchPattern,
 } from '../../src/authority/rbac.js';
 import { type Db, dbSchema, type Role, roleSchema } from '../../src/authority/resources.js';
+import type { DatabaseRoute } from '../../src/credentials/route.js';
 
 const H = 3_600_000;
 const READ_LIST = [{ resources: ['db_server', 'db'], verbs: ['read', 'list'] }];

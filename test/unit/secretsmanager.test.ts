@@ -15,17 +15,13 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { BotIdentity } from '../../src/api/client.js';
-import { renderDatabaseArtifacts } from '../../src/bot/formats.js';
-import { BundleError, parseBundle, serializeBundle } from '../../src/destinations/bundle.js';
-import type { CredentialBundle } from '../../src/destinations/destination.js';
-import {
-  SECRET_VALUE_MAX_BYTES,
-  SecretsManagerDestination,
-  SecretsManagerIdentityStore,
-  versionToken,
-  withThrottlingRetry,
-} from '../../src/destinations/secretsmanager.js';
+import { SECRET_VALUE_MAX_BYTES, versionToken, withThrottlingRetry } from '../../src/aws/secrets.js';
+import { SecretsManagerIdentityStore } from '../../src/bot/secretsmanager-identity-store.js';
+import type { CredentialBundle } from '../../src/credentials/bundle.js';
+import { BundleError, parseBundle, serializeBundle } from '../../src/credentials/bundle.js';
+import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
+import type { BotIdentity } from '../../src/credentials/identity.js';
+import { SecretsManagerDestination } from '../../src/destinations/secretsmanager.js';
 import { buildCertificate } from '../../src/pki/certificate.js';
 import { SecretsManagerBundleSource } from '../../src/proxy/secretsmanager-source.js';
 import { SecretsManagerDouble } from '../support/secretsmanager-double.js';

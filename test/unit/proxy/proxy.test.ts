@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/clock.js';
-import type { CredentialBundle } from '../../../src/destinations/destination.js';
+import type { CredentialBundle } from '../../../src/credentials/bundle.js';
 import { ConfigError } from '../../../src/errors.js';
 import { CredentialCache } from '../../../src/proxy/credentials.js';
 import { parseHostPort, readiness } from '../../../src/proxy/diag.js';

@@ -8,10 +8,30 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
-import type { DbProtocol } from '../authority/resources.js';
-import type { OutputFormat } from '../bot/formats.js';
 import { BrokerError } from '../errors.js';
-import type { CredentialBundle } from './destination.js';
+import { OUTPUT_FORMATS, type OutputFormat } from './formats.js';
+import { DB_PROTOCOLS, type DbProtocol, HOST_PORT_HINT, HOST_PORT_PATTERN, parseHostPort } from './route.js';
+
+/** What a database output holds besides its files: where the database is and what the certificate is for. */
+export interface BundleMeta {
+  kind: 'database-credentials';
+  version: 1;
+  service: string;
+  protocol: DbProtocol;
+  endpoint: string;
+  serverName: string;
+  database: string;
+  username: string;
+  format: OutputFormat;
+  serial: string;
+  issuedAt: string;
+  expiresAt: string;
+}
+
+/** A credential bundle: metadata plus the artifact files by name (DESIGN.md §4). */
+export interface CredentialBundle extends BundleMeta {
+  files: Record<string, string>;
+}
 
 /** The bundle is unusable: not JSON, not the schema, or key and certificate do not belong together. */
 export class BundleError extends BrokerError {
@@ -21,22 +41,8 @@ export class BundleError extends BrokerError {
   }
 }
 
-// Spelled out here, checked against the types at compile time, so that the Lambda client module does not
-// load the resource and YAML modules just for two lists.
-const PROTOCOLS: Record<DbProtocol, true> = {
-  postgres: true,
-  cockroachdb: true,
-  mysql: true,
-  mongodb: true,
-  redis: true,
-};
-const FORMATS: Record<OutputFormat, true> = { '': true, tls: true, mongo: true, cockroach: true };
-const keysOf = <K extends string>(record: Record<K, true>) => Object.keys(record) as [K, ...K[]];
-
 /** The same host:port rule as a `db` resource's `uri` (DESIGN.md §3). */
-const endpoint = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. db.internal:5432');
+const endpoint = z.string().regex(HOST_PORT_PATTERN, HOST_PORT_HINT);
 
 const pem = (what: string) =>
   z.string().refine((s) => s.includes('-----BEGIN '), { message: `must be a PEM ${what}` });
@@ -60,12 +66,12 @@ export const credentialBundleSchema = z.object({
   kind: z.literal('database-credentials'),
   version: z.literal(1),
   service: z.string().min(1),
-  protocol: z.enum(keysOf(PROTOCOLS)),
+  protocol: z.enum(DB_PROTOCOLS),
   endpoint,
   serverName: z.string().min(1),
   database: z.string(),
   username: z.string().min(1),
-  format: z.enum(keysOf(FORMATS)),
+  format: z.enum(OUTPUT_FORMATS),
   serial: z.string().regex(/^[0-9a-fA-F]{1,64}$/, 'must be the certificate serial in hex'),
   issuedAt: z.iso.datetime({ offset: true }),
   expiresAt: z.iso.datetime({ offset: true }),
@@ -205,10 +211,7 @@ export function parseBundle(text: string, source = 'the bundle'): CredentialBund
 
 /** Splits a bundle endpoint into host (IPv6 without brackets) and port. */
 export function splitEndpoint(endpointText: string): { host: string; port: number } {
-  const i = endpointText.lastIndexOf(':');
-  const host = endpointText.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(endpointText.slice(i + 1));
-  if (i <= 0 || !host || !Number.isInteger(port) || port <= 0 || port > 65535)
-    throw new BundleError(`the bundle endpoint ${JSON.stringify(endpointText)} is not host:port`);
-  return { host, port };
+  const parsed = parseHostPort(endpointText);
+  if (!parsed) throw new BundleError(`the bundle endpoint ${JSON.stringify(endpointText)} is not host:port`);
+  return parsed;
 }

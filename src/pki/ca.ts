@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
-import { buildCertificate } from '../pki/certificate.js';
-import { generateRsaKeyPair } from '../pki/keys.js';
-import { LocalSigner, type Signer } from '../pki/signer.js';
+import { buildCertificate } from './certificate.js';
+import { generateRsaKeyPair } from './keys.js';
+import { LocalSigner, type Signer } from './signer.js';
 
 /** The three certificate authorities. */
 export const CA_TYPES = ['bot', 'db-client', 'db-server'] as const;

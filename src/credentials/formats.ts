@@ -1,6 +1,9 @@
-import { joinPemBundle } from '../pki/parse.js';
+/** Output formats and the artifact files each renders, with the reference system's file names. Pure. */
+import { joinPemBundle } from './pem.js';
 
-export type OutputFormat = '' | 'tls' | 'mongo' | 'cockroach';
+/** `""` (default) | `tls` | `mongo` | `cockroach`, as tbot's `database` output spells them. */
+export const OUTPUT_FORMATS = ['', 'tls', 'mongo', 'cockroach'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface DatabaseCredentials {
   certificatePem: string;

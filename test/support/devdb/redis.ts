@@ -24,7 +24,7 @@ import {
   spawnServer,
   startOutcome,
   writeTlsFiles,
-} from './process.js';
+} from '../../../src/devdb/process.js';
 
 export interface RedisTls {
   serverCertPem: string;

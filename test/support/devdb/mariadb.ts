@@ -29,7 +29,7 @@ import {
   unprivilegedUser,
   userCanReach,
   writeTlsFiles,
-} from './process.js';
+} from '../../../src/devdb/process.js';
 
 /** What the server presents and whom it trusts: PEM strings. */
 export interface MariadbTls {

@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { KMSClient } from '@aws-sdk/client-kms';
-import type { AuditEvent, AuditSink } from '../authority/audit.js';
-import { Authority } from '../authority/authority.js';
-import { CA_TYPES, type CaRecord, type CaType } from '../authority/cas.js';
-import type { IamJoinVerifier } from '../authority/iam-join.js';
-import { parseResources } from '../authority/resources.js';
 import type { Clock } from '../clock.js';
 import { ConflictError } from '../errors.js';
+import { CA_TYPES, type CaRecord, type CaType } from '../pki/ca.js';
 import { createKmsCa, kmsSignerFactory } from '../pki/kms-signer.js';
 import type { StateStore } from '../state/store.js';
+import type { AuditEvent, AuditSink } from './audit.js';
+import { Authority } from './authority.js';
+import type { IamJoinVerifier } from './iam-join.js';
+import { parseResources } from './resources.js';
 
 /** Audit events as JSON lines on stdout: in Lambda they land in CloudWatch Logs, one event per line. */
 export class StdoutAuditLog implements AuditSink {
