@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { ConfigError } from '../src/errors.js';
+import { ConfigError } from '../src/config/errors.js';
 
 /** Validates a Lambda's environment once at cold start; a bad one fails every invocation with the reason. */
 export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv, fn: string): z.output<S> {

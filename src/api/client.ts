@@ -3,13 +3,9 @@ import type { Clock } from '../clock.js';
 import type { SignedStsRequest } from '../credentials/iam.js';
 import type { BotIdentity } from '../credentials/identity.js';
 import type { DatabaseRoute } from '../credentials/route.js';
-import {
-  AccessDeniedError,
-  AuthorityUnavailableError,
-  BrokerError,
-  GenerationMismatchError,
-} from '../errors.js';
+import { AccessDeniedError, BrokerError, GenerationMismatchError } from '../errors.js';
 import { createProof } from '../pki/proof.js';
+import { AuthorityUnavailableError } from './errors.js';
 import {
   API_VERSION,
   type ApiRequest,

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { ConflictError } from '../errors.js';
+import { ConflictError } from '../state/errors.js';
 import type { StateStore } from '../state/store.js';
 import type { ApiResponse } from './protocol.js';
 

@@ -1,6 +1,6 @@
 import { InvokeCommand, type InvokeCommandOutput, type LambdaClient } from '@aws-sdk/client-lambda';
-import { AuthorityUnavailableError } from '../errors.js';
 import type { AuthorityTransport } from './client.js';
+import { AuthorityUnavailableError } from './errors.js';
 import type { ApiRequest, ApiResponse } from './protocol.js';
 
 /**

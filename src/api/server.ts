@@ -4,7 +4,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import type { Authority } from '../authority/authority.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../config/errors.js';
 import type { Logger } from '../log.js';
 import { generateRsaKeyPair } from '../pki/keys.js';
 import { handleApiRequest } from './handler.js';

@@ -3,9 +3,10 @@ import http from 'node:http';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { Authority } from '../authority/authority.js';
-import { AuthorityUnavailableError, ConfigError } from '../errors.js';
+import { ConfigError } from '../config/errors.js';
 import { caPin } from '../pki/parse.js';
 import type { AuthorityTransport } from './client.js';
+import { AuthorityUnavailableError } from './errors.js';
 import { handleApiRequest } from './handler.js';
 import type { ApiRequest, ApiResponse } from './protocol.js';
 

@@ -1,19 +1,11 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { type Clock, systemClock } from '../clock.js';
+import { ConfigError } from '../config/errors.js';
 import type { SignedStsRequest } from '../credentials/iam.js';
 import { joinPemBundle } from '../credentials/pem.js';
 import type { DatabaseRoute } from '../credentials/route.js';
 import { formatDuration } from '../duration.js';
-import {
-  AccessDeniedError,
-  AlreadyExistsError,
-  BrokerError,
-  ConfigError,
-  ConflictError,
-  GenerationMismatchError,
-  NotFoundError,
-  StateError,
-} from '../errors.js';
+import { AccessDeniedError, BrokerError, GenerationMismatchError } from '../errors.js';
 import {
   CA_TYPES,
   type CaRecord,
@@ -36,8 +28,10 @@ import {
 import { caPin, parseCertificate } from '../pki/parse.js';
 import { MAX_CLOCK_SKEW_MS, type Proof, randomToken, verifyProof } from '../pki/proof.js';
 import type { Signer } from '../pki/signer.js';
+import { ConflictError, StateError } from '../state/errors.js';
 import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
+import { AlreadyExistsError, NotFoundError } from './errors.js';
 import {
   type AwsCallerIdentity,
   type IamJoinVerifier,

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Clock } from '../clock.js';
-import { ConflictError } from '../errors.js';
 import { CA_TYPES, type CaRecord, type CaType } from '../pki/ca.js';
 import { createKmsCa, kmsSignerFactory } from '../pki/kms-signer.js';
+import { ConflictError } from '../state/errors.js';
 import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import { Authority } from './authority.js';

@@ -1,9 +1,9 @@
 import { z } from 'zod';
+import { ConfigError } from '../config/errors.js';
 import { parseYamlDocuments, validateDocument } from '../config/yaml.js';
 import { splitPemBundle } from '../credentials/pem.js';
 import { DB_PROTOCOLS, HOST_PORT_HINT, HOST_PORT_PATTERN, parseHostPort } from '../credentials/route.js';
 import { parseDuration } from '../duration.js';
-import { ConfigError } from '../errors.js';
 
 /** Names of resources: what Teleport accepts for role, bot and database names, minus path separators. */
 export const resourceName = z

@@ -2,19 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { AuthorityClient } from '../api/client.js';
 import type { IdentityResult } from '../api/protocol.js';
 import type { Clock } from '../clock.js';
+import { ConfigError } from '../config/errors.js';
 import type { CredentialBundle } from '../credentials/bundle.js';
 import { renderDatabaseArtifacts } from '../credentials/formats.js';
 import type { BotIdentity } from '../credentials/identity.js';
 import type { DatabaseRoute } from '../credentials/route.js';
 import type { Destination } from '../destinations/destination.js';
 import { formatDuration } from '../duration.js';
-import {
-  AccessDeniedError,
-  BrokerError,
-  ConfigError,
-  errorMessage,
-  GenerationMismatchError,
-} from '../errors.js';
+import { AccessDeniedError, BrokerError, errorMessage, GenerationMismatchError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { generateRsaKeyPair, type KeyPairPem } from '../pki/keys.js';
 import { parseCertificate } from '../pki/parse.js';

@@ -1,9 +1,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { ConfigError } from '../config/errors.js';
 import { parseYamlDocuments, validateDocument } from '../config/yaml.js';
 import { formatDuration, parseDuration } from '../duration.js';
-import { ConfigError } from '../errors.js';
 
 const duration = (what: string) =>
   z

@@ -2,8 +2,8 @@ import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { Clock } from '../clock.js';
+import { ConfigError } from '../config/errors.js';
 import { CHALLENGE_HEADER, GET_CALLER_IDENTITY_BODY, type SignedStsRequest } from '../credentials/iam.js';
-import { ConfigError } from '../errors.js';
 
 /** AWS credentials as the SDK resolves them (a role session has a session token). */
 export interface AwsCredentials {

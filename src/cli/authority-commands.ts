@@ -5,10 +5,11 @@ import { stringify } from 'yaml';
 import { FileAuditLog, readAuditLog } from '../authority/audit.js';
 import { Authority, DEFAULT_SERVER_CERT_TTL_MS, DEFAULT_TOKEN_TTL_MS } from '../authority/authority.js';
 import { parseKind, parseResources } from '../authority/resources.js';
+import { ConfigError } from '../config/errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
-import { ConfigError, UsageError } from '../errors.js';
 import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../pki/ca.js';
 import { FileStateStore, writeFileAtomic } from '../state/file-store.js';
+import { UsageError } from './errors.js';
 import { table } from './output.js';
 
 export const DEFAULT_STATE_DIR = 'var/authority';

@@ -3,6 +3,7 @@ import { BrokerError } from '../errors.js';
 import { DEFAULT_STATE_DIR, registerAuthorityCommands } from './authority-commands.js';
 import { registerBotCommands } from './bot-commands.js';
 import { registerDemoCommand } from './demo.js';
+import { exitCodeOf } from './errors.js';
 import { registerProxyCommands } from './proxy-commands.js';
 
 /** Builds the `broker` program. `out` receives stdout lines, so tests can run commands in-process. */
@@ -47,7 +48,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     }
     if (err instanceof BrokerError) {
       process.stderr.write(`ERROR: ${err.message}\n`);
-      return err.exitCode;
+      return exitCodeOf(err);
     }
     process.stderr.write(`ERROR: ${(err as Error)?.message ?? String(err)}\n`);
     if (process.env.BROKER_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);

@@ -1,7 +1,7 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Command } from 'commander';
 import { formatDuration } from '../duration.js';
-import { BrokerError, UsageError } from '../errors.js';
+import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { type BundleSource, CredentialCache, DirectoryBundleSource } from '../proxy/credentials.js';
 import { checkHealth, startDiagServer } from '../proxy/diag.js';
@@ -9,6 +9,7 @@ import { mysqlTunnel } from '../proxy/protocols/mysql-tunnel.js';
 import { DatabaseProxy, type ListenSpec } from '../proxy/proxy.js';
 import { SecretsManagerBundleSource } from '../proxy/secretsmanager-source.js';
 import { durationOption } from './authority-commands.js';
+import { UsageError } from './errors.js';
 
 type Out = (line: string) => void;
 

@@ -1,6 +1,6 @@
 import { type CST, isMap, isScalar, LineCounter, Parser, parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from './errors.js';
 
 /** One YAML document with a way to find where a path sits in the file, for error messages. */
 export interface SourceDocument {

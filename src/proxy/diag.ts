@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../config/errors.js';
 import type { CredentialCache } from './credentials.js';
 import type { DatabaseProxy } from './proxy.js';
 import { isLoopbackAddress } from './proxy.js';

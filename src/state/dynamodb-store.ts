@@ -10,7 +10,7 @@ import {
   UpdateTimeToLiveCommand,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
-import { ConflictError, StateError } from '../errors.js';
+import { ConflictError, StateError } from './errors.js';
 import { assertValidKey, type Expect, type StateStore, type Versioned } from './store.js';
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ConflictError, StateError } from '../errors.js';
+import { ConflictError, StateError } from './errors.js';
 import { LockFile } from './lockfile.js';
 import { assertValidKey, type Expect, type StateStore, type Versioned } from './store.js';
 

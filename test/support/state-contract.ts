@@ -3,7 +3,7 @@
  * runs `stateStoreContract` with a function that opens a fresh, empty store.
  */
 import { describe, expect, it } from 'vitest';
-import { ConflictError } from '../../src/errors.js';
+import { ConflictError } from '../../src/state/errors.js';
 import type { StateStore } from '../../src/state/store.js';
 
 const INVALID_KEYS = [

@@ -2,19 +2,13 @@ import { createHash, createPublicKey, generateKeyPairSync, X509Certificate } fro
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority, tokenId } from '../../src/authority/authority.js';
+import { AlreadyExistsError, NotFoundError } from '../../src/authority/errors.js';
 import { dbSchema, parseResources } from '../../src/authority/resources.js';
 import { ManualClock } from '../../src/clock.js';
+import { ConfigError } from '../../src/config/errors.js';
 import { splitPemBundle } from '../../src/credentials/pem.js';
 import type { DatabaseRoute } from '../../src/credentials/route.js';
-import {
-  AccessDeniedError,
-  AlreadyExistsError,
-  BrokerError,
-  ConfigError,
-  ConflictError,
-  GenerationMismatchError,
-  NotFoundError,
-} from '../../src/errors.js';
+import { AccessDeniedError, BrokerError, GenerationMismatchError } from '../../src/errors.js';
 import { CA_TYPES, type CaType } from '../../src/pki/ca.js';
 import { buildCertificate } from '../../src/pki/certificate.js';
 import type { KeyPairPem } from '../../src/pki/keys.js';
@@ -29,6 +23,7 @@ import {
 } from '../../src/pki/oids.js';
 import { caPin, parseCertificate } from '../../src/pki/parse.js';
 import { createProof } from '../../src/pki/proof.js';
+import { ConflictError } from '../../src/state/errors.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import {
   makeTempDir,

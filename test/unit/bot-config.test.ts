@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type BotConfig, loadBotConfig, parseBotConfig, resolveToken } from '../../src/bot/config.js';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError } from '../../src/config/errors.js';
 import { makeTempDir, REPO_ROOT, removeTempDirs } from './helpers.js';
 
 afterAll(removeTempDirs);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AuthorityClient, type AuthorityTransport } from '../../src/api/client.js';
+import { AuthorityUnavailableError } from '../../src/api/errors.js';
 import type { ApiRequest, ApiResponse } from '../../src/api/protocol.js';
 import { InProcessTransport } from '../../src/api/transports.js';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
@@ -19,12 +20,7 @@ import {
 import { ManualClock } from '../../src/clock.js';
 import type { BotIdentity } from '../../src/credentials/identity.js';
 import { MemoryDestination } from '../../src/destinations/memory.js';
-import {
-  AccessDeniedError,
-  AuthorityUnavailableError,
-  BrokerError,
-  GenerationMismatchError,
-} from '../../src/errors.js';
+import { AccessDeniedError, BrokerError, GenerationMismatchError } from '../../src/errors.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { makeTempDir, removeTempDirs, testKeyPair } from './helpers.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hostOf, parseKind, parseResources, type Resource } from '../../src/authority/resources.js';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError } from '../../src/config/errors.js';
 
 const FILE = 'resources/example.yaml';
 

@@ -11,8 +11,8 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ConflictError, StateError } from '../../src/errors.js';
 import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
+import { ConflictError, StateError } from '../../src/state/errors.js';
 import { type LocalDynamoDb, startDynalite } from '../support/dynalite.js';
 import { casIncrement, stateStoreContract } from '../support/state-contract.js';
 

@@ -1,7 +1,7 @@
 import { chmod, lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { StateError } from '../../src/errors.js';
+import { StateError } from '../../src/state/errors.js';
 import { assertPrivateDirectory, FileStateStore, writeFileAtomic } from '../../src/state/file-store.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { casIncrement, stateStoreContract } from '../support/state-contract.js';
