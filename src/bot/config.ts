@@ -125,13 +125,11 @@ export function parseBotConfig(text: string, file: string): BotConfig {
   // The token may sit elsewhere than onboarding.token by mistake (`onboarding: <token>`, a token pasted as
   // a key under onboarding, or the token file given as the configuration): nothing at those paths is
   // ever printed, values or key names.
-  return validateDocument(
-    botConfigSchema,
-    docs[0]!,
+  return validateDocument(botConfigSchema, docs[0]!, {
     file,
-    'bot config',
-    (p) => p.length === 0 || p.includes('token') || p[0] === 'onboarding',
-  );
+    label: 'bot config',
+    isSecretPath: (p) => p.length === 0 || p.includes('token') || p[0] === 'onboarding',
+  });
 }
 
 export async function loadBotConfig(file: string): Promise<BotConfig> {

@@ -121,10 +121,9 @@ function describeValue(v: unknown): string {
 export function validateDocument<S extends z.ZodType>(
   schema: S,
   doc: SourceDocument,
-  file: string,
-  label: string,
-  isSecretPath: (path: readonly PropertyKey[]) => boolean = () => false,
+  where: { file: string; label: string; isSecretPath?: (path: readonly PropertyKey[]) => boolean },
 ): z.output<S> {
+  const { file, label, isSecretPath = () => false } = where;
   const result = schema.safeParse(doc.value);
   if (result.success) return result.data;
   const problems = result.error.issues.slice(0, 5).map((issue) => {

@@ -144,11 +144,9 @@ export function kmsSignerFactory(
 /** Creates a self-signed CA whose key is the KMS key `keyId` (valid ten years, like a local CA). */
 export async function createKmsCa(
   type: CaType,
-  clusterName: string,
-  kmsClient: KMSClient,
-  keyId: string,
-  clock: Clock,
+  options: { clusterName: string; kmsClient: KMSClient; keyId: string; clock: Clock },
 ): Promise<CaKey> {
+  const { clusterName, kmsClient, keyId, clock } = options;
   const signer = await KmsSigner.create(kmsClient, keyId);
   const now = clock.now();
   const { certificatePem } = await buildCertificate(

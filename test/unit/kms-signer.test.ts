@@ -85,7 +85,12 @@ async function kmsAuthority(signingClient: KMSClient = client) {
   const store = new MemoryStateStore();
   const cas = {} as Record<CaType, CaKey>;
   for (const type of CA_TYPES) {
-    cas[type] = await createKmsCa(type, 'kms-unit', client, await createKey(), clock);
+    cas[type] = await createKmsCa(type, {
+      clusterName: 'kms-unit',
+      kmsClient: client,
+      keyId: await createKey(),
+      clock,
+    });
     await store.put(`cas/${type}`, { type, keys: [cas[type]] }, 'absent');
   }
   await store.put('config/cluster', { name: 'kms-unit', createdAt: clock.now().toISOString() }, 'absent');
@@ -120,7 +125,12 @@ describe('KmsSigner against the KMS double', () => {
 
   it('kmsSignerFactory takes the public key from the CA certificate: nothing is fetched at construction', async () => {
     const keyId = await createKey();
-    const ca = await createKmsCa('bot', 'factory', client, keyId, new ManualClock(nowSeconds()));
+    const ca = await createKmsCa('bot', {
+      clusterName: 'factory',
+      kmsClient: client,
+      keyId,
+      clock: new ManualClock(nowSeconds()),
+    });
     expect(ca).toEqual({ certificatePem: expect.stringContaining('BEGIN CERTIFICATE'), kmsKeyId: keyId });
     const before = kms.requests.length;
     const signer = kmsSignerFactory(client)(ca);
@@ -141,7 +151,12 @@ describe('KmsSigner against the KMS double', () => {
 
   it('catches a CA entry that names the wrong KMS key instead of issuing unverifiable certificates', async () => {
     const clock = new ManualClock(nowSeconds());
-    const ca = await createKmsCa('db-client', 'wrong', client, await createKey(), clock);
+    const ca = await createKmsCa('db-client', {
+      clusterName: 'wrong',
+      kmsClient: client,
+      keyId: await createKey(),
+      clock,
+    });
     const signer = kmsSignerFactory(client)({ ...ca, kmsKeyId: await createKey() });
     await expect(signer.sign(Buffer.from('tbs'))).rejects.toThrow(
       /KMS Sign with key .* failed: the signature does not verify with the CA certificate's public key/,
@@ -210,7 +225,12 @@ describe('an authority whose CAs are KMS keys', () => {
 describe('KMS faults (aws-sdk-client-mock)', () => {
   it('an AccessDeniedException on Sign becomes a KmsSignerError with key, operation and fix, and no data', async () => {
     const keyId = await createKey();
-    const ca = await createKmsCa('db-client', 'denied', client, keyId, new ManualClock(nowSeconds()));
+    const ca = await createKmsCa('db-client', {
+      clusterName: 'denied',
+      kmsClient: client,
+      keyId,
+      clock: new ManualClock(nowSeconds()),
+    });
     const denied = new KMSClient({
       region: 'us-east-1',
       credentials: { accessKeyId: 'AKIDDENIED', secretAccessKey: 'denied' },
@@ -253,7 +273,12 @@ describe('KMS faults (aws-sdk-client-mock)', () => {
     mock.on(GetPublicKeyCommand).rejects(accessDenied('GetPublicKey'));
     try {
       await expect(
-        createKmsCa('bot', 'denied', denied, 'alias/broker-bot-ca', new ManualClock(nowSeconds())),
+        createKmsCa('bot', {
+          clusterName: 'denied',
+          kmsClient: denied,
+          keyId: 'alias/broker-bot-ca',
+          clock: new ManualClock(nowSeconds()),
+        }),
       ).rejects.toThrow(
         /^KMS GetPublicKey with key alias\/broker-bot-ca failed: AccessDeniedException: .*needs kms:GetPublicKey/,
       );
