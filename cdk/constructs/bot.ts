@@ -375,22 +375,6 @@ export class Bot extends Construct {
           'the bot Lambda has no lasting file system',
           'use destination: { type: secretsmanager, name: <secret name> }',
         );
-      if (o.destination.region !== undefined)
-        badProp(
-          this,
-          `${at}.destination.region`,
-          o.destination.region,
-          'the stack creates the secret in its own region and the bot runtime writes there',
-          'remove region (deploy another stack for another region)',
-        );
-      if (o.destination.test_connection)
-        badProp(
-          this,
-          `${at}.destination.test_connection`,
-          true,
-          'the bot runtime does not run test connections yet (src/bot/runtime.ts) and the bot Lambda is not in the databases\u2019 network',
-          'remove test_connection',
-        );
       if (!authority.db(o.service))
         badProp(
           this,

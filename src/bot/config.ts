@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../config/errors.js';
+import { OUTPUT_FORMATS } from '../credentials/formats.js';
 import { parseYamlDocuments, validateDocument } from '../config/yaml.js';
 import { formatDuration, parseDuration } from '../duration.js';
 
@@ -22,8 +23,6 @@ const directoryDestination = z.strictObject({
 const secretsManagerDestination = z.strictObject({
   type: z.literal('secretsmanager'),
   name: z.string().min(1).max(512),
-  region: z.string().optional(),
-  test_connection: z.boolean().default(false),
 });
 const memoryDestination = z.strictObject({ type: z.literal('memory') });
 
@@ -32,8 +31,6 @@ export const destinationSchema = z.discriminatedUnion('type', [
   secretsManagerDestination,
   memoryDestination,
 ]);
-
-export const OUTPUT_FORMATS = ['', 'tls', 'mongo', 'cockroach'] as const;
 
 const databaseOutput = z.strictObject({
   type: z.literal('database'),
@@ -70,7 +67,6 @@ export const botConfigSchema = z
       z.strictObject({
         type: z.literal('secretsmanager'),
         name: z.string().min(1),
-        region: z.string().optional(),
       }),
     ]),
     credential_ttl: duration('credential_ttl').default(3_600_000),

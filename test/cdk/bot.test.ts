@@ -348,7 +348,7 @@ describe('Bot props', () => {
         'name: broker/orders/orders-postgres',
         'name: broker/orders/orders-postgres\n      region: us-east-1',
       ),
-      /outputs\[0\]\.destination\.region is "us-east-1"/,
+      /outputs\.0\.destination\.region: unknown field/,
     );
   });
 

@@ -180,6 +180,28 @@ describe('parseBotConfig: bad fields and values', () => {
     expect(err.message).toContain('outputs.0.destination.mode: unknown field');
   });
 
+  // These fields were once read and then ignored: a setting that does nothing must be refused, not kept.
+  it.each([
+    ['outputs.0.destination.region', '{ type: secretsmanager, name: broker/out, region: eu-west-1 }'],
+    [
+      'outputs.0.destination.test_connection',
+      '{ type: secretsmanager, name: broker/out, test_connection: true }',
+    ],
+  ])('refuses %s, which the bot would not act on', (at, destination) => {
+    const err = configError(config().replace('{ type: directory, path: /var/lib/broker/out }', destination));
+    expect(err.message).toContain(`${at}: unknown field`);
+  });
+
+  it('refuses storage.region, which the bot would not act on', () => {
+    const err = configError(
+      config().replace(
+        'storage: { type: memory }',
+        'storage: { type: secretsmanager, name: bot/id, region: eu-west-1 }',
+      ),
+    );
+    expect(err.message).toContain('storage.region: unknown field');
+  });
+
   it('refuses a format outside the enum and lists the allowed ones', () => {
     const err = configError(config({ output: '    format: pkcs12' }));
     expect(err.message).toContain('outputs.0.format');

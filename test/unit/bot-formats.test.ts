@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { OUTPUT_FORMATS } from '../../src/bot/config.js';
 import {
   type DatabaseCredentials,
+  OUTPUT_FORMATS,
   type OutputFormat,
   renderDatabaseArtifacts,
 } from '../../src/credentials/formats.js';
