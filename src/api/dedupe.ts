@@ -1,3 +1,4 @@
+import { stateKeys, TypedState } from '../authority/state-keys.js';
 import type { Clock } from '../clock.js';
 import { ConflictError } from '../state/errors.js';
 import type { StateStore } from '../state/store.js';
@@ -23,14 +24,15 @@ export async function runOnce(
   requestId: string,
   fn: () => Promise<ApiResponse>,
 ): Promise<ApiResponse> {
-  const key = `requests/${requestId}`;
-  const seen = await store.get<Remembered>(key);
+  const state = new TypedState(store);
+  const key = stateKeys.request<Remembered>(requestId);
+  const seen = await state.get(key);
   if (seen && new Date(seen.value.expires) > clock.now()) return seen.value.response;
   const response = await fn();
   if (response.ok) {
     const expires = new Date(clock.now().getTime() + DEDUPE_WINDOW_MS).toISOString();
     try {
-      await store.put(key, { response, expires } satisfies Remembered, seen ? seen.version : 'absent');
+      await state.put(key, { response, expires }, seen ? seen.version : 'absent');
     } catch (err) {
       if (!(err instanceof ConflictError)) throw err;
       // A concurrent duplicate finished first; both callers got a valid answer.
@@ -42,7 +44,7 @@ export async function runOnce(
 /** Removes remembered requests whose window has passed (the DynamoDB store also expires them by TTL). */
 export async function pruneRequests(store: StateStore, clock: Clock): Promise<number> {
   let removed = 0;
-  for (const item of await store.list<Remembered>('requests')) {
+  for (const item of await store.list<Remembered>(stateKeys.requests<Remembered>())) {
     if (new Date(item.value.expires) <= clock.now()) {
       await store.delete(item.key, item.version).catch(() => undefined);
       removed++;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Clock } from '../clock.js';
-import { CA_TYPES, type CaRecord, type CaType } from '../pki/ca.js';
+import { CA_TYPES, type CaType } from '../pki/ca.js';
 import { createKmsCa, kmsSignerFactory } from '../pki/kms-signer.js';
 import { ConflictError } from '../state/errors.js';
 import type { StateStore } from '../state/store.js';
@@ -9,6 +9,7 @@ import type { AuditEvent, AuditSink } from './audit.js';
 import { Authority } from './authority.js';
 import type { IamJoinVerifier } from './iam-join.js';
 import { parseResources } from './resources.js';
+import { stateKeys, TypedState } from './state-keys.js';
 
 /** Audit events as JSON lines on stdout: in Lambda they land in CloudWatch Logs, one event per line. */
 export class StdoutAuditLog implements AuditSink {
@@ -38,6 +39,7 @@ export interface AuthorityBootstrapOptions {
  */
 export async function bootstrapAuthority(options: AuthorityBootstrapOptions): Promise<Authority> {
   const { store, kms, clock } = options;
+  const state = new TypedState(store);
   const authority = new Authority({
     store,
     audit: options.audit,
@@ -46,11 +48,15 @@ export async function bootstrapAuthority(options: AuthorityBootstrapOptions): Pr
     ...(options.iamVerifier ? { iamVerifier: options.iamVerifier } : {}),
   });
   for (const type of CA_TYPES) {
-    const existing = await store.get<CaRecord>(`cas/${type}`);
-    if (existing) continue;
-    const key = await createKmsCa(type, options.clusterName, kms, options.caKeyIds[type], clock);
+    if (await state.has(stateKeys.ca(type))) continue;
+    const key = await createKmsCa(type, {
+      clusterName: options.clusterName,
+      kmsClient: kms,
+      keyId: options.caKeyIds[type],
+      clock,
+    });
     try {
-      await store.put(`cas/${type}`, { type, keys: [key] } satisfies CaRecord, 'absent');
+      await state.put(stateKeys.ca(type), { type, keys: [key] }, 'absent');
       await options.audit.write({
         time: clock.now().toISOString(),
         event: 'ca.create',
@@ -63,12 +69,12 @@ export async function bootstrapAuthority(options: AuthorityBootstrapOptions): Pr
     }
   }
   const hash = createHash('sha256').update(options.resourcesYaml).digest('hex');
-  const applied = await store.get<{ hash: string }>('config/resources');
+  const applied = await state.get(stateKeys.appliedResources);
   if (applied?.value.hash !== hash) {
     await authority.createResources(parseResources(options.resourcesYaml, 'deployed resources'), {
       force: true,
     });
-    await store.put('config/resources', { hash, appliedAt: clock.now().toISOString() });
+    await state.put(stateKeys.appliedResources, { hash, appliedAt: clock.now().toISOString() });
   }
   return authority;
 }

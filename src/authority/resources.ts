@@ -147,13 +147,11 @@ export function parseResources(text: string, file: string): Resource[] {
       );
     const isToken = kind === 'token';
     const label = `${kind} ${isToken ? '' : excerpt(v.metadata?.name ?? '')}`.trim();
-    const resource = validateDocument(
-      spec.schema,
-      doc,
+    const resource = validateDocument(spec.schema, doc, {
       file,
       label,
-      (path) => isToken && path.join('.') === 'metadata.name',
-    ) as Resource;
+      isSecretPath: (path) => isToken && path.join('.') === 'metadata.name',
+    }) as Resource;
     const id = `${resource.kind}/${resource.metadata.name}`;
     if (seen.has(id))
       throw new ConfigError(

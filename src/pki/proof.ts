@@ -42,7 +42,3 @@ export function verifyProof(type: string, params: unknown, proof: Proof, publicK
     return false;
   }
 }
-
-export function randomToken(): string {
-  return randomBytes(16).toString('hex');
-}

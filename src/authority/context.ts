@@ -1,0 +1,62 @@
+import { type Clock, systemClock } from '../clock.js';
+import { AccessDeniedError } from '../errors.js';
+import { localSignerFactory, type SignerFactory } from '../pki/ca.js';
+import type { StateStore } from '../state/store.js';
+import type { AuditEvent, AuditSink } from './audit.js';
+import { type IamJoinVerifier, verifyIamJoin } from './iam-join.js';
+import { TypedState } from './state-keys.js';
+
+export interface AuthorityOptions {
+  store: StateStore;
+  audit: AuditSink;
+  clock?: Clock;
+  signerFactory?: SignerFactory;
+  /** Verifies iam joins; by default forwards the signed request to the real AWS STS with global fetch. */
+  iamVerifier?: IamJoinVerifier;
+}
+
+/** An audit event as a decision point states it: the time and, for a refusal, the outcome are added. */
+export type Decision = Omit<AuditEvent, 'time' | 'outcome'>;
+
+/**
+ * What every part of the authority shares: the state (through typed keys), the audit sink, the clock, how
+ * CA keys become signers and how iam joins are verified. Injected, so the authority stays runtime-free.
+ */
+export class AuthorityContext {
+  readonly store: StateStore;
+  readonly state: TypedState;
+  readonly audit: AuditSink;
+  readonly clock: Clock;
+  readonly signerFactory: SignerFactory;
+  readonly iamVerifier: IamJoinVerifier;
+
+  constructor(options: AuthorityOptions) {
+    this.store = options.store;
+    this.state = new TypedState(options.store);
+    this.audit = options.audit;
+    this.clock = options.clock ?? systemClock;
+    this.signerFactory = options.signerFactory ?? localSignerFactory;
+    this.iamVerifier =
+      options.iamVerifier ?? ((request, challenge) => verifyIamJoin(request, challenge, { fetch }));
+  }
+
+  /** Writes an audit event stamped with the authority's clock. */
+  async record(event: Omit<AuditEvent, 'time'>): Promise<void> {
+    await this.audit.write({ time: this.clock.now().toISOString(), ...event });
+  }
+
+  /**
+   * Audits a refusal, then throws the AccessDeniedError the caller sees. The audit reason is for operators;
+   * `message` is for the caller and says what to do.
+   */
+  async deny(decision: Decision, message: string): Promise<never> {
+    const { event, ...detail } = decision;
+    await this.record({ event, outcome: 'denied', ...detail });
+    throw new AccessDeniedError(message);
+  }
+}
+
+/** `{ requestId }` when there is one: audit events carry it only then. */
+export function withRequestId(requestId: string | undefined): { requestId?: string } {
+  return requestId ? { requestId } : {};
+}
