@@ -40,11 +40,11 @@ import type { CredentialBundle } from '../../src/credentials/bundle.js';
 import { parseBundle } from '../../src/credentials/bundle.js';
 import { freePort, type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
-import { type LocalDynamoDb, startDynalite } from '../support/dynalite.js';
-import { KmsDouble } from '../support/kms-double.js';
-import { LambdaDouble } from '../support/lambda-double.js';
-import { SecretsManagerDouble } from '../support/secretsmanager-double.js';
-import { StsDouble, type StsTestPrincipal } from '../support/sts-double.js';
+import { type LocalDynamoDb, startDynalite } from '../support/aws/dynalite.js';
+import { KmsDouble } from '../support/aws/kms.js';
+import { LambdaDouble } from '../support/aws/lambda.js';
+import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
+import { StsDouble, type StsTestPrincipal } from '../support/aws/sts.js';
 import { requirePostgres, tempDir } from './support.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -23,7 +23,7 @@ import { SecretsManagerDestination } from '../../src/destinations/secretsmanager
 import { type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { SecretsManagerDouble } from '../support/secretsmanager-double.js';
+import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { requirePostgres, tempDir } from './support.js';
 
 const RESOURCES = (port: number) => `

@@ -35,7 +35,7 @@ import { freePort, type StartedPostgres, startPostgres } from '../../src/devdb/p
 import { SECRET_FIELDS } from '../../src/log.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { SecretsManagerDouble } from '../support/secretsmanager-double.js';
+import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { CLI, type CliProcess, RawSocket, spawnCli } from './proxy-support.js';
 import { requirePostgres, runCommand, tempDir } from './support.js';
 

@@ -23,7 +23,7 @@ import { ManualClock } from '../../src/clock.js';
 import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { SecretsManagerDestination } from '../../src/destinations/secretsmanager.js';
 import { buildCertificate } from '../../src/pki/certificate.js';
-import { SecretsManagerDouble } from '../support/secretsmanager-double.js';
+import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { nowSeconds, testCa, testKeyPair } from './helpers.js';
 
 const HOUR = 3_600_000;
@@ -74,7 +74,7 @@ let secretId: string;
 let seq = 0;
 
 beforeAll(async () => {
-  double = await SecretsManagerDouble.start();
+  double = new SecretsManagerDouble();
   sm = double.client();
 });
 afterAll(async () => {

@@ -22,7 +22,7 @@ import { verifyIssuedBy } from '../../src/pki/certificate.js';
 import { OID_BOT_GENERATION, OID_BOT_NAME } from '../../src/pki/oids.js';
 import { parseCertificate } from '../../src/pki/parse.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { StsDouble, type StsTestPrincipal } from '../support/sts-double.js';
+import { StsDouble, type StsTestPrincipal } from '../support/aws/sts.js';
 import { nowSeconds, testKeyPair } from './helpers.js';
 
 const ACCOUNT = '111111111111';
@@ -108,7 +108,7 @@ beforeAll(async () => {
   for (const key of ['config/cluster', ...CA_TYPES.map((t) => `cas/${t}`)])
     template.set(key, (await store.get(key))?.value);
   stsClock = new ManualClock(START);
-  sts = await StsDouble.start({
+  sts = new StsDouble({
     clock: stsClock,
     principals: [BOT, OTHER_ROLE, OTHER_ACCOUNT, EXPIRED_SESSION],
   });

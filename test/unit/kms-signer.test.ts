@@ -24,7 +24,7 @@ import {
 } from '../../src/pki/kms-signer.js';
 import { parseCertificate } from '../../src/pki/parse.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { KmsDouble } from '../support/kms-double.js';
+import { KmsDouble } from '../support/aws/kms.js';
 import { makeTempDir, nowSeconds, opensslVerify, removeTempDirs, testKeyPair } from './helpers.js';
 
 const SEED = `kind: role
@@ -52,7 +52,7 @@ let client: KMSClient;
 let dir: string;
 
 beforeAll(async () => {
-  kms = await KmsDouble.start();
+  kms = new KmsDouble();
   client = kms.client();
   dir = await makeTempDir('broker-kms-');
 });

@@ -24,7 +24,7 @@ import type { BotIdentity } from '../../src/credentials/identity.js';
 import { SecretsManagerDestination } from '../../src/destinations/secretsmanager.js';
 import { buildCertificate } from '../../src/pki/certificate.js';
 import { SecretsManagerBundleSource } from '../../src/proxy/secretsmanager-source.js';
-import { SecretsManagerDouble } from '../support/secretsmanager-double.js';
+import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { nowSeconds, testCa, testKeyPair } from './helpers.js';
 
 /** A bundle with a real certificate for key `slot`, issued by a test CA. */
@@ -77,7 +77,7 @@ let secretSeq = 0;
 let secretId: string;
 
 beforeAll(async () => {
-  double = await SecretsManagerDouble.start();
+  double = new SecretsManagerDouble();
   sm = double.client();
 });
 afterAll(async () => {

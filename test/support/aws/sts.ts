@@ -1,6 +1,7 @@
 /**
- * An in-process AWS STS double for tests: a plain HTTP server on 127.0.0.1 (port 0) that answers the Query
- * API action GetCallerIdentity the way STS does, after checking the request's SigV4 signature.
+ * An AWS STS double for tests that answers the Query API action GetCallerIdentity the way STS does, after
+ * checking the request's SigV4 signature: in-process (`new StsDouble(...)`, no socket) or over loopback HTTP
+ * (`StsDouble.start(...)`). Code under test reaches it through `fetch` below. See ./http-double.ts.
  *
  * What it models: the caller's credentials (access key id → secret key, optional session token, account,
  * ARN, user id) are registered up front; the Authorization header is parsed, the signature is recomputed with
@@ -11,20 +12,29 @@
  * ErrorResponse with status 403 (SignatureDoesNotMatch, IncompleteSignature, InvalidClientTokenId,
  * ExpiredToken) or 400 (InvalidAction, MissingAuthenticationToken).
  *
- * The address the request was meant for travels in the `x-sts-double-host` header, which `fetch` (below) adds
- * when it maps `https://sts[.region].amazonaws.com/` to the double: it stands for the Host the real network
- * would deliver, since Node's fetch will not send a Host header of the caller's choosing.
+ * Over loopback, the address the request was meant for travels in the `x-sts-double-host` header, which
+ * `fetch` (below) adds when it maps `https://sts[.region].amazonaws.com/` to the double: it stands for the Host
+ * the real network would deliver, since Node's fetch will not send a Host header of the caller's choosing.
+ * In-process, the request's URL gives it.
  *
  * What it does not model: IAM policies, other actions, presigned (query-string) requests, SigV4a, chunked
  * payloads, TLS, throttling, and session tokens' real expiry (a credential is marked expired instead).
  */
 import { createHash, randomUUID } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { Clock } from '../../src/clock.js';
+import type { Clock } from '../../../src/clock.js';
+import {
+  AwsFault,
+  type DoubleRequest,
+  type DoubleResponse,
+  HttpDouble,
+  queryErrorResponse,
+  queryParameters,
+  queryResponse,
+  xmlEscape,
+} from './http-double.js';
 
 /** A principal the double knows. */
 export interface StsTestPrincipal {
@@ -48,22 +58,13 @@ export interface StsRequestRecord {
 }
 
 const MAX_SKEW_MS = 15 * 60_000;
+const XMLNS = 'https://sts.amazonaws.com/doc/2011-06-15/';
+const STS_HOST = /^sts(\.[a-z0-9-]+)?\.amazonaws\.com$/;
 const AUTHORIZATION =
   /^AWS4-HMAC-SHA256 Credential=([^/\s]+)\/(\d{8})\/([^/\s]+)\/([^/\s]+)\/aws4_request, ?SignedHeaders=([^,\s]+), ?Signature=([0-9a-f]{64})$/;
 
-class StsFault extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function xmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
+/** An STS error: status first, as STS's documentation lists them. */
+const stsFault = (status: number, code: string, message: string) => new AwsFault(code, message, status);
 
 /** `20260101T000000Z` → Date. */
 function parseAmzDate(value: string): Date | undefined {
@@ -71,28 +72,24 @@ function parseAmzDate(value: string): Date | undefined {
   return m ? new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`) : undefined;
 }
 
-export class StsDouble {
+export class StsDouble extends HttpDouble {
   readonly requests: StsRequestRecord[] = [];
   private readonly principals = new Map<string, StsTestPrincipal>();
+  private readonly clock: Clock;
 
-  private constructor(
-    private readonly server: http.Server,
-    readonly endpoint: string,
-    private readonly clock: Clock,
-  ) {}
+  constructor(options: { clock: Clock; principals?: readonly StsTestPrincipal[] }) {
+    super();
+    this.clock = options.clock;
+    for (const p of options.principals ?? []) this.addPrincipal(p);
+  }
 
+  /** A double serving over loopback HTTP (`endpoint`), for integration tests and child processes. */
   static async start(options: {
     clock: Clock;
     principals?: readonly StsTestPrincipal[];
   }): Promise<StsDouble> {
-    let double: StsDouble | undefined;
-    const server = http.createServer((req, res) => {
-      void double?.handle(req, res);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    double = new StsDouble(server, `http://127.0.0.1:${port}/`, options.clock);
-    for (const p of options.principals ?? []) double.addPrincipal(p);
+    const double = new StsDouble(options);
+    await double.listen();
     return double;
   }
 
@@ -100,50 +97,47 @@ export class StsDouble {
     this.principals.set(principal.accessKeyId, principal);
   }
 
+  private readonly inProcess = this.inProcessFetch(
+    (url) => url.protocol === 'https:' && STS_HOST.test(url.host),
+  );
+
   /**
    * A fetch that sends requests for `https://sts.amazonaws.com/` and `https://sts.<region>.amazonaws.com/`
-   * to this double (any other URL is an error: nothing in a test may reach the network).
+   * to this double, over loopback when it listens (any other URL is an error: nothing in a test may reach
+   * the network).
    */
   readonly fetch: typeof globalThis.fetch = async (input, init) => {
     const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
-    if (url.protocol !== 'https:' || !/^sts(\.[a-z0-9-]+)?\.amazonaws\.com$/.test(url.hostname))
+    if (url.protocol !== 'https:' || !STS_HOST.test(url.hostname))
       throw new TypeError(`the STS double's fetch only reaches AWS STS, not ${url.href}`);
+    if (!this.listening) return this.inProcess(input, init);
     const headers = new Headers(init?.headers);
     headers.set('x-sts-double-host', url.hostname);
-    return globalThis.fetch(`${this.endpoint.replace(/\/$/, '')}${url.pathname}${url.search}`, {
+    return globalThis.fetch(`${this.endpoint}${url.pathname}${url.search}`, {
       ...init,
       headers,
     });
   };
 
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks).toString('utf8');
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(req.headers))
-      if (typeof value === 'string') headers[name] = value;
-    const host = headers['x-sts-double-host'] ?? headers.host ?? '';
+  protected async respond(request: DoubleRequest): Promise<DoubleResponse> {
+    const { headers } = request;
+    const body = request.body.toString('utf8');
+    const host = headers['x-sts-double-host'] ?? request.host;
     const record: StsRequestRecord = { host, headers, body, outcome: 'OK' };
     this.requests.push(record);
     const requestId = randomUUID();
     try {
-      const principal = await this.authenticate(req.method ?? '', req.url ?? '', host, headers, body);
-      const params = new URLSearchParams(body);
+      const principal = await this.authenticate(request.method, request.path, host, headers, body);
+      const params = queryParameters(request);
       if (params.get('Action') !== 'GetCallerIdentity' || params.get('Version') !== '2011-06-15')
-        throw new StsFault(
+        throw stsFault(
           400,
           'InvalidAction',
           `Could not find operation ${params.get('Action') ?? '(none)'} for version ${params.get('Version') ?? '(none)'}`,
         );
-      res.writeHead(200, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId });
-      res.end(
-        `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+      return queryResponse(
+        200,
+        `<GetCallerIdentityResponse xmlns="${XMLNS}">
   <GetCallerIdentityResult>
     <Arn>${xmlEscape(principal.arn)}</Arn>
     <UserId>${xmlEscape(principal.userId)}</UserId>
@@ -154,22 +148,12 @@ export class StsDouble {
   </ResponseMetadata>
 </GetCallerIdentityResponse>
 `,
+        requestId,
       );
     } catch (err) {
-      const fault = err instanceof StsFault ? err : new StsFault(500, 'InternalFailure', String(err));
-      record.outcome = fault.code;
-      res.writeHead(fault.status, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId });
-      res.end(
-        `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <Error>
-    <Type>Sender</Type>
-    <Code>${fault.code}</Code>
-    <Message>${xmlEscape(fault.message)}</Message>
-  </Error>
-  <RequestId>${requestId}</RequestId>
-</ErrorResponse>
-`,
-      );
+      const fault = err instanceof AwsFault ? err : stsFault(500, 'InternalFailure', String(err));
+      record.outcome = fault.type;
+      return queryErrorResponse(fault, XMLNS, requestId);
     }
   }
 
@@ -183,10 +167,10 @@ export class StsDouble {
   ): Promise<StsTestPrincipal> {
     const authorization = headers.authorization;
     if (!authorization)
-      throw new StsFault(400, 'MissingAuthenticationToken', 'Request is missing Authentication Token');
+      throw stsFault(400, 'MissingAuthenticationToken', 'Request is missing Authentication Token');
     const m = AUTHORIZATION.exec(authorization);
     if (!m)
-      throw new StsFault(
+      throw stsFault(
         403,
         'IncompleteSignature',
         `Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters.`,
@@ -194,26 +178,18 @@ export class StsDouble {
     const [, accessKeyId = '', scopeDate, scopeRegion = '', scopeService, signedList = '', signature] = m;
     const principal = this.principals.get(accessKeyId);
     if (!principal)
-      throw new StsFault(
-        403,
-        'InvalidClientTokenId',
-        'The security token included in the request is invalid.',
-      );
+      throw stsFault(403, 'InvalidClientTokenId', 'The security token included in the request is invalid.');
     if (principal.sessionToken !== undefined && headers['x-amz-security-token'] !== principal.sessionToken)
-      throw new StsFault(
-        403,
-        'InvalidClientTokenId',
-        'The security token included in the request is invalid.',
-      );
+      throw stsFault(403, 'InvalidClientTokenId', 'The security token included in the request is invalid.');
     if (principal.expired)
-      throw new StsFault(403, 'ExpiredToken', 'The security token included in the request is expired');
+      throw stsFault(403, 'ExpiredToken', 'The security token included in the request is expired');
     const amzDate = headers['x-amz-date'] ?? '';
     const signedAt = parseAmzDate(amzDate);
     if (!signedAt)
-      throw new StsFault(403, 'IncompleteSignature', 'Authorization header requires existence of X-Amz-Date');
+      throw stsFault(403, 'IncompleteSignature', 'Authorization header requires existence of X-Amz-Date');
     const now = this.clock.now();
     if (Math.abs(now.getTime() - signedAt.getTime()) > MAX_SKEW_MS)
-      throw new StsFault(
+      throw stsFault(
         403,
         'SignatureDoesNotMatch',
         `Signature expired: ${amzDate} is now earlier than ${new Date(now.getTime() - MAX_SKEW_MS).toISOString()} or later than ${new Date(now.getTime() + MAX_SKEW_MS).toISOString()}`,
@@ -221,14 +197,14 @@ export class StsDouble {
     const hostRegion =
       host === 'sts.amazonaws.com' ? 'us-east-1' : /^sts\.([a-z0-9-]+)\.amazonaws\.com$/.exec(host)?.[1];
     if (scopeService !== 'sts' || scopeDate !== amzDate.slice(0, 8) || scopeRegion !== hostRegion)
-      throw new StsFault(
+      throw stsFault(
         403,
         'SignatureDoesNotMatch',
         `Credential should be scoped to a valid region and service, not '${scopeRegion}/${scopeService}'.`,
       );
     const signed = signedList.split(';');
     if (!signed.includes('host'))
-      throw new StsFault(
+      throw stsFault(
         403,
         'SignatureDoesNotMatch',
         "'Host' must be a 'SignedHeader' in the AWS Authorization.",
@@ -236,7 +212,7 @@ export class StsDouble {
     const payloadHash = createHash('sha256').update(body).digest('hex');
     const claimedHash = headers['x-amz-content-sha256'];
     if (claimedHash !== undefined && claimedHash !== payloadHash)
-      throw new StsFault(
+      throw stsFault(
         403,
         'SignatureDoesNotMatch',
         'The provided x-amz-content-sha256 does not match the body.',
@@ -247,7 +223,7 @@ export class StsDouble {
     for (const name of signed) {
       const value = name === 'host' ? host : headers[name];
       if (value === undefined)
-        throw new StsFault(403, 'SignatureDoesNotMatch', `The signed header ${name} is missing.`);
+        throw stsFault(403, 'SignatureDoesNotMatch', `The signed header ${name} is missing.`);
       canonicalHeaders[name] = value;
     }
     const [pathname = '/', query = ''] = path.split('?');
@@ -279,7 +255,7 @@ export class StsDouble {
     const expectedSignature = /Signature=([0-9a-f]{64})/.exec(String(expected.headers.authorization))?.[1];
     const expectedSigned = /SignedHeaders=([^,\s]+)/.exec(String(expected.headers.authorization))?.[1];
     if (expectedSignature !== signature || expectedSigned !== signedList)
-      throw new StsFault(
+      throw stsFault(
         403,
         'SignatureDoesNotMatch',
         'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.',

@@ -1,8 +1,9 @@
 /**
- * An in-process AWS KMS double for tests: an HTTP server on 127.0.0.1 (port 0) that speaks the KMS JSON 1.1
- * protocol (`POST /`, `X-Amz-Target: TrentService.<Operation>`, `application/x-amz-json-1.1`, blobs as
- * base64, errors as `{"__type": ..., "message": ...}` with status 400), so the real `@aws-sdk/client-kms`
- * talks to it unchanged.
+ * An AWS KMS double for tests that speaks the KMS JSON 1.1 protocol (`POST /`,
+ * `X-Amz-Target: TrentService.<Operation>`, `application/x-amz-json-1.1`, blobs as base64, errors as
+ * `{"__type": ..., "message": ...}` with status 400), so the real `@aws-sdk/client-kms` talks to it
+ * unchanged: in-process (`new KmsDouble()`, no socket) or over loopback HTTP (`KmsDouble.start()`). See
+ * ./http-double.ts.
  *
  * What it models: CreateKey (KeySpec RSA_2048/3072/4096, KeyUsage SIGN_VERIFY only), GetPublicKey (DER SPKI),
  * Sign and Verify with RSASSA_PKCS1_V1_5_SHA_256 for MessageType RAW (at most 4096 bytes, hashed here) and
@@ -23,11 +24,17 @@ import {
   publicDecrypt,
   randomUUID,
 } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { KMSClient } from '@aws-sdk/client-kms';
+import {
+  AwsFault,
+  type AwsJsonProtocol,
+  type DoubleRequest,
+  type DoubleResponse,
+  HttpDouble,
+  TEST_REGION as REGION,
+  serveAwsJson,
+} from './http-double.js';
 
-const REGION = 'us-east-1';
 const ACCOUNT = '111122223333';
 const ALGORITHM = 'RSASSA_PKCS1_V1_5_SHA_256';
 /** DER prefix of DigestInfo { AlgorithmIdentifier sha256, NULL; OCTET STRING (32) } (RFC 8017 §9.2 note 1). */
@@ -47,41 +54,33 @@ interface StoredKey {
   publicKey: KeyObject;
 }
 
-class KmsFault extends Error {
-  constructor(
-    readonly type: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** KMS answers every error, its own internal ones included, with status 400. */
+const PROTOCOL: AwsJsonProtocol = {
+  targetPrefix: 'TrentService.',
+  messageKey: 'message',
+  internalFault: (message) => new AwsFault('KMSInternalException', message),
+};
 
-export class KmsDouble {
+export class KmsDouble extends HttpDouble {
   /** Every request, in order of arrival. */
   readonly requests: KmsRequestRecord[] = [];
   private readonly keys = new Map<string, StoredKey>();
 
-  private constructor(
-    private readonly server: http.Server,
-    readonly endpoint: string,
-  ) {}
-
+  /** A double serving over loopback HTTP (`endpoint`), for integration tests and child processes. */
   static async start(): Promise<KmsDouble> {
-    let double: KmsDouble | undefined;
-    const server = http.createServer((req, res) => {
-      void double?.handle(req, res);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    double = new KmsDouble(server, `http://127.0.0.1:${port}`);
+    const double = new KmsDouble();
+    await double.listen();
     return double;
   }
 
-  /** A real KMS client pointed at this double (test credentials, one attempt, so faults surface at once). */
+  /**
+   * A real KMS client for this double: in-process, or over loopback when it listens (test credentials, one
+   * attempt, so faults surface at once).
+   */
   client(): KMSClient {
     return new KMSClient({
       region: REGION,
-      endpoint: this.endpoint,
+      ...this.transport(),
       credentials: { accessKeyId: 'AKIDKMSDOUBLE', secretAccessKey: 'kms-double-secret' },
       maxAttempts: 1,
     });
@@ -92,41 +91,11 @@ export class KmsDouble {
     return this.requests.filter((r) => r.operation === operation);
   }
 
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const target = String(req.headers['x-amz-target'] ?? '');
-    const operation = target.startsWith('TrentService.') ? target.slice('TrentService.'.length) : target;
-    try {
-      if (req.method !== 'POST' || !target.startsWith('TrentService.'))
-        throw new KmsFault('UnknownOperationException', `unsupported target ${JSON.stringify(target)}`);
-      let body: Record<string, unknown>;
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>;
-      } catch {
-        throw new KmsFault('SerializationException', 'the request body is not JSON');
-      }
+  protected respond(request: DoubleRequest): Promise<DoubleResponse> {
+    return serveAwsJson(request, PROTOCOL, (operation, body) => {
       this.requests.push({ operation, body });
-      const result = await this.dispatch(operation, body);
-      this.reply(res, 200, result);
-    } catch (err) {
-      const fault =
-        err instanceof KmsFault ? err : new KmsFault('KMSInternalException', (err as Error).message);
-      this.reply(res, 400, { __type: fault.type, message: fault.message });
-    }
-  }
-
-  private reply(res: http.ServerResponse, status: number, body: unknown): void {
-    res.writeHead(status, {
-      'content-type': 'application/x-amz-json-1.1',
-      'x-amzn-requestid': randomUUID(),
+      return this.dispatch(operation, body);
     });
-    res.end(JSON.stringify(body));
   }
 
   private async dispatch(operation: string, body: Record<string, unknown>): Promise<unknown> {
@@ -167,11 +136,11 @@ export class KmsDouble {
         } catch {
           valid = false;
         }
-        if (!valid) throw new KmsFault('KMSInvalidSignatureException', 'the signature is not valid');
+        if (!valid) throw new AwsFault('KMSInvalidSignatureException', 'the signature is not valid');
         return { KeyId: key.arn, SignatureValid: true, SigningAlgorithm: ALGORITHM };
       }
       default:
-        throw new KmsFault('UnsupportedOperationException', `the KMS double does not model ${operation}`);
+        throw new AwsFault('UnsupportedOperationException', `the KMS double does not model ${operation}`);
     }
   }
 
@@ -179,7 +148,7 @@ export class KmsDouble {
     const keySpec = String(body.KeySpec ?? 'SYMMETRIC_DEFAULT');
     const bits = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 }[keySpec];
     if (!bits || body.KeyUsage !== 'SIGN_VERIFY')
-      throw new KmsFault(
+      throw new AwsFault(
         'ValidationException',
         `the KMS double models only RSA SIGN_VERIFY keys, not KeySpec ${keySpec} with KeyUsage ${String(body.KeyUsage)}`,
       );
@@ -212,14 +181,14 @@ export class KmsDouble {
     const id = text.startsWith('arn:aws:kms:') ? text.slice(text.lastIndexOf('/') + 1) : text;
     const key = this.keys.get(id);
     if (!key || (text.startsWith('arn:') && text !== key.arn))
-      throw new KmsFault('NotFoundException', `Key '${text}' does not exist`);
+      throw new AwsFault('NotFoundException', `Key '${text}' does not exist`);
     return key;
   }
 
   /** The SHA-256 digest a Sign or Verify request is about, per its MessageType. */
   private digestOf(body: Record<string, unknown>): Buffer {
     if (body.SigningAlgorithm !== ALGORITHM)
-      throw new KmsFault(
+      throw new AwsFault(
         'ValidationException',
         `the KMS double models only ${ALGORITHM}, not ${String(body.SigningAlgorithm)}`,
       );
@@ -227,12 +196,12 @@ export class KmsDouble {
     const type = body.MessageType ?? 'RAW';
     if (type === 'DIGEST') {
       if (message.length !== 32)
-        throw new KmsFault('ValidationException', 'a DIGEST message for SHA-256 must be 32 bytes');
+        throw new AwsFault('ValidationException', 'a DIGEST message for SHA-256 must be 32 bytes');
       return message;
     }
-    if (type !== 'RAW') throw new KmsFault('ValidationException', `unknown MessageType ${String(type)}`);
+    if (type !== 'RAW') throw new AwsFault('ValidationException', `unknown MessageType ${String(type)}`);
     if (message.length === 0 || message.length > 4096)
-      throw new KmsFault('ValidationException', 'a RAW message must be 1 to 4096 bytes');
+      throw new AwsFault('ValidationException', 'a RAW message must be 1 to 4096 bytes');
     return createHash('sha256').update(message).digest();
   }
 }

@@ -1,8 +1,8 @@
 /**
- * An in-process AWS Lambda double for tests: an HTTP server on 127.0.0.1 (port 0) that implements the
- * Lambda Invoke REST API the way `@aws-sdk/client-lambda` calls it, and runs handler functions registered
- * in this process. The real SDK talks to it unchanged (`client()` below, or any LambdaClient whose endpoint
- * is `endpoint`).
+ * An AWS Lambda double for tests that implements the Lambda Invoke REST API the way `@aws-sdk/client-lambda`
+ * calls it, and runs handler functions registered in this process. The real SDK talks to it unchanged
+ * (`client()` below): in-process (`new LambdaDouble()`, no socket) or over loopback HTTP
+ * (`LambdaDouble.start()`; then any LambdaClient whose endpoint is `endpoint`). See ./http-double.ts.
  *
  * What it models, after the AWS API reference for Invoke:
  * - `POST /2015-03-31/functions/{FunctionName}/invocations`, FunctionName given as a name, a full function
@@ -40,11 +40,17 @@
  * every other quota except the 6 MB synchronous payload check above.
  */
 import { randomUUID } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { LambdaClient } from '@aws-sdk/client-lambda';
+import {
+  AwsFault,
+  type DoubleRequest,
+  type DoubleResponse,
+  HttpDouble,
+  TEST_REGION as REGION,
+  restJsonErrorResponse,
+  TEST_CREDENTIALS,
+} from './http-double.js';
 
-const REGION = 'us-east-1';
 const ACCOUNT = '123456789012';
 /** Synchronous invocation payload limit, request and response (Lambda quotas). */
 export const LAMBDA_SYNC_PAYLOAD_MAX_BYTES = 6 * 1024 * 1024;
@@ -102,15 +108,8 @@ interface RegisteredFunction {
   timeoutMs?: number;
 }
 
-class ApiFault extends Error {
-  constructor(
-    readonly status: number,
-    readonly type: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** A Lambda API error (the handler never ran): status first, as the API reference lists them. */
+const apiFault = (status: number, type: string, message: string) => new AwsFault(type, message, status);
 
 /** What the Node.js runtime reports for a function error. */
 interface FunctionError {
@@ -139,28 +138,24 @@ function functionErrorOf(err: unknown): FunctionError {
   return { errorType: typeof err, errorMessage: String(err) };
 }
 
-export class LambdaDouble {
+export class LambdaDouble extends HttpDouble {
   /** Every invocation, in order of arrival. */
   readonly invocations: LambdaInvocationRecord[] = [];
   private readonly functions = new Map<string, RegisteredFunction>();
   private readonly faults: (LambdaFault & { functionName: string; remaining: number })[] = [];
   private readonly background = new Set<Promise<unknown>>();
+  private readonly defaultTimeoutMs: number | undefined;
 
-  private constructor(
-    private readonly server: http.Server,
-    readonly endpoint: string,
-    private readonly defaultTimeoutMs: number | undefined,
-  ) {}
+  /** `timeoutMs` is the default function timeout (none when absent). */
+  constructor(options: { timeoutMs?: number } = {}) {
+    super();
+    this.defaultTimeoutMs = options.timeoutMs;
+  }
 
-  /** Starts the double. `timeoutMs` is the default function timeout (none when absent). */
+  /** Starts the double on loopback HTTP (`endpoint`), for integration tests and child processes. */
   static async start(options: { timeoutMs?: number } = {}): Promise<LambdaDouble> {
-    let double: LambdaDouble | undefined;
-    const server = http.createServer((req, res) => {
-      void double?.handle(req, res);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    double = new LambdaDouble(server, `http://127.0.0.1:${port}`, options.timeoutMs);
+    const double = new LambdaDouble(options);
+    await double.listen();
     return double;
   }
 
@@ -189,12 +184,15 @@ export class LambdaDouble {
     this.faults.push({ ...fault, functionName, remaining: fault.times ?? 1 });
   }
 
-  /** A real Lambda client pointed at this double (test credentials; one attempt, so faults surface at once). */
+  /**
+   * A real Lambda client for this double: in-process, or over loopback when it listens (test credentials;
+   * one attempt, so faults surface at once).
+   */
   client(options: { maxAttempts?: number } = {}): LambdaClient {
     return new LambdaClient({
       region: REGION,
-      endpoint: this.endpoint,
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      ...this.transport(),
+      credentials: TEST_CREDENTIALS,
       maxAttempts: options.maxAttempts ?? 1,
     });
   }
@@ -204,11 +202,9 @@ export class LambdaDouble {
     return this.invocations.filter((i) => i.functionName === functionName);
   }
 
-  /** Stops the server after Event invocations still running have settled. */
-  async close(): Promise<void> {
+  /** Event invocations still running settle before the listener stops. */
+  protected override async settle(): Promise<void> {
     await Promise.allSettled([...this.background]);
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
   /** The registered function a FunctionName (name, ARN or partial ARN) and qualifier refer to. */
@@ -222,7 +218,7 @@ export class LambdaDouble {
     const q = qualifier ?? fromArn;
     const fn = this.functions.get(name);
     if (!fn || region !== REGION || account !== ACCOUNT || (q !== undefined && q !== '$LATEST'))
-      throw new ApiFault(
+      throw apiFault(
         404,
         'ResourceNotFoundException',
         `Function not found: arn:aws:lambda:${region}:${account}:function:${name}${q ? `:${q}` : ''}`,
@@ -230,19 +226,14 @@ export class LambdaDouble {
     return fn;
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  protected async respond(request: DoubleRequest): Promise<DoubleResponse> {
     const requestId = randomUUID();
-    const url = new URL(req.url ?? '/', 'http://lambda.local');
+    const url = new URL(request.path, 'http://lambda.local');
     const match = INVOKE_PATH.exec(url.pathname);
-    const invocationType = String(req.headers['x-amz-invocation-type'] ?? 'RequestResponse');
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      // Keep reading (so the client sees the answer) but keep no more than the limit.
-      if (size <= LAMBDA_SYNC_PAYLOAD_MAX_BYTES) chunks.push(chunk as Buffer);
-    }
-    const payload = Buffer.concat(chunks).toString('utf8');
+    const invocationType = request.headers['x-amz-invocation-type'] ?? 'RequestResponse';
+    const size = request.body.length;
+    // Keep no more than the limit (the whole body was read, so the client sees the answer).
+    const payload = request.body.subarray(0, LAMBDA_SYNC_PAYLOAD_MAX_BYTES).toString('utf8');
     const record: LambdaInvocationRecord = {
       functionName: match ? safeDecode(match[1] ?? '') : '',
       invocationType,
@@ -251,23 +242,23 @@ export class LambdaDouble {
       outcome: 'Pending',
     };
     try {
-      if (req.method !== 'POST' || !match)
-        throw new ApiFault(
+      if (request.method !== 'POST' || !match)
+        throw apiFault(
           404,
           'UnknownOperationException',
-          `Unknown operation ${req.method} ${url.pathname}`,
+          `Unknown operation ${request.method} ${url.pathname}`,
         );
       this.invocations.push(record);
       const fn = this.resolve(record.functionName, url.searchParams.get('Qualifier'));
       record.functionName = fn.name;
       if (size > LAMBDA_SYNC_PAYLOAD_MAX_BYTES)
-        throw new ApiFault(
+        throw apiFault(
           413,
           'RequestTooLargeException',
           `Request must be smaller than ${LAMBDA_SYNC_PAYLOAD_MAX_BYTES} bytes for the InvokeFunction operation`,
         );
       if (!['RequestResponse', 'Event', 'DryRun'].includes(invocationType))
-        throw new ApiFault(
+        throw apiFault(
           400,
           'InvalidParameterValueException',
           `1 validation error detected: Value '${invocationType}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]`,
@@ -276,46 +267,39 @@ export class LambdaDouble {
       try {
         event = payload.length === 0 ? {} : JSON.parse(payload);
       } catch (err) {
-        throw new ApiFault(
+        throw apiFault(
           400,
           'InvalidRequestContentException',
           `Could not parse request body into json: ${(err as Error).message}`,
         );
       }
       const fault = this.takeFault(fn.name, event);
-      if (fault?.kind === 'service')
-        throw new ApiFault(fault.status, fault.type, fault.message ?? fault.type);
+      if (fault?.kind === 'service') throw apiFault(fault.status, fault.type, fault.message ?? fault.type);
       if (invocationType === 'DryRun') {
         record.outcome = 'Success';
-        this.send(res, 204, requestId, '', {});
-        return;
+        return this.answer(204, requestId, '', {});
       }
       const run = () => this.run(fn, event, requestId, fault);
       if (invocationType === 'Event') {
-        this.send(res, 202, requestId, '', {});
         const done = run().then((r) => {
           record.outcome = r.error ? `Unhandled: ${r.error.errorType}` : 'Success';
         });
         this.background.add(done);
         void done.finally(() => this.background.delete(done));
-        return;
+        return this.answer(202, requestId, '', {});
       }
       const result = await run();
       record.outcome = result.error ? `Unhandled: ${result.error.errorType}` : 'Success';
-      this.send(
-        res,
+      return this.answer(
         200,
         requestId,
         result.error ? JSON.stringify(result.error) : result.body,
         result.error ? { 'x-amz-function-error': 'Unhandled' } : {},
       );
     } catch (err) {
-      const fault =
-        err instanceof ApiFault ? err : new ApiFault(500, 'ServiceException', (err as Error).message);
+      const fault = err instanceof AwsFault ? err : apiFault(500, 'ServiceException', (err as Error).message);
       record.outcome = fault.type;
-      this.send(res, fault.status, requestId, JSON.stringify({ Type: 'User', Message: fault.message }), {
-        'x-amzn-errortype': fault.type,
-      });
+      return restJsonErrorResponse(fault, requestId);
     }
   }
 
@@ -389,19 +373,21 @@ export class LambdaDouble {
     }
   }
 
-  private send(
-    res: http.ServerResponse,
+  private answer(
     status: number,
     requestId: string,
     body: string,
     headers: Record<string, string>,
-  ): void {
-    res.writeHead(status, {
-      'content-type': 'application/json',
-      'x-amzn-requestid': requestId,
-      ...(status === 200 ? { 'x-amz-executed-version': '$LATEST' } : {}),
-      ...headers,
-    });
-    res.end(body);
+  ): DoubleResponse {
+    return {
+      status,
+      headers: {
+        'content-type': 'application/json',
+        'x-amzn-requestid': requestId,
+        ...(status === 200 ? { 'x-amz-executed-version': '$LATEST' } : {}),
+        ...headers,
+      },
+      body,
+    };
   }
 }

@@ -1,8 +1,9 @@
 /**
- * An in-process AWS Secrets Manager double for tests: an HTTP server on 127.0.0.1 (port 0) that speaks the
- * Secrets Manager JSON 1.1 protocol (`POST /`, `X-Amz-Target: secretsmanager.<Operation>`,
- * `application/x-amz-json-1.1`, timestamps as epoch seconds, errors as `{"__type": ..., "Message": ...}`),
- * so the real `@aws-sdk/client-secrets-manager` talks to it unchanged.
+ * An AWS Secrets Manager double for tests that speaks the Secrets Manager JSON 1.1 protocol (`POST /`,
+ * `X-Amz-Target: secretsmanager.<Operation>`, `application/x-amz-json-1.1`, timestamps as epoch seconds,
+ * errors as `{"__type": ..., "Message": ...}`), so the real `@aws-sdk/client-secrets-manager` talks to it
+ * unchanged: in-process (`new SecretsManagerDouble()`, no socket) or over loopback HTTP
+ * (`SecretsManagerDouble.start()`, for integration tests and child processes). See ./http-double.ts.
  *
  * What it models, after the AWS API reference:
  * - CreateSecret (with or without an initial SecretString/SecretBinary; the first version gets AWSCURRENT),
@@ -33,11 +34,18 @@
  * aws-sdk-client-mock); pagination of ListSecretVersionIds (everything comes back in one page).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  AwsFault,
+  type AwsJsonProtocol,
+  type DoubleRequest,
+  type DoubleResponse,
+  HttpDouble,
+  TEST_REGION as REGION,
+  serveAwsJson,
+  TEST_CREDENTIALS,
+} from './http-double.js';
 
-const REGION = 'us-east-1';
 const ACCOUNT = '111122223333';
 const MAX_VALUE_BYTES = 65_536;
 const MAX_VERSIONS = 100;
@@ -71,15 +79,12 @@ interface StoredSecret {
   versions: Map<string, StoredVersion>;
 }
 
-class ServiceFault extends Error {
-  constructor(
-    readonly type: string,
-    message: string,
-    readonly status = 400,
-  ) {
-    super(message);
-  }
-}
+const PROTOCOL: AwsJsonProtocol = {
+  targetPrefix: 'secretsmanager.',
+  messageKey: 'Message',
+  requireContentType: true,
+  internalFault: (message) => new AwsFault('InternalServiceError', message, 500),
+};
 
 interface InjectedFault {
   operation: string;
@@ -91,34 +96,28 @@ interface InjectedFault {
 
 const epochSeconds = (d: Date) => d.getTime() / 1000;
 
-export class SecretsManagerDouble {
+export class SecretsManagerDouble extends HttpDouble {
   /** Every request, in order of arrival (faulted ones included). */
   readonly requests: SecretsManagerRequestRecord[] = [];
   private readonly secrets = new Map<string, StoredSecret>();
   private readonly faults: InjectedFault[] = [];
 
-  private constructor(
-    private readonly server: http.Server,
-    readonly endpoint: string,
-  ) {}
-
+  /** A double serving over loopback HTTP (`endpoint`), for integration tests and child processes. */
   static async start(): Promise<SecretsManagerDouble> {
-    let double: SecretsManagerDouble | undefined;
-    const server = http.createServer((req, res) => {
-      void double?.handle(req, res);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    double = new SecretsManagerDouble(server, `http://127.0.0.1:${port}`);
+    const double = new SecretsManagerDouble();
+    await double.listen();
     return double;
   }
 
-  /** A real SDK client pointed at this double (test credentials; one attempt, so faults surface at once). */
+  /**
+   * A real SDK client for this double: in-process, or over loopback when it listens (test credentials; one
+   * attempt, so faults surface at once).
+   */
   client(options: { maxAttempts?: number } = {}): SecretsManagerClient {
     return new SecretsManagerClient({
       region: REGION,
-      endpoint: this.endpoint,
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      ...this.transport(),
+      credentials: TEST_CREDENTIALS,
       maxAttempts: options.maxAttempts ?? 1,
     });
   }
@@ -153,50 +152,16 @@ export class SecretsManagerDouble {
     return this.versions(secretId).find((v) => v.stages.includes(stage));
   }
 
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const target = String(req.headers['x-amz-target'] ?? '');
-    const prefix = 'secretsmanager.';
-    const operation = target.startsWith(prefix) ? target.slice(prefix.length) : target;
-    try {
-      if (req.method !== 'POST' || !target.startsWith(prefix))
-        throw new ServiceFault('UnknownOperationException', `unsupported target ${JSON.stringify(target)}`);
-      if (!String(req.headers['content-type'] ?? '').startsWith('application/x-amz-json-1.1'))
-        throw new ServiceFault('SerializationException', 'Content-Type must be application/x-amz-json-1.1');
-      let body: Record<string, unknown>;
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>;
-      } catch {
-        throw new ServiceFault('SerializationException', 'the request body is not JSON');
-      }
+  protected respond(request: DoubleRequest): Promise<DoubleResponse> {
+    return serveAwsJson(request, PROTOCOL, (operation, body) => {
       this.requests.push({ operation, body });
       const injected = this.faults.find((f) => f.operation === operation && f.remaining > 0);
       if (injected) {
         injected.remaining--;
-        throw new ServiceFault(injected.type, injected.message, injected.status);
+        throw new AwsFault(injected.type, injected.message, injected.status);
       }
-      this.reply(res, 200, this.dispatch(operation, body));
-    } catch (err) {
-      const fault =
-        err instanceof ServiceFault
-          ? err
-          : new ServiceFault('InternalServiceError', (err as Error).message, 500);
-      this.reply(res, fault.status, { __type: fault.type, Message: fault.message });
-    }
-  }
-
-  private reply(res: http.ServerResponse, status: number, body: unknown): void {
-    res.writeHead(status, {
-      'content-type': 'application/x-amz-json-1.1',
-      'x-amzn-requestid': randomUUID(),
+      return this.dispatch(operation, body);
     });
-    res.end(JSON.stringify(body));
   }
 
   private dispatch(operation: string, body: Record<string, unknown>): unknown {
@@ -214,7 +179,7 @@ export class SecretsManagerDouble {
       case 'ListSecretVersionIds':
         return this.listSecretVersionIds(body);
       default:
-        throw new ServiceFault(
+        throw new AwsFault(
           'UnknownOperationException',
           `operation ${operation} is not modelled by the double`,
         );
@@ -233,20 +198,20 @@ export class SecretsManagerDouble {
 
   private secret(secretId: unknown): StoredSecret {
     if (typeof secretId !== 'string' || secretId.length === 0 || secretId.length > 2048)
-      throw new ServiceFault(
+      throw new AwsFault(
         'ValidationException',
         "1 validation error detected: Value at 'secretId' failed to satisfy constraint: Member must have length between 1 and 2048",
       );
     const s = this.find(secretId);
     if (!s)
-      throw new ServiceFault('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
+      throw new AwsFault('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
     return s;
   }
 
   private token(value: unknown): string | undefined {
     if (value === undefined) return undefined;
     if (typeof value !== 'string' || value.length < 32 || value.length > 64)
-      throw new ServiceFault(
+      throw new AwsFault(
         'ValidationException',
         "1 validation error detected: Value at 'clientRequestToken' failed to satisfy constraint: Member must have length between 32 and 64",
       );
@@ -257,13 +222,13 @@ export class SecretsManagerDouble {
   private value(body: Record<string, unknown>): { secretString?: string; secretBinary?: string } | undefined {
     const { SecretString: str, SecretBinary: bin } = body;
     if (str !== undefined && bin !== undefined)
-      throw new ServiceFault(
+      throw new AwsFault(
         'InvalidParameterException',
         'You can provide SecretString or SecretBinary, not both.',
       );
     if (typeof str === 'string') {
       if (Buffer.byteLength(str, 'utf8') > MAX_VALUE_BYTES)
-        throw new ServiceFault(
+        throw new AwsFault(
           'ValidationException',
           `1 validation error detected: Value at 'secretString' failed to satisfy constraint: Member must have length less than or equal to ${MAX_VALUE_BYTES}`,
         );
@@ -271,7 +236,7 @@ export class SecretsManagerDouble {
     }
     if (typeof bin === 'string') {
       if (Buffer.from(bin, 'base64').length > MAX_VALUE_BYTES)
-        throw new ServiceFault(
+        throw new AwsFault(
           'ValidationException',
           `1 validation error detected: Value at 'secretBinary' failed to satisfy constraint: Member must have length less than or equal to ${MAX_VALUE_BYTES}`,
         );
@@ -288,7 +253,7 @@ export class SecretsManagerDouble {
       value.length > 20 ||
       !value.every((s) => typeof s === 'string' && s.length >= 1 && s.length <= 256)
     )
-      throw new ServiceFault(
+      throw new AwsFault(
         'ValidationException',
         "1 validation error detected: Value at 'versionStages' failed to satisfy constraint: 1-20 labels of 1-256 characters",
       );
@@ -342,14 +307,14 @@ export class SecretsManagerDouble {
   private createSecret(body: Record<string, unknown>): unknown {
     const name = body.Name;
     if (typeof name !== 'string' || !/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(name))
-      throw new ServiceFault(
+      throw new AwsFault(
         'ValidationException',
         "1 validation error detected: Value at 'name' failed to satisfy constraint: 1-512 characters of letters, digits and /_+=.@-",
       );
     const token = this.token(body.ClientRequestToken) ?? randomUUID();
     const value = this.value(body);
     if (this.secrets.has(name))
-      throw new ServiceFault(
+      throw new AwsFault(
         'ResourceExistsException',
         `The operation failed because the secret ${name} already exists.`,
       );
@@ -374,7 +339,7 @@ export class SecretsManagerDouble {
     const token = this.token(body.ClientRequestToken) ?? randomUUID();
     const value = this.value(body);
     if (!value)
-      throw new ServiceFault(
+      throw new AwsFault(
         'InvalidParameterException',
         'You must provide either SecretString or SecretBinary.',
       );
@@ -382,7 +347,7 @@ export class SecretsManagerDouble {
     const existing = secret.versions.get(token);
     if (existing) {
       if (existing.secretString !== value.secretString || existing.secretBinary !== value.secretBinary)
-        throw new ServiceFault(
+        throw new AwsFault(
           'ResourceExistsException',
           "You can't modify an existing version, you can only create a new version.",
         );
@@ -401,14 +366,14 @@ export class SecretsManagerDouble {
     if (versionId !== undefined) {
       version = secret.versions.get(versionId);
       if (!version || (stage !== undefined && !version.stages.includes(stage)))
-        throw new ServiceFault(
+        throw new AwsFault(
           'ResourceNotFoundException',
           `Secrets Manager can't find the specified secret value for VersionId: ${versionId}${stage ? ` and staging label: ${stage}` : ''}`,
         );
     } else {
       version = this.holderOf(secret, stage as string);
       if (!version)
-        throw new ServiceFault(
+        throw new AwsFault(
           'ResourceNotFoundException',
           `Secrets Manager can't find the specified secret value for staging label: ${stage}`,
         );
@@ -444,21 +409,21 @@ export class SecretsManagerDouble {
     const secret = this.secret(body.SecretId);
     const stage = body.VersionStage;
     if (typeof stage !== 'string' || stage.length < 1 || stage.length > 256)
-      throw new ServiceFault(
+      throw new AwsFault(
         'ValidationException',
         "1 validation error detected: Value at 'versionStage' failed to satisfy constraint: Member must have length between 1 and 256",
       );
     const moveTo = body.MoveToVersionId as string | undefined;
     const removeFrom = body.RemoveFromVersionId as string | undefined;
     if (moveTo === undefined && removeFrom === undefined)
-      throw new ServiceFault(
+      throw new AwsFault(
         'InvalidParameterException',
         'You must specify MoveToVersionId, RemoveFromVersionId, or both.',
       );
     const version = (id: string) => {
       const v = secret.versions.get(id);
       if (!v)
-        throw new ServiceFault(
+        throw new AwsFault(
           'ResourceNotFoundException',
           `Secrets Manager can't find the specified secret version: ${id}`,
         );
@@ -468,14 +433,14 @@ export class SecretsManagerDouble {
     if (removeFrom !== undefined) {
       version(removeFrom);
       if (holder?.versionId !== removeFrom)
-        throw new ServiceFault(
+        throw new AwsFault(
           'InvalidParameterException',
           `The staging label ${stage} is not attached to version ${removeFrom}${holder ? `; it is attached to ${holder.versionId}` : ''}.`,
         );
     }
     if (moveTo === undefined) {
       if (stage === CURRENT)
-        throw new ServiceFault(
+        throw new AwsFault(
           'InvalidParameterException',
           `You can't remove the staging label ${CURRENT} from a version without moving it to another version (MoveToVersionId).`,
         );
@@ -485,7 +450,7 @@ export class SecretsManagerDouble {
     }
     const target = version(moveTo);
     if (holder && holder !== target && removeFrom === undefined)
-      throw new ServiceFault(
+      throw new AwsFault(
         'InvalidParameterException',
         `The parameter RemoveFromVersionId can't be empty. Staging label ${stage} is currently attached to version ${holder.versionId}, so you must explicitly reference that version in RemoveFromVersionId.`,
       );
