@@ -15,7 +15,7 @@ import {
   resourcesOf,
   resourcesOfStatement,
   statementsOfRole,
-} from './support.js';
+} from '../support/cdk.js';
 
 let template: Template;
 let env: Record<string, unknown>;

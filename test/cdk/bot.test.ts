@@ -14,7 +14,7 @@ import {
   resourceOf,
   resourcesOf,
   statementsOfRole,
-} from './support.js';
+} from '../support/cdk.js';
 
 let template: Template;
 

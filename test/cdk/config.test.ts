@@ -5,7 +5,7 @@ import { App } from 'aws-cdk-lib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadBrokerConfig } from '../../cdk/config.js';
 import { functionBundle } from '../../cdk/constructs/broker-function.js';
-import { cdkJsonContext, read } from './support.js';
+import { cdkJsonContext, read } from '../support/cdk.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'broker-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrokerStack } from '../../cdk/broker-stack.js';
 import { loadBrokerConfig } from '../../cdk/config.js';
 import { REPO_ROOT } from '../../cdk/constructs/broker-function.js';
-import { cdkJsonContext } from './support.js';
+import { cdkJsonContext } from '../support/cdk.js';
 
 /**
  * The example app exactly as cdk/app.ts builds it, from cdk.json's context, with the real esbuild bundles

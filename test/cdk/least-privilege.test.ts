@@ -12,7 +12,7 @@ import {
   resourcesOf,
   resourcesOfStatement,
   type Statement,
-} from './support.js';
+} from '../support/cdk.js';
 
 let template: Template;
 

@@ -5,7 +5,14 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerStack } from '../../cdk/broker-stack.js';
 import { DatabaseProxySidecar } from '../../cdk/constructs/database-proxy-sidecar.js';
-import { exampleStack, inlineCode, lambdaEnv, logicalId, resourcesOf, statementsOfRole } from './support.js';
+import {
+  exampleStack,
+  inlineCode,
+  lambdaEnv,
+  logicalId,
+  resourcesOf,
+  statementsOfRole,
+} from '../support/cdk.js';
 
 interface ContainerDef {
   Name: string;
