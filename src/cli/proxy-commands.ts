@@ -3,11 +3,13 @@ import type { Command } from 'commander';
 import { formatDuration } from '../duration.js';
 import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { type BundleSource, CredentialCache, DirectoryBundleSource } from '../proxy/credentials.js';
+import { CredentialCache } from '../proxy/credential-cache.js';
 import { checkHealth, startDiagServer } from '../proxy/diag.js';
-import { mysqlTunnel } from '../proxy/protocols/mysql-tunnel.js';
 import { DatabaseProxy, type ListenSpec } from '../proxy/proxy.js';
-import { SecretsManagerBundleSource } from '../proxy/secretsmanager-source.js';
+import type { BundleSource } from '../proxy/sources/bundle-source.js';
+import { DirectoryBundleSource } from '../proxy/sources/directory.js';
+import { SecretsManagerBundleSource } from '../proxy/sources/secretsmanager.js';
+import { mysqlTunnel } from '../proxy/tunnels/mysql.js';
 import { durationOption } from './authority-commands.js';
 import { UsageError } from './errors.js';
 

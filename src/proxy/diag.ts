@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { ConfigError } from '../config/errors.js';
-import type { CredentialCache } from './credentials.js';
+import type { CredentialCache } from './credential-cache.js';
 import type { DatabaseProxy } from './proxy.js';
 import { isLoopbackAddress } from './proxy.js';
 

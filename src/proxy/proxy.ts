@@ -6,12 +6,15 @@ import { ConfigError } from '../config/errors.js';
 import type { DbProtocol } from '../credentials/route.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { CredentialCache, LoadedCredentials } from './credentials.js';
-import { dialTcp, outcomeOf, PacketReader, relay } from './io.js';
+import type { CredentialCache } from './credential-cache.js';
+import { CredentialDialer, type Dialer } from './dialer.js';
 import { ProxyMetrics } from './metrics.js';
-import { directTlsTunnel } from './protocols/direct-tls.js';
-import { postgresTunnel } from './protocols/postgres-tunnel.js';
-import type { TunnelHandler } from './protocols/tunnel.js';
+import { outcomeOf } from './outcome.js';
+import { PacketReader } from './packet-reader.js';
+import { relay } from './relay.js';
+import { directTlsTunnel } from './tunnels/direct-tls.js';
+import { postgresTunnel } from './tunnels/postgres.js';
+import type { TunnelHandler } from './tunnels/tunnel.js';
 
 export type ListenSpec = { address: string; port: number } | { unixPath: string };
 
@@ -56,10 +59,17 @@ export class DatabaseProxy {
   private draining = false;
   private closedAll: (() => void) | undefined;
   private readonly handlers: Partial<Record<DbProtocol, TunnelHandler>>;
+  private readonly dialer: Dialer;
 
   constructor(private readonly options: ProxyOptions) {
-    this.metrics = options.metrics ?? new ProxyMetrics();
+    const metrics = options.metrics ?? new ProxyMetrics();
+    this.metrics = metrics;
     this.handlers = { ...DEFAULT_HANDLERS, ...options.handlers };
+    this.dialer = new CredentialDialer({
+      credentials: options.creds,
+      timeoutMs: options.dialTimeoutMs ?? 10_000,
+      onDial: (seconds) => metrics.dialSeconds.observe(seconds),
+    });
   }
 
   get openConnections(): number {
@@ -73,6 +83,11 @@ export class DatabaseProxy {
   /** Binds the listener. Returns `host:port` or the socket path. */
   async start(): Promise<string> {
     const { listen } = this.options;
+    // Checked before anything is bound: a refused address must never have listened, even for a moment.
+    if (!('unixPath' in listen) && !isLoopbackAddress(listen.address) && !this.options.unsafeListen)
+      throw new ConfigError(
+        `refusing to listen on ${listen.address}: anyone who can reach it would use this machine's database credentials; listen on 127.0.0.1, or pass --unsafe-listen if you really mean it`,
+      );
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
       this.accept(socket),
     );
@@ -92,10 +107,6 @@ export class DatabaseProxy {
       await fs.chmod(socketPath, 0o600);
       return socketPath;
     }
-    if (!isLoopbackAddress(listen.address) && !this.options.unsafeListen)
-      throw new ConfigError(
-        `refusing to listen on ${listen.address}: anyone who can reach it would use this machine's database credentials; listen on 127.0.0.1, or pass --unsafe-listen if you really mean it`,
-      );
     await new Promise<void>((resolve, reject) =>
       server.once('error', reject).listen(listen.port, listen.address, resolve),
     );
@@ -130,15 +141,6 @@ export class DatabaseProxy {
     });
   }
 
-  private async dial(creds: LoadedCredentials): Promise<net.Socket> {
-    const end = this.metrics.dialSeconds.startTimer();
-    try {
-      return await dialTcp(creds.host, creds.port, this.options.dialTimeoutMs ?? 10_000);
-    } finally {
-      end();
-    }
-  }
-
   private async serve(id: string, client: net.Socket): Promise<void> {
     const { creds, log, tunnel } = this.options;
     const started = Date.now();
@@ -152,7 +154,7 @@ export class DatabaseProxy {
         // Non-tunnel needs only the endpoint; the client brings its own certificate.
         const loaded = creds.loaded;
         if (!loaded) throw new Error('no bundle loaded yet, so the database endpoint is unknown');
-        const upstream = await this.dial(loaded);
+        const upstream = await this.dialer.dialTcp(loaded);
         log.debug({ conn: id, upstream: loaded.bundle.endpoint }, 'relaying');
         const err = await relay(client, upstream, counters, this.options.idleTimeoutMs);
         if (err) outcome = outcomeOf(err);
@@ -166,11 +168,10 @@ export class DatabaseProxy {
       const setup = await handler({
         client,
         reader,
-        creds,
+        dialer: this.dialer,
         log,
         startupTimeoutMs: this.options.startupTimeoutMs ?? 15_000,
         dialTimeoutMs: this.options.dialTimeoutMs ?? 10_000,
-        dial: (c) => this.dial(c),
       });
       if (!setup) {
         outcome = 'handled';

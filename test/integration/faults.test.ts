@@ -43,8 +43,9 @@ import {
 import { type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { createLogger } from '../../src/log.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';
-import { CredentialCache, DirectoryBundleSource } from '../../src/proxy/credentials.js';
+import { CredentialCache } from '../../src/proxy/credential-cache.js';
 import { DatabaseProxy } from '../../src/proxy/proxy.js';
+import { DirectoryBundleSource } from '../../src/proxy/sources/directory.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { requirePostgres, tempDir } from './support.js';
 

@@ -36,7 +36,8 @@ import { SECRET_FIELDS } from '../../src/log.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
-import { CLI, type CliProcess, RawSocket, spawnCli } from './proxy-support.js';
+import { CLI, type CliProcess, spawnCli } from '../support/cli-process.js';
+import { RawSocket } from '../support/pg-wire.js';
 import { requirePostgres, runCommand, tempDir } from './support.js';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '../..');

@@ -23,7 +23,7 @@ import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import type { BotIdentity } from '../../src/credentials/identity.js';
 import { SecretsManagerDestination } from '../../src/destinations/secretsmanager.js';
 import { buildCertificate } from '../../src/pki/certificate.js';
-import { SecretsManagerBundleSource } from '../../src/proxy/secretsmanager-source.js';
+import { SecretsManagerBundleSource } from '../../src/proxy/sources/secretsmanager.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { nowSeconds, testCa, testKeyPair } from './helpers.js';
 

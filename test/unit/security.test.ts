@@ -28,7 +28,7 @@ import { createLogger } from '../../src/log.js';
 import { CA_TYPES } from '../../src/pki/ca.js';
 import type { KeyPairPem } from '../../src/pki/keys.js';
 import { createProof, type Proof, verifyProof } from '../../src/pki/proof.js';
-import { loadCredentials } from '../../src/proxy/credentials.js';
+import { loadCredentials } from '../../src/proxy/loaded-credentials.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { makeTempDir, nowSeconds, opensslVerify, removeTempDirs, testKeyPair } from './helpers.js';
 

@@ -84,6 +84,15 @@ export function sslRequest(): Buffer {
   return b;
 }
 
+/**
+ * Whether a server's answer to an SSLRequest lets TLS start: exactly one 'S'. 'N' is a refusal, and bytes
+ * after the 'S' would arrive unencrypted yet be taken as part of the TLS session (CVE-2021-23222), so they
+ * are refused too.
+ */
+export function sslRequestAccepted(answer: Buffer): boolean {
+  return answer.length === 1 && answer[0] === 0x53; /* 'S' */
+}
+
 export function serializeCancel(processId: number, secretKey: Buffer): Buffer {
   const b = Buffer.alloc(12 + secretKey.length);
   b.writeInt32BE(b.length, 0);

@@ -20,7 +20,7 @@ import {
   withoutCapabilities,
   withSslCapability,
 } from '../../../src/proxy/protocols/mysql.js';
-import { byteByByte, cut, everyDoubleCut, everySingleCut, feed } from './split.js';
+import { byteByByte, cut, everyDoubleCut, everySingleCut, feed } from '../../support/split.js';
 
 const CLIENT_LONG_PASSWORD = 0x00000001;
 const CLIENT_SECURE_CONNECTION = 0x00008000;

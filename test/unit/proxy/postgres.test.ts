@@ -14,9 +14,10 @@ import {
   serializeCancel,
   serializeStartup,
   sslRequest,
+  sslRequestAccepted,
   takeStartupPacket,
 } from '../../../src/proxy/protocols/postgres.js';
-import { byteByByte, cut, everyDoubleCut, everySingleCut, feed } from './split.js';
+import { byteByByte, cut, everyDoubleCut, everySingleCut, feed } from '../../support/split.js';
 
 /** An 8-byte request packet: length 8 and a request code. */
 function request(code: number): Buffer {
@@ -420,5 +421,21 @@ describe('sslRequest and serializeCancel', () => {
     expect(serializeCancel(0x01020304, Buffer.from('aabbccdd', 'hex')).toString('hex')).toBe(
       '0000001004d2162e01020304aabbccdd',
     );
+  });
+});
+
+describe('sslRequestAccepted', () => {
+  it("accepts exactly one 'S'", () => {
+    expect(sslRequestAccepted(Buffer.from('S'))).toBe(true);
+  });
+
+  it.each([
+    ['N', 'a refusal'],
+    ['E', 'an ErrorResponse from a server too old for SSLRequest'],
+    ['', 'nothing'],
+    ['SX', "bytes after the 'S', which would arrive outside the TLS session"],
+    ['s', 'a lower-case s'],
+  ])('refuses %j (%s)', (answer) => {
+    expect(sslRequestAccepted(Buffer.from(answer, 'latin1'))).toBe(false);
   });
 });

@@ -1,28 +1,20 @@
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/clock.js';
 import { ConfigError } from '../../../src/config/errors.js';
 import type { CredentialBundle } from '../../../src/credentials/bundle.js';
-import { CredentialCache } from '../../../src/proxy/credentials.js';
+import { CredentialCache } from '../../../src/proxy/credential-cache.js';
 import { parseHostPort, readiness } from '../../../src/proxy/diag.js';
 import { DatabaseProxy, isLoopbackAddress, type ProxyOptions } from '../../../src/proxy/proxy.js';
-import { bundleFactory, FakeSource, H, memoryLogger } from './fixtures.js';
+import { nowSeconds, testBundle } from '../../support/fixtures.js';
+import { FakeSource, memoryLogger } from '../../support/proxy.js';
 
 let bundle: CredentialBundle;
 let start: Date;
-let dir: string;
 
 beforeAll(async () => {
-  const factory = await bundleFactory();
-  start = factory.clock.now();
-  bundle = await factory.issue(H);
-  dir = await mkdtemp(path.join(tmpdir(), 'broker-proxy-unit-'));
+  start = nowSeconds();
+  bundle = await testBundle({ issuedAt: start });
 });
-afterAll(() => rm(dir, { recursive: true, force: true }));
 
 const proxies: DatabaseProxy[] = [];
 afterEach(async () => {
@@ -138,33 +130,4 @@ describe('DatabaseProxy.start', () => {
       expect((err as Error).message).toContain('--unsafe-listen');
     },
   );
-
-  it('listens on 127.0.0.1 port 0 and reports the bound address', async () => {
-    const { proxy } = proxyWith({ listen: { address: '127.0.0.1', port: 0 } });
-    const address = await proxy.start();
-    expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(Number(address.split(':')[1])).toBeGreaterThan(0);
-  });
-
-  it('creates its unix socket with mode 0600, replacing a stale file, and restores the umask', async () => {
-    const socketPath = path.join(dir, 'db.sock');
-    await writeFile(socketPath, 'stale');
-    const umask = process.umask();
-    const { proxy } = proxyWith({ listen: { unixPath: socketPath } });
-    expect(await proxy.start()).toBe(socketPath);
-    const st = await stat(socketPath);
-    expect(st.isSocket()).toBe(true);
-    expect(st.mode & 0o777).toBe(0o600);
-    expect(process.umask()).toBe(umask);
-
-    // It accepts connections there; without a bundle a non-tunnel connection is closed at once.
-    const client = net.connect(socketPath);
-    await new Promise<void>((resolve, reject) => {
-      client.on('close', () => resolve());
-      client.on('error', reject);
-      client.resume();
-    });
-    await proxy.stop(0);
-    expect(existsSync(socketPath)).toBe(false);
-  });
 });

@@ -1,6 +1,8 @@
+import type net from 'node:net';
 import { errorMessage } from '../../errors.js';
-import { CredentialsUnavailableError, type LoadedCredentials } from '../credentials.js';
-import { ProxyError, startTls } from '../io.js';
+import { CredentialsUnavailableError } from '../credential-cache.js';
+import { ProxyError } from '../errors.js';
+import type { LoadedCredentials } from '../loaded-credentials.js';
 import {
   errorResponse,
   PostgresProtocolError,
@@ -8,20 +10,20 @@ import {
   serializeCancel,
   serializeStartup,
   sslRequest,
+  sslRequestAccepted,
   takeStartupPacket,
-} from './postgres.js';
+} from '../protocols/postgres.js';
 import type { TunnelContext, TunnelHandler, TunnelSetup } from './tunnel.js';
 
 const take = (buf: Buffer) => takeStartupPacket(buf);
 
-/** Opens TCP to the database, asks for TLS with an SSLRequest, and upgrades with the current certificate. */
-async function openUpstream(ctx: TunnelContext, creds: LoadedCredentials) {
-  const socket = await ctx.dial(creds);
+/** PostgreSQL's TLS start on a fresh connection: an SSLRequest, then the server's one-byte answer. */
+async function requestTls(socket: net.Socket, creds: LoadedCredentials, timeoutMs: number): Promise<void> {
   socket.write(sslRequest());
   const answer = await new Promise<Buffer>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new ProxyError('the database did not answer the SSLRequest', 'DIAL_TIMEOUT')),
-      ctx.dialTimeoutMs,
+      timeoutMs,
     );
     socket.once('data', (b: Buffer) => {
       clearTimeout(timer);
@@ -36,14 +38,16 @@ async function openUpstream(ctx: TunnelContext, creds: LoadedCredentials) {
       reject(new ProxyError('the database closed the connection after the SSLRequest', 'ECONNRESET'));
     });
   });
-  if (answer.length !== 1 || answer[0] !== 0x53 /* 'S' */) {
-    socket.destroy();
+  if (!sslRequestAccepted(answer))
     throw new ProxyError(
       `the database at ${creds.bundle.endpoint} refused TLS (answered ${JSON.stringify(answer.subarray(0, 1).toString('latin1'))} to SSLRequest)`,
       'TLS_REFUSED',
     );
-  }
-  return startTls(socket, creds, ctx.dialTimeoutMs);
+}
+
+/** Mutual TLS to the database with `creds`, asked for with an SSLRequest. */
+function openUpstream(ctx: TunnelContext, creds: LoadedCredentials) {
+  return ctx.dialer.dialTls(creds, (socket) => requestTls(socket, creds, ctx.dialTimeoutMs));
 }
 
 /**
@@ -72,7 +76,7 @@ export const postgresTunnel: TunnelHandler = async (ctx) => {
         ctx.client.write('N');
         continue;
       case 'cancel': {
-        const creds = ctx.creds.current();
+        const creds = ctx.dialer.current();
         const upstream = await openUpstream(ctx, creds);
         upstream.end(serializeCancel(packet.processId, packet.secretKey));
         ctx.client.end();
@@ -81,7 +85,7 @@ export const postgresTunnel: TunnelHandler = async (ctx) => {
       case 'startup': {
         let creds: LoadedCredentials;
         try {
-          creds = ctx.creds.current();
+          creds = ctx.dialer.current();
         } catch (err) {
           if (err instanceof CredentialsUnavailableError) fail('08006', `broker proxy: ${err.message}`);
           throw err;

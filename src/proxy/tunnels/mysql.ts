@@ -1,6 +1,9 @@
+import type net from 'node:net';
 import { errorMessage } from '../../errors.js';
-import { CredentialsUnavailableError, type LoadedCredentials } from '../credentials.js';
-import { PacketReader, ProxyError, startTls } from '../io.js';
+import { CredentialsUnavailableError } from '../credential-cache.js';
+import { ProxyError } from '../errors.js';
+import type { LoadedCredentials } from '../loaded-credentials.js';
+import { PacketReader } from '../packet-reader.js';
 import {
   authPacketKind,
   CLIENT_SSL,
@@ -14,7 +17,7 @@ import {
   takeMysqlPacket,
   withoutCapabilities,
   withSslCapability,
-} from './mysql.js';
+} from '../protocols/mysql.js';
 import type { TunnelHandler } from './tunnel.js';
 
 // ER_ACCESS_DENIED_ERROR and ER_HANDSHAKE_ERROR / CR_CONNECTION_ERROR-like codes clients show as is.
@@ -33,14 +36,14 @@ export const mysqlTunnel: TunnelHandler = async (ctx) => {
     ctx.client.end(serializeMysqlPacket(seq, errPayload(code, state, `broker proxy: ${message}`)));
   let creds: LoadedCredentials;
   try {
-    creds = ctx.creds.current();
+    creds = ctx.dialer.current();
   } catch (err) {
     if (err instanceof CredentialsUnavailableError) toClient(0, CR_CONN_HOST_ERROR, 'HY000', err.message);
     throw err;
   }
-  let socket: Awaited<ReturnType<typeof ctx.dial>>;
+  let socket: net.Socket;
   try {
-    socket = await ctx.dial(creds);
+    socket = await ctx.dialer.dialTcp(creds);
   } catch (err) {
     toClient(
       0,
@@ -99,7 +102,7 @@ export const mysqlTunnel: TunnelHandler = async (ctx) => {
     const leftover = plain.detach();
     if (leftover.length) throw new MysqlProtocolError('the server sent data before the TLS upgrade');
     socket.write(serializeMysqlPacket(responsePacket.seq, sslRequestPayload(response)));
-    const upstream = await startTls(socket, creds, ctx.dialTimeoutMs);
+    const upstream = await ctx.dialer.upgrade(socket, creds);
     upstream.write(serializeMysqlPacket(responsePacket.seq + 1, withSslCapability(responsePacket.payload)));
 
     // Authentication exchange: relay packet by packet, shifting sequence ids by one, until OK or ERR.

@@ -1,32 +1,8 @@
-import { X509Certificate } from 'node:crypto';
-import tls from 'node:tls';
 import { type Clock, systemClock } from '../clock.js';
-import {
-  type CredentialBundle,
-  checkBundleKeyPair,
-  splitEndpoint,
-  validateBundleShape,
-} from '../credentials/bundle.js';
-import { readDirectoryOutput } from '../destinations/directory.js';
 import { BrokerError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-
-/** Where the proxy gets the current credential bundle: a directory output now, a Secrets Manager bundle in AWS. */
-export interface BundleSource {
-  readonly description: string;
-  /** The newest bundle, or undefined when none was written yet. */
-  load(): Promise<CredentialBundle | undefined>;
-}
-
-export class DirectoryBundleSource implements BundleSource {
-  readonly description: string;
-  constructor(readonly dir: string) {
-    this.description = `directory ${dir}`;
-  }
-  load(): Promise<CredentialBundle | undefined> {
-    return readDirectoryOutput(this.dir);
-  }
-}
+import { type LoadedCredentials, loadCredentials } from './loaded-credentials.js';
+import type { BundleSource } from './sources/bundle-source.js';
 
 /** No usable credentials: nothing loaded yet, or the newest bundle has expired. */
 export class CredentialsUnavailableError extends BrokerError {
@@ -34,50 +10,6 @@ export class CredentialsUnavailableError extends BrokerError {
   constructor(message: string) {
     super('credentials_unavailable', message);
   }
-}
-
-/** A validated bundle with everything a connection needs, parsed once. */
-export interface LoadedCredentials {
-  bundle: CredentialBundle;
-  serial: string;
-  expiresAt: Date;
-  certificatePem: string;
-  keyPem: string;
-  /** CA bundle that verifies the database server. */
-  caPem: string;
-  host: string;
-  port: number;
-  /** Secure context for upstream mutual TLS, built once per bundle. */
-  secureContext: tls.SecureContext;
-}
-
-/**
- * Checks a bundle with the one bundle validation (schema, certificate parses, key matches it, serial is the
- * certificate's, endpoint is host:port) and prepares what every connection needs.
- */
-export function loadCredentials(bundle: CredentialBundle): LoadedCredentials {
-  const valid = validateBundleShape(bundle);
-  checkBundleKeyPair(valid);
-  const { host, port } = splitEndpoint(valid.endpoint);
-  const certificatePem = valid.files.tlscert as string;
-  const keyPem = valid.files.key as string;
-  const caPem = valid.files['teleport-host-ca.crt'] as string;
-  return {
-    bundle,
-    serial: valid.serial,
-    expiresAt: new Date(new X509Certificate(certificatePem).validTo),
-    certificatePem,
-    keyPem,
-    caPem,
-    host,
-    port,
-    secureContext: tls.createSecureContext({
-      cert: certificatePem,
-      key: keyPem,
-      ca: caPem,
-      minVersion: 'TLSv1.2',
-    }),
-  };
 }
 
 export interface RefreshStats {

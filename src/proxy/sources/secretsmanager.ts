@@ -1,9 +1,8 @@
 import { DescribeSecretCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { awsErrorText, type RetryOptions, readSecretString, withThrottlingRetry } from '../aws/secrets.js';
-import type { CredentialBundle } from '../credentials/bundle.js';
-import { parseBundle } from '../credentials/bundle.js';
-import { DestinationError } from '../destinations/directory.js';
-import type { BundleSource } from './credentials.js';
+import { awsErrorText, type RetryOptions, readSecretString, withThrottlingRetry } from '../../aws/secrets.js';
+import { type CredentialBundle, parseBundle } from '../../credentials/bundle.js';
+import { DestinationError } from '../../destinations/directory.js';
+import type { BundleSource } from './bundle-source.js';
 
 /**
  * The proxy's view of a `secretsmanager` output. Each load asks DescribeSecret which version is AWSCURRENT

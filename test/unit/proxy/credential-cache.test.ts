@@ -3,14 +3,10 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../../src/clock.js';
 import type { CredentialBundle } from '../../../src/credentials/bundle.js';
 import { BrokerError } from '../../../src/errors.js';
-import {
-  CredentialCache,
-  CredentialsUnavailableError,
-  type LoadedCredentials,
-  loadCredentials,
-} from '../../../src/proxy/credentials.js';
-import { testKeyPair } from '../helpers.js';
-import { bundleFactory, FakeSource, H, MIN, memoryLogger } from './fixtures.js';
+import { CredentialCache, CredentialsUnavailableError } from '../../../src/proxy/credential-cache.js';
+import { type LoadedCredentials, loadCredentials } from '../../../src/proxy/loaded-credentials.js';
+import { HOUR as H, MINUTE as MIN, nowSeconds, testBundle, testKeyPair } from '../../support/fixtures.js';
+import { FakeSource, memoryLogger } from '../../support/proxy.js';
 
 let start: Date;
 /** Valid 1 h from `start`. */
@@ -23,12 +19,10 @@ let older: CredentialBundle;
 let otherKeyPem: string;
 
 beforeAll(async () => {
-  const factory = await bundleFactory();
-  start = factory.clock.now();
-  current = await factory.issue(H);
-  older = await factory.issue(30 * MIN);
-  factory.clock.advance(10 * MIN);
-  newer = await factory.issue(H);
+  start = nowSeconds();
+  current = await testBundle({ issuedAt: start, ttlMs: H });
+  older = await testBundle({ issuedAt: start, ttlMs: 30 * MIN });
+  newer = await testBundle({ issuedAt: new Date(start.getTime() + 10 * MIN), ttlMs: H });
   otherKeyPem = (await testKeyPair(1)).privateKeyPem;
 });
 

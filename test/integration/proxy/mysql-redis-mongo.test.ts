@@ -12,10 +12,10 @@ import tls from 'node:tls';
 import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Authority } from '../../src/authority/authority.js';
-import { freePort } from '../../src/devdb/postgres.js';
-import { type StartedMariadb, startMariadb } from '../support/devdb/mariadb.js';
-import { type StartedRedis, startRedis } from '../support/devdb/redis.js';
+import type { Authority } from '../../../src/authority/authority.js';
+import { freePort } from '../../../src/devdb/postgres.js';
+import { type StartedMariadb, startMariadb } from '../../support/devdb/mariadb.js';
+import { type StartedRedis, startRedis } from '../../support/devdb/redis.js';
 import {
   addDatabase,
   newAuthority,
@@ -25,8 +25,8 @@ import {
   type WrittenBundle,
   within,
   writeBundle,
-} from './proxy-support2.js';
-import { runCommand, tempDir } from './support.js';
+} from '../../support/proxy.js';
+import { runCommand, tempDir } from '../support.js';
 
 type ServerCert = Awaited<ReturnType<Authority['signDatabaseServer']>>;
 

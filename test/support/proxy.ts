@@ -1,6 +1,6 @@
 /**
- * Shared pieces for the proxy integration tests: an authority with resources, a bundle written the way the
- * bot writes it, and a tunnel-mode proxy reading it.
+ * Shared pieces for the proxy tests: an authority with the example resources, a bundle written the way the
+ * bot writes it, a tunnel-mode proxy reading it, a bundle source the test controls and a logger it can read.
  */
 import pino from 'pino';
 import { beforeAll, beforeEach } from 'vitest';
@@ -8,50 +8,29 @@ import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
-import { type OutputFormat, renderDatabaseArtifacts } from '../../src/credentials/formats.js';
+import type { OutputFormat } from '../../src/credentials/formats.js';
 import type { DbProtocol } from '../../src/credentials/route.js';
 import { DirectoryDestination } from '../../src/destinations/directory.js';
 import type { Logger } from '../../src/log.js';
 import { generateRsaKeyPair, type KeyPairPem } from '../../src/pki/keys.js';
-import { CredentialCache, DirectoryBundleSource } from '../../src/proxy/credentials.js';
-import { mysqlTunnel } from '../../src/proxy/protocols/mysql-tunnel.js';
+import { CredentialCache } from '../../src/proxy/credential-cache.js';
 import { DatabaseProxy } from '../../src/proxy/proxy.js';
+import type { BundleSource } from '../../src/proxy/sources/bundle-source.js';
+import { DirectoryBundleSource } from '../../src/proxy/sources/directory.js';
+import { mysqlTunnel } from '../../src/proxy/tunnels/mysql.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
-
-export const BOT = 'example';
+import { botYaml, exampleDbYaml, exampleRoleYaml, issueBundle } from './fixtures.js';
 
 /** Silent unless BROKER_TEST_LOG names a level (e.g. debug), then JSON on stderr. */
 export function testLogger(): Logger {
   return pino({ level: process.env.BROKER_TEST_LOG ?? 'silent' }, pino.destination(2));
 }
 
-/** An initialized in-memory authority with one role for alice and the bot `example`. */
+/** An initialized in-memory authority with the example role (alice on database example) and the example bot. */
 export async function newAuthority(): Promise<Authority> {
   const authority = new Authority({ store: new MemoryStateStore(), audit: new MemoryAuditLog() });
   await authority.initialize();
-  await authority.createResources(
-    parseResources(
-      `
-kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules:
-      - resources: [db_server, db]
-        verbs: [read, list]
----
-kind: bot
-version: v1
-metadata: { name: ${BOT} }
-spec: { roles: [example-role] }
-`,
-      'roles.yaml',
-    ),
-  );
+  await authority.createResources(parseResources(`${exampleRoleYaml()}---\n${botYaml()}`, 'roles.yaml'));
   return authority;
 }
 
@@ -63,18 +42,7 @@ export async function addDatabase(
   uri: string,
 ): Promise<void> {
   await authority.createResources(
-    parseResources(
-      `
-kind: db
-version: v3
-metadata: { name: ${name}, labels: { env: dev } }
-spec:
-  protocol: ${protocol}
-  uri: '${uri}'
-  tls: { server_name: localhost }
-`,
-      `${name}.yaml`,
-    ),
+    parseResources(exampleDbYaml({ name, protocol, uri, serverName: 'localhost' }), `${name}.yaml`),
   );
 }
 
@@ -83,39 +51,15 @@ export interface WrittenBundle {
   keys: KeyPairPem;
 }
 
-/** Issues alice's certificate for `service` and writes the output to `dir`, as the bot does. */
+/** Issues alice's certificate (with a fresh key) for `service` and writes the output to `dir`, as the bot does. */
 export async function writeBundle(
   authority: Authority,
   dir: string,
   route: { service: string; database: string; username?: string },
   format: OutputFormat = '',
 ): Promise<WrittenBundle> {
-  const username = route.username ?? 'alice';
   const keys = await generateRsaKeyPair();
-  const issued = await authority.issueDatabaseCertificate(
-    BOT,
-    { service: route.service, database: route.database, username },
-    keys.publicKeyPem,
-  );
-  const bundle: CredentialBundle = {
-    kind: 'database-credentials',
-    version: 1,
-    service: issued.db.service,
-    protocol: issued.db.protocol,
-    endpoint: issued.db.uri,
-    serverName: issued.db.serverName,
-    database: route.database,
-    username,
-    format,
-    serial: issued.serial,
-    issuedAt: issued.issuedAt,
-    expiresAt: issued.expires,
-    files: renderDatabaseArtifacts(format, {
-      certificatePem: issued.certificatePem,
-      privateKeyPem: keys.privateKeyPem,
-      serverCaPem: issued.serverCaPem,
-    }),
-  };
+  const bundle = await issueBundle(authority, { route, format, keys });
   await new DirectoryDestination(dir).write(bundle);
   return { bundle, keys };
 }
@@ -187,4 +131,46 @@ export function setupOnce(setup: () => Promise<void>): void {
   beforeEach(() => {
     if (failure) throw failure;
   });
+}
+
+/** Milliseconds `promise` took to settle, with its outcome. */
+export async function timed<T>(
+  promise: Promise<T>,
+): Promise<{ ms: number } & ({ ok: true; value: T } | { ok: false; error: Error })> {
+  const start = Date.now();
+  try {
+    const value = await promise;
+    return { ms: Date.now() - start, ok: true, value };
+  } catch (error) {
+    return { ms: Date.now() - start, ok: false, error: error as Error };
+  }
+}
+
+/** A BundleSource the test controls: each load() returns (or throws) what `next` holds then. */
+export class FakeSource implements BundleSource {
+  readonly description = 'fake source test-bundles';
+  next: CredentialBundle | Error | undefined;
+  loads = 0;
+  load(): Promise<CredentialBundle | undefined> {
+    this.loads++;
+    const next = this.next;
+    return next instanceof Error ? Promise.reject(next) : Promise.resolve(next);
+  }
+}
+
+/** A pino logger that keeps its JSON lines in memory, for assertions on what was logged. */
+export function memoryLogger(): { log: Logger; lines: Record<string, unknown>[]; text(): string } {
+  const raw: string[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void raw.push(line) });
+  return {
+    log,
+    get lines() {
+      return raw
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    text: () => raw.join(''),
+  };
 }

@@ -13,64 +13,34 @@ import path from 'node:path';
 import tls from 'node:tls';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryAuditLog } from '../../src/authority/audit.js';
-import { Authority } from '../../src/authority/authority.js';
-import { parseResources } from '../../src/authority/resources.js';
-import { type Clock, systemClock } from '../../src/clock.js';
-import type { CredentialBundle } from '../../src/credentials/bundle.js';
-import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
-import { DirectoryDestination } from '../../src/destinations/directory.js';
-import { freePort, type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
-import { createLogger } from '../../src/log.js';
-import { createLocalCa } from '../../src/pki/ca.js';
-import { buildCertificate } from '../../src/pki/certificate.js';
-import { generateRsaKeyPair } from '../../src/pki/keys.js';
-import { LocalSigner } from '../../src/pki/signer.js';
-import { CredentialCache, DirectoryBundleSource } from '../../src/proxy/credentials.js';
-import { startDiagServer } from '../../src/proxy/diag.js';
-import { serializeStartup, sslRequest } from '../../src/proxy/protocols/postgres.js';
-import { DatabaseProxy, type ProxyOptions } from '../../src/proxy/proxy.js';
-import { MemoryStateStore } from '../../src/state/memory-store.js';
-import {
-  CLI,
-  type CliProcess,
-  cancelRequest,
-  errorFields,
-  RawSocket,
-  simpleQuery,
-  spawnCli,
-  timed,
-  untilReady,
-} from './proxy-support.js';
-import { requirePostgres, runCommand, tempDir } from './support.js';
+import { MemoryAuditLog } from '../../../src/authority/audit.js';
+import { Authority } from '../../../src/authority/authority.js';
+import { parseResources } from '../../../src/authority/resources.js';
+import { type Clock, systemClock } from '../../../src/clock.js';
+import type { CredentialBundle } from '../../../src/credentials/bundle.js';
+import { DirectoryDestination } from '../../../src/destinations/directory.js';
+import { freePort, type StartedPostgres, startPostgres } from '../../../src/devdb/postgres.js';
+import { createLogger } from '../../../src/log.js';
+import { createLocalCa } from '../../../src/pki/ca.js';
+import { buildCertificate } from '../../../src/pki/certificate.js';
+import { generateRsaKeyPair } from '../../../src/pki/keys.js';
+import { LocalSigner } from '../../../src/pki/signer.js';
+import { CredentialCache } from '../../../src/proxy/credential-cache.js';
+import { startDiagServer } from '../../../src/proxy/diag.js';
+import { serializeStartup, sslRequest } from '../../../src/proxy/protocols/postgres.js';
+import { DatabaseProxy, type ProxyOptions } from '../../../src/proxy/proxy.js';
+import { DirectoryBundleSource } from '../../../src/proxy/sources/directory.js';
+import { MemoryStateStore } from '../../../src/state/memory-store.js';
+import { CLI, type CliProcess, spawnCli } from '../../support/cli-process.js';
+import { EXAMPLE, exampleResourcesYaml, issueBundle as issueExampleBundle } from '../../support/fixtures.js';
+import { cancelRequest, errorFields, RawSocket, simpleQuery, untilReady } from '../../support/pg-wire.js';
+import { timed } from '../../support/proxy.js';
+import { requirePostgres, runCommand, tempDir } from '../support.js';
 
-const SERVICE = 'example-server';
+const SERVICE = EXAMPLE.service;
 
-const RESOURCES = (port: number) => `
-kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules:
-      - resources: [db_server, db]
-        verbs: [read, list]
----
-kind: db
-version: v3
-metadata: { name: ${SERVICE}, labels: { env: dev } }
-spec:
-  protocol: postgres
-  uri: localhost:${port}
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
-`;
+/** The reference guide's example, its database service at the throwaway server on `port`. */
+const RESOURCES = (port: number) => exampleResourcesYaml({ db: { uri: `localhost:${port}` } });
 
 const log = createLogger({ level: process.env.PROXY_TEST_LOG_LEVEL ?? 'silent' });
 
@@ -120,31 +90,14 @@ describe('broker proxy db with a real PostgreSQL server', () => {
   async function issueBundle(
     opts: { ttlMs?: number; endpoint?: string; serverName?: string } = {},
   ): Promise<CredentialBundle> {
-    const keys = await generateRsaKeyPair();
-    const issued = await authority.issueDatabaseCertificate(
-      'example',
-      { service: SERVICE, database: 'example', username: 'alice' },
-      keys.publicKeyPem,
-      opts.ttlMs,
-    );
+    const bundle = await issueExampleBundle(authority, {
+      keys: await generateRsaKeyPair(),
+      ...(opts.ttlMs === undefined ? {} : { ttlMs: opts.ttlMs }),
+    });
     return {
-      kind: 'database-credentials',
-      version: 1,
-      service: issued.db.service,
-      protocol: issued.db.protocol,
-      endpoint: opts.endpoint ?? issued.db.uri,
-      serverName: opts.serverName ?? issued.db.serverName,
-      database: 'example',
-      username: 'alice',
-      format: '',
-      serial: issued.serial,
-      issuedAt: issued.issuedAt,
-      expiresAt: issued.expires,
-      files: renderDatabaseArtifacts('', {
-        certificatePem: issued.certificatePem,
-        privateKeyPem: keys.privateKeyPem,
-        serverCaPem: issued.serverCaPem,
-      }),
+      ...bundle,
+      endpoint: opts.endpoint ?? bundle.endpoint,
+      serverName: opts.serverName ?? bundle.serverName,
     };
   }
 

@@ -1,10 +1,8 @@
 /**
- * Helpers for the proxy integration tests: a raw socket that speaks PostgreSQL wire bytes (for what `pg`
- * cannot send: hand-made startup packets, CancelRequest, garbage), and a spawned `broker` CLI process.
+ * A raw PostgreSQL wire client for the proxy integration tests, for what `pg` cannot send: hand-made startup
+ * packets, CancelRequest, garbage.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import net from 'node:net';
-import path from 'node:path';
 import { serializeCancel } from '../../src/proxy/protocols/postgres.js';
 
 export interface PgMessage {
@@ -189,92 +187,4 @@ export function cancelRequest(processId: number, secretKey: number): Buffer {
   const key = Buffer.alloc(4);
   key.writeInt32BE(secretKey, 0);
   return serializeCancel(processId, key);
-}
-
-/** Milliseconds `promise` took to settle, with its outcome. */
-export async function timed<T>(
-  promise: Promise<T>,
-): Promise<{ ms: number } & ({ ok: true; value: T } | { ok: false; error: Error })> {
-  const start = Date.now();
-  try {
-    const value = await promise;
-    return { ms: Date.now() - start, ok: true, value };
-  } catch (error) {
-    return { ms: Date.now() - start, ok: false, error: error as Error };
-  }
-}
-
-export const CLI = path.resolve('dist/broker.mjs');
-
-/** A running `node dist/broker.mjs ...`, its output collected. */
-export interface CliProcess {
-  child: ChildProcessWithoutNullStreams;
-  stdout(): string;
-  stderr(): string;
-  /** Resolves with the first match of `pattern` in the stream, rejecting on timeout or exit. */
-  waitFor(stream: 'stdout' | 'stderr', pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
-}
-
-/** Spawns the built CLI with PG* variables removed from its environment. */
-export function spawnCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): CliProcess {
-  const base: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) base[k] = v;
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...base, BROKER_LOG_LEVEL: 'info', ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const text = { stdout: '', stderr: '' };
-  const listeners = new Set<() => void>();
-  const notify = () => {
-    for (const l of [...listeners]) l();
-  };
-  child.stdout.on('data', (d: Buffer) => {
-    text.stdout += d.toString('utf8');
-    notify();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    text.stderr += d.toString('utf8');
-    notify();
-  });
-  let done = false;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>(
-    (resolve) => {
-      child.on('close', (code, signal) => {
-        done = true;
-        notify();
-        resolve({ code, signal, at: Date.now() });
-      });
-    },
-  );
-  const waitFor = (stream: 'stdout' | 'stderr', pattern: RegExp, timeoutMs = 10_000) =>
-    new Promise<RegExpMatchArray>((resolve, reject) => {
-      const check = () => {
-        const m = text[stream].match(pattern);
-        if (m) {
-          finish();
-          resolve(m);
-        } else if (done) {
-          finish();
-          reject(
-            new Error(
-              `broker exited before printing ${pattern}\nstdout: ${text.stdout}\nstderr: ${text.stderr}`,
-            ),
-          );
-        }
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(
-          new Error(`no ${pattern} within ${timeoutMs} ms\nstdout: ${text.stdout}\nstderr: ${text.stderr}`),
-        );
-      }, timeoutMs);
-      const finish = () => {
-        clearTimeout(timer);
-        listeners.delete(check);
-      };
-      listeners.add(check);
-      check();
-    });
-  return { child, stdout: () => text.stdout, stderr: () => text.stderr, waitFor, exited };
 }

@@ -1,5 +1,4 @@
 import { errorMessage } from '../../errors.js';
-import { startTls } from '../io.js';
 import type { TunnelHandler } from './tunnel.js';
 
 /**
@@ -11,9 +10,7 @@ import type { TunnelHandler } from './tunnel.js';
 export function directTlsTunnel(protocol: 'mongodb' | 'redis'): TunnelHandler {
   return async (ctx) => {
     try {
-      const creds = ctx.creds.current();
-      const socket = await ctx.dial(creds);
-      const upstream = await startTls(socket, creds, ctx.dialTimeoutMs);
+      const upstream = await ctx.dialer.dialTls(ctx.dialer.current());
       return { upstream, toUpstream: ctx.reader.detach() };
     } catch (err) {
       if (protocol === 'redis')
