@@ -85,7 +85,7 @@ export class Issuance {
     const db = resourceName.safeParse(route.service).success
       ? (await state.get(stateKeys.db(route.service)))?.value
       : undefined;
-    const decision = checkDatabaseAccess({ bot, roles, db, route });
+    const decision = checkDatabaseAccess({ bot, roles, db, route, traits: botItem.value.spec.traits });
     if (!decision.allowed) return deny(decision.reason);
     assertPublicKey(publicKeyPem);
     const ttl = Math.min(clampTtl(ttlMs), decision.maxTtlMs);

@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { ConfigError } from '../config/errors.js';
-import { parseYamlDocuments, validateDocument } from '../config/yaml.js';
+import { parseYamlDocuments, type SourceDocument, validateDocument } from '../config/yaml.js';
 import { splitPemBundle } from '../credentials/pem.js';
 import { DB_PROTOCOLS, HOST_PORT_HINT, HOST_PORT_PATTERN, parseHostPort } from '../credentials/route.js';
 import { parseDuration } from '../duration.js';
+import { rolePatternIssues, unsupportedRoleFields } from './rbac/validate.js';
 
 /** Names of resources: what Teleport accepts for role, bot and database names, minus path separators. */
 export const resourceName = z
@@ -17,19 +18,42 @@ const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
   message: 'must be a duration such as "30m", "1h" or "8h30m"',
 });
 
-const labelValue = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
-/** `db_labels`: label name → glob, `^regex$`, or a list of them. */
-export const labelSelector = z.record(z.string().min(1), labelValue);
+/** The verbs of Teleport's rules (api/types/constants.go), and `*`. A typo would silently never match. */
+export const RULE_VERBS = [
+  'list',
+  'create',
+  'read',
+  'readnosecrets',
+  'update',
+  'delete',
+  'rotate',
+  'create_enroll_token',
+  'enroll',
+  'use',
+  '*',
+] as const;
+
+/** Role versions Teleport accepts (RoleV6.CheckAndSetDefaults); they differ in their defaults only. */
+export const ROLE_VERSIONS = ['v3', 'v4', 'v5', 'v6', 'v7', 'v8'] as const;
+
+const labelValue = z.union([z.string(), z.array(z.string())]);
+/** `db_labels`: label name → glob, `^regex$`, template, or a list of them (an empty list matches nothing). */
+export const labelSelector = z.record(z.string(), labelValue);
 
 const rule = z.strictObject({
   resources: z.array(z.string().min(1)).min(1),
-  verbs: z.array(z.enum(['read', 'list', 'create', 'update', 'delete', '*'])).min(1),
+  verbs: z.array(z.enum(RULE_VERBS)).min(1),
 });
 
 const conditions = z.strictObject({
+  namespaces: z
+    .array(z.enum(['default', '*']))
+    .min(1, 'an empty namespaces list matches no namespace, so this side of the role would never apply')
+    .optional(),
   db_labels: labelSelector.optional(),
-  db_names: z.array(z.string().min(1)).optional(),
-  db_users: z.array(z.string().min(1)).optional(),
+  db_labels_expression: z.string().min(1).optional(),
+  db_names: z.array(z.string()).optional(),
+  db_users: z.array(z.string()).optional(),
   rules: z.array(rule).optional(),
 });
 
@@ -40,16 +64,41 @@ const metadata = z.strictObject({
   expires: z.iso.datetime({ offset: true }).optional(),
 });
 
-export const roleSchema = z.strictObject({
-  kind: z.literal('role'),
-  version: z.literal('v6'),
-  metadata,
-  spec: z.strictObject({
-    allow: conditions.optional(),
-    deny: conditions.optional(),
-    options: z.strictObject({ max_session_ttl: duration.optional() }).optional(),
-  }),
-});
+export const roleSchema = z
+  .strictObject({
+    kind: z.literal('role'),
+    version: z.enum(ROLE_VERSIONS),
+    metadata,
+    spec: z.strictObject({
+      allow: conditions.optional(),
+      deny: conditions.optional(),
+      options: z.strictObject({ max_session_ttl: duration.optional() }).optional(),
+    }),
+  })
+  .superRefine((role, ctx) => {
+    for (const issue of rolePatternIssues(role.spec)) ctx.addIssue({ code: 'custom', ...issue });
+  });
+
+/** Teleport's MaxCertDuration, the max_session_ttl of a role that sets none. */
+const DEFAULT_MAX_SESSION_TTL = '30h';
+
+/**
+ * The defaults RoleV6.CheckAndSetDefaults (api/types/role.go) gives the fields database access reads: a v3
+ * role without allow.db_labels may reach every database (`'*': '*'`); v4 and later get no labels, so they
+ * reach none until db_labels or db_labels_expression says which; namespaces default to [default] and
+ * max_session_ttl to 30h in every version.
+ */
+export function roleWithDefaults(role: Role): Role {
+  const namespaces: ('default' | '*')[] = ['default'];
+  const allow = { ...role.spec.allow, namespaces: role.spec.allow?.namespaces ?? namespaces };
+  if (role.version === 'v3' && allow.db_labels === undefined) allow.db_labels = { '*': '*' };
+  const deny = { ...role.spec.deny, namespaces: role.spec.deny?.namespaces ?? namespaces };
+  const ttl = role.spec.options?.max_session_ttl ?? DEFAULT_MAX_SESSION_TTL;
+  return {
+    ...role,
+    spec: { ...role.spec, allow, deny, options: { ...role.spec.options, max_session_ttl: ttl } },
+  };
+}
 
 const hostPort = z.string().regex(HOST_PORT_PATTERN, HOST_PORT_HINT);
 
@@ -76,7 +125,11 @@ export const botSchema = z.strictObject({
   kind: z.literal('bot'),
   version: z.literal('v1'),
   metadata,
-  spec: z.strictObject({ roles: z.array(resourceName).default([]) }),
+  spec: z.strictObject({
+    roles: z.array(resourceName).default([]),
+    /** Teleport's bot traits (machineid/v1 BotSpec): entries with the same name are merged. */
+    traits: z.array(z.strictObject({ name: z.string().min(1), values: z.array(z.string()) })).optional(),
+  }),
 });
 
 const iamAllow = z.strictObject({
@@ -109,11 +162,11 @@ export type TokenResource = z.output<typeof tokenSchema>;
 export type Resource = Role | Db | Bot | TokenResource;
 export type ResourceKind = Resource['kind'];
 
-export const RESOURCE_KINDS: Record<ResourceKind, { version: string; schema: z.ZodType }> = {
-  role: { version: 'v6', schema: roleSchema },
-  db: { version: 'v3', schema: dbSchema },
-  bot: { version: 'v1', schema: botSchema },
-  token: { version: 'v2', schema: tokenSchema },
+export const RESOURCE_KINDS: Record<ResourceKind, { versions: readonly string[]; schema: z.ZodType }> = {
+  role: { versions: ROLE_VERSIONS, schema: roleSchema },
+  db: { versions: ['v3'], schema: dbSchema },
+  bot: { versions: ['v1'], schema: botSchema },
+  token: { versions: ['v2'], schema: tokenSchema },
 };
 
 /** Accepts `role`, `roles`, `db`, `dbs`, `bot`, `bots`, `token`, `tokens` as a kind on the command line. */
@@ -141,12 +194,13 @@ export function parseResources(text: string, file: string): Resource[] {
       throw new ConfigError(
         `${file}: document ${doc.index}: kind ${excerpt(v.kind ?? null)} is not supported; use one of ${Object.keys(RESOURCE_KINDS).join(', ')}`,
       );
-    if (v.version !== spec.version)
+    if (!spec.versions.includes(v.version as string))
       throw new ConfigError(
-        `${file}: document ${doc.index} (${kind}): version ${excerpt(v.version ?? null)} is not supported; ${kind} resources are version ${spec.version}`,
+        `${file}: document ${doc.index} (${kind}): version ${excerpt(v.version ?? null)} is not supported; ${kind} resources are version ${spec.versions.join(', ')}`,
       );
     const isToken = kind === 'token';
     const label = `${kind} ${isToken ? '' : excerpt(v.metadata?.name ?? '')}`.trim();
+    if (kind === 'role') refuseUnsupported(doc, { file, label });
     const resource = validateDocument(spec.schema, doc, {
       file,
       label,
@@ -165,6 +219,17 @@ export function parseResources(text: string, file: string): Resource[] {
       `${file}: no resources found (expected YAML documents with kind: role, db, bot or token)`,
     );
   return out;
+}
+
+/** Teleport role fields the broker does not support, refused with the field and the reason. */
+function refuseUnsupported(doc: SourceDocument, where: { file: string; label: string }): void {
+  const issues = unsupportedRoleFields(doc.value);
+  if (issues.length === 0) return;
+  const problems = issues.map(({ path, message }) => {
+    const at = doc.locate(path);
+    return `${path.join('.')}: ${message}${at ? ` at ${at}` : ''}`;
+  });
+  throw new ConfigError(`${where.file}: document ${doc.index} (${where.label}): ${problems.join('; ')}`);
 }
 
 /** A value as JSON, cut short: a hostile file must not turn into a megabyte error message. */

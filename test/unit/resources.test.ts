@@ -175,7 +175,9 @@ describe('parseResources: bad files', () => {
     const err = parseError(text);
     expect(err.message).toContain(`${FILE}: document 1 (role "r")`);
     expect(err.message).toContain('spec.allow.db_lables: unknown field');
-    expect(err.message).toContain('allowed fields here: db_labels, db_names, db_users, rules');
+    expect(err.message).toContain(
+      'allowed fields here: namespaces, db_labels, db_labels_expression, db_names, db_users, rules',
+    );
     expect(err.message).toContain('line 6');
   });
 
@@ -198,7 +200,7 @@ describe('parseResources: bad files', () => {
   });
 
   it.each([
-    ['role', 'v5', 'v6'],
+    ['role', 'v9', 'v3, v4, v5, v6, v7, v8'],
     ['db', 'v2', 'v3'],
     ['bot', 'v2', 'v1'],
     ['token', 'v1', 'v2'],
