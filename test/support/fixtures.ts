@@ -20,7 +20,7 @@ import { parseResources, type Resource } from '../../src/authority/resources.js'
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
 import { type OutputFormat, renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import type { DatabaseRoute, DbProtocol } from '../../src/credentials/route.js';
-import { buildCertificate } from '../../src/pki/certificate.js';
+import { buildCertificate, type CertificateTemplate } from '../../src/pki/certificate.js';
 import { generateRsaKeyPair, type KeyPairPem } from '../../src/pki/keys.js';
 import { LocalSigner } from '../../src/pki/signer.js';
 
@@ -168,7 +168,7 @@ export interface TestCa {
 const caCache = new Map<string, Promise<TestCa>>();
 
 /** A cached self-signed test CA (valid from a minute ago for 30 days) named `name`. */
-export function testCa(name = 'test CA'): Promise<TestCa> {
+export function testCa(name = 'unit test CA'): Promise<TestCa> {
   let ca = caCache.get(name);
   if (!ca) {
     ca = (async () => {
@@ -190,6 +190,27 @@ export function testCa(name = 'test CA'): Promise<TestCa> {
     caCache.set(name, ca);
   }
   return ca;
+}
+
+/**
+ * A leaf certificate signed by `ca` (default testCa()): alice's one-hour client certificate for key slot 1,
+ * unless `overrides` say otherwise. Returns the template with the certificate and its serial.
+ */
+export async function testLeafCertificate(
+  overrides: Partial<CertificateTemplate> = {},
+  ca?: TestCa,
+): Promise<{ template: CertificateTemplate; certificatePem: string; serial: string }> {
+  const issuer = ca ?? (await testCa());
+  const issuedAt = overrides.issuedAt ?? nowSeconds();
+  const template: CertificateTemplate = {
+    subject: { commonName: EXAMPLE.username, organization: 'example-bot' },
+    publicKeyPem: overrides.publicKeyPem ?? (await testKeyPair(1)).publicKeyPem,
+    issuedAt,
+    notAfter: new Date(issuedAt.getTime() + HOUR),
+    profile: 'client',
+    ...overrides,
+  };
+  return { template, ...(await buildCertificate(template, issuer.issuer)) };
 }
 
 /**
@@ -225,7 +246,7 @@ export interface TestBundleOptions {
   issuedAt?: Date;
   /** Lifetime (default one hour). */
   ttlMs?: number;
-  /** The name of the test CA that signs (default `test CA`); its certificate is the bundle's CA bundle. */
+  /** The name of the test CA that signs (default testCa()'s); its certificate is the bundle's CA bundle. */
   ca?: string;
   /** More artifact files, merged over the rendered ones. */
   files?: Record<string, string>;
@@ -241,15 +262,14 @@ export async function testBundle(options: TestBundleOptions = {}): Promise<Crede
   const keys = await testKeyPair(options.slot ?? 0);
   const issuedAt = options.issuedAt ?? nowSeconds();
   const expiresAt = new Date(issuedAt.getTime() + (options.ttlMs ?? HOUR));
-  const issued = await buildCertificate(
+  const issued = await testLeafCertificate(
     {
       subject: { commonName: route.username },
       publicKeyPem: keys.publicKeyPem,
       issuedAt,
       notAfter: expiresAt,
-      profile: 'client',
     },
-    ca.issuer,
+    ca,
   );
   const certificatePem =
     options.serial === undefined
@@ -295,7 +315,7 @@ export interface IssuedDatabaseCertificate {
 /** The bundle of a certificate an authority issued for `route` and the key pair `keys`, as the bot lays it out. */
 export function bundleOf(
   issued: IssuedDatabaseCertificate,
-  keys: KeyPairPem,
+  keys: Pick<KeyPairPem, 'privateKeyPem'>,
   route: Pick<DatabaseRoute, 'database' | 'username'>,
   format: OutputFormat = '',
 ): CredentialBundle {

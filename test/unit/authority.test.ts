@@ -1,15 +1,15 @@
 import { createHash, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority, tokenId } from '../../src/authority/authority.js';
 import { AlreadyExistsError, NotFoundError } from '../../src/authority/errors.js';
 import { dbSchema, parseResources } from '../../src/authority/resources.js';
-import { ManualClock } from '../../src/clock.js';
+import type { ManualClock } from '../../src/clock.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { splitPemBundle } from '../../src/credentials/pem.js';
 import type { DatabaseRoute } from '../../src/credentials/route.js';
 import { AccessDeniedError, BrokerError, GenerationMismatchError } from '../../src/errors.js';
-import { CA_TYPES, type CaType } from '../../src/pki/ca.js';
+import { CA_TYPES } from '../../src/pki/ca.js';
 import { buildCertificate } from '../../src/pki/certificate.js';
 import type { KeyPairPem } from '../../src/pki/keys.js';
 import {
@@ -21,38 +21,29 @@ import {
   OID_DB_SERVICE,
   OID_DB_USERNAME,
 } from '../../src/pki/oids.js';
-import { caPin, parseCertificate } from '../../src/pki/parse.js';
+import { parseCertificate } from '../../src/pki/parse.js';
 import { createProof } from '../../src/pki/proof.js';
 import { ConflictError } from '../../src/state/errors.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
+import { joinBot, testAuthority } from '../support/authority.js';
 import {
-  makeTempDir,
+  exampleResourcesYaml,
+  exampleRoleYaml,
+  INTERNAL_DB_URI,
   nowSeconds,
-  opensslText,
-  opensslVerify,
-  removeTempDirs,
+  EXAMPLE_ROUTE as ROUTE,
   testCa,
   testKeyPair,
-} from './helpers.js';
+} from '../support/fixtures.js';
 
 const MIN = 60_000;
 const H = 3_600_000;
 
-const SEED = `kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules:
-      - resources: [db_server, db]
-        verbs: [read, list]
-  deny: {}
-  options: { max_session_ttl: 8h }
----
-kind: role
+/** The example role and database service, and a role allowing every user and database on env=dev. */
+const SEED = exampleResourcesYaml({
+  db: { uri: INTERNAL_DB_URI, serverName: 'db.internal' },
+  bots: [],
+  extra: `kind: role
 version: v6
 metadata: { name: long-role }
 spec:
@@ -61,37 +52,11 @@ spec:
     db_names: ['*']
     db_users: ['*']
     rules: [{ resources: [db], verbs: [read, list] }]
----
-kind: db
-version: v3
-metadata: { name: example-server, labels: { env: dev } }
-spec:
-  protocol: postgres
-  uri: db.internal:5432
-  tls: { server_name: db.internal }
-`;
-
-const ROUTE: DatabaseRoute = { service: 'example-server', database: 'example', username: 'alice' };
-
-/** Start the manual clock at the real time, so openssl can verify what the authority issues. */
-const START = nowSeconds();
-
-// One real initialisation; every test gets a fresh store holding copies of its CAs (RSA keys are slow).
-const template = new Map<string, unknown>();
-let initialized: { authority: Authority; audit: MemoryAuditLog };
-let dir: string;
-
-beforeAll(async () => {
-  const store = new MemoryStateStore();
-  const audit = new MemoryAuditLog();
-  const authority = new Authority({ store, audit, clock: new ManualClock(START) });
-  await authority.initialize('unit');
-  for (const key of ['config/cluster', ...CA_TYPES.map((t) => `cas/${t}`)])
-    template.set(key, (await store.get(key))?.value);
-  initialized = { authority, audit };
-  dir = await makeTempDir();
+`,
 });
-afterAll(removeTempDirs);
+
+/** Start the manual clock at the real time (whole seconds), as certificates carry no milliseconds. */
+const START = nowSeconds();
 
 interface Ctx {
   authority: Authority;
@@ -100,15 +65,9 @@ interface Ctx {
   clock: ManualClock;
 }
 
-async function setup(): Promise<Ctx> {
-  const store = new MemoryStateStore();
-  for (const [key, value] of template) await store.put(key, value);
-  const audit = new MemoryAuditLog();
-  const clock = new ManualClock(START);
-  const authority = new Authority({ store, audit, clock });
-  await authority.createResources(parseResources(SEED, 'seed.yaml'));
-  audit.events.length = 0;
-  return { authority, store, audit, clock };
+/** A fresh authority holding copies of one real initialisation's CAs, with the SEED resources. */
+function setup(): Promise<Ctx> {
+  return testAuthority({ start: START, resources: SEED });
 }
 
 interface Joined extends Ctx {
@@ -120,10 +79,7 @@ interface Joined extends Ctx {
 /** Adds bot `example` with example-role and joins it with key slot `slot`. */
 async function joined(ctx?: Ctx, slot = 0): Promise<Joined> {
   const c = ctx ?? (await setup());
-  const { token } = await c.authority.addBot('example', ['example-role']);
-  const keys = await testKeyPair(slot);
-  const identity = await c.authority.joinWithToken({ token, publicKeyPem: keys.publicKeyPem });
-  return { ...c, token, keys, identityPem: identity.certificatePem };
+  return { ...c, ...(await joinBot(c.authority, { roles: ['example-role'], slot })) };
 }
 
 function renew(
@@ -152,31 +108,8 @@ function auditJson(audit: MemoryAuditLog): string {
 }
 
 describe('Authority.initialize', () => {
-  it('creates the bot, db-client and db-server CAs, each a distinct self-signed CA', async () => {
-    const { authority, audit } = initialized;
-    const pins = new Set<string>();
-    for (const type of CA_TYPES) {
-      const bundle = await authority.caBundle(type);
-      const certs = splitPemBundle(bundle);
-      expect(certs).toHaveLength(1);
-      const info = parseCertificate(certs[0] as string);
-      expect(info.isCA).toBe(true);
-      expect(info.subjectCommonName).toBe(`unit ${type} CA`);
-      expect(info.issuerCommonName).toBe(`unit ${type} CA`);
-      expect(info.notAfter.getTime() - START.getTime()).toBeGreaterThan(5 * 365 * 24 * H);
-      expect(bundle).not.toMatch(/PRIVATE KEY/);
-      const verified = await opensslVerify(dir, bundle, bundle);
-      expect(verified.code, verified.stderr).toBe(0);
-      pins.add(caPin(bundle));
-    }
-    expect(pins.size).toBe(3);
-    expect(audit.events.filter((e) => e.event === 'ca.create').map((e) => [e.name, e.outcome])).toEqual(
-      CA_TYPES.map((t) => [t, 'success']),
-    );
-  });
-
   it('refuses to initialise a second time and keeps the existing CAs', async () => {
-    const { authority } = initialized;
+    const { authority } = await setup();
     const before = await Promise.all(CA_TYPES.map((t) => authority.caBundle(t)));
     const err = await rejection(authority.initialize('unit'));
     expect(err).toBeInstanceOf(AlreadyExistsError);
@@ -231,10 +164,7 @@ describe('Authority.createResources', () => {
 
   it('refuses to overwrite an existing resource without force, and overwrites with force', async () => {
     const { authority, audit } = await setup();
-    const changed = parseResources(
-      SEED.replace('max_session_ttl: 8h', 'max_session_ttl: 2h').split('---')[0] as string,
-      'again.yaml',
-    );
+    const changed = parseResources(exampleRoleYaml({ maxSessionTtl: '2h' }), 'again.yaml');
     const err = await rejection(authority.createResources(changed));
     expect(err).toBeInstanceOf(AlreadyExistsError);
     expect(err.message).toContain('role "example-role" already exists');
@@ -298,36 +228,6 @@ describe('Authority.addBot and joinWithToken', () => {
     await expect(authority.addBot('b', ['ghost'])).rejects.toBeInstanceOf(ConfigError);
     await authority.addBot('b', ['example-role']);
     await expect(authority.addBot('b', ['example-role'])).rejects.toBeInstanceOf(AlreadyExistsError);
-  });
-
-  it('issues generation 1 of a bot identity for the key the bot sent', async () => {
-    const { authority, clock } = await setup();
-    const { token } = await authority.addBot('example', ['example-role']);
-    const keys = await testKeyPair(0);
-    const identity = await authority.joinWithToken({ token, publicKeyPem: keys.publicKeyPem });
-    expect(identity.generation).toBe(1);
-    const info = parseCertificate(identity.certificatePem);
-    expect(info.subjectCommonName).toBe('example');
-    expect(info.publicKeyPem).toBe(keys.publicKeyPem);
-    expect(info.serial).toBe(identity.serial);
-    expect(info.privateExtensions).toMatchObject({
-      [OID_CERT_ROLE]: 'bot-identity',
-      [OID_BOT_NAME]: 'example',
-      [OID_BOT_GENERATION]: '1',
-    });
-    expect(info.notBefore.getTime()).toBe(clock.now().getTime() - MIN);
-    expect(info.notAfter.getTime()).toBe(clock.now().getTime() + H);
-    expect(identity.expires).toBe(info.notAfter.toISOString());
-    expect(identity.botCaPem).toBe(await authority.caBundle('bot'));
-    const verified = await opensslVerify(dir, identity.botCaPem, identity.certificatePem, [
-      '-purpose',
-      'sslclient',
-    ]);
-    expect(verified.code, verified.stderr).toBe(0);
-    expect((await authority.listBots())[0]?.status).toEqual({
-      generation: 1,
-      identityExpires: identity.expires,
-    });
   });
 
   it('caps a requested identity TTL at 24h', async () => {
@@ -636,27 +536,6 @@ describe('Authority.issueDatabaseCertificate', () => {
     expect(auditJson(audit)).not.toContain('BEGIN');
   });
 
-  it('verifies with openssl against the db-client CA bundle only, for client authentication', async () => {
-    const { authority } = await joined();
-    const cert = await authority.issueDatabaseCertificate(
-      'example',
-      ROUTE,
-      (await testKeyPair(3)).publicKeyPem,
-    );
-    const ok = await opensslVerify(dir, await authority.caBundle('db-client'), cert.certificatePem, [
-      '-purpose',
-      'sslclient',
-    ]);
-    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
-    for (const other of ['db-server', 'bot'] as CaType[]) {
-      const bad = await opensslVerify(dir, await authority.caBundle(other), cert.certificatePem);
-      expect(bad.code).not.toBe(0);
-    }
-    const text = await opensslText(dir, cert.certificatePem);
-    expect(text).toContain('TLS Web Client Authentication');
-    expect(text).not.toContain('TLS Web Server Authentication');
-  });
-
   it('caps the TTL at the role max_session_ttl and says so in the audit event', async () => {
     const { authority, audit, clock } = await joined();
     const cert = await authority.issueDatabaseCertificate(
@@ -822,40 +701,6 @@ describe('Authority.issueDatabaseCertificate', () => {
 });
 
 describe('Authority.signDatabaseServer', () => {
-  it('signs a server certificate for the hosts plus localhost and 127.0.0.1 and returns the db-client CA', async () => {
-    const { authority, clock } = await setup();
-    const signed = await authority.signDatabaseServer(['db.internal', '10.0.0.5']);
-    const x509 = new X509Certificate(signed.certificatePem);
-    const info = parseCertificate(signed.certificatePem);
-    expect(info.subjectCommonName).toBe('db.internal');
-    expect(info.sans).toEqual(['db.internal', '10.0.0.5', 'localhost', '127.0.0.1']);
-    expect(x509.checkHost('db.internal')).toBe('db.internal');
-    expect(x509.checkHost('localhost')).toBe('localhost');
-    expect(x509.checkIP('127.0.0.1')).toBe('127.0.0.1');
-    expect(x509.checkIP('10.0.0.5')).toBe('10.0.0.5');
-    expect(signed.clientCaPem).toBe(await authority.caBundle('db-client'));
-    expect(info.publicKeyPem).toBe(
-      createPublicKey(signed.privateKeyPem).export({ type: 'spki', format: 'pem' }),
-    );
-    expect(new Date(signed.expires).getTime() - clock.now().getTime()).toBe(2190 * H);
-    expect(info.serial).toBe(signed.serial);
-
-    const ok = await opensslVerify(dir, await authority.caBundle('db-server'), signed.certificatePem, [
-      '-purpose',
-      'sslserver',
-      '-verify_hostname',
-      'db.internal',
-    ]);
-    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
-    const viaProxy = await opensslVerify(dir, await authority.caBundle('db-server'), signed.certificatePem, [
-      '-verify_ip',
-      '127.0.0.1',
-    ]);
-    expect(viaProxy.code, viaProxy.stdout + viaProxy.stderr).toBe(0);
-    const wrongCa = await opensslVerify(dir, await authority.caBundle('db-client'), signed.certificatePem);
-    expect(wrongCa.code).not.toBe(0);
-  });
-
   it('does not repeat localhost when it is one of the hosts', async () => {
     const { authority } = await setup();
     const signed = await authority.signDatabaseServer(['localhost']);

@@ -11,30 +11,31 @@
  * api-handler tests); this file adds arbitrary and hostile inputs.
  */
 import { X509Certificate } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { handleApiRequest } from '../../src/api/handler.js';
 import { type ApiResponse, responseSchema } from '../../src/api/protocol.js';
-import { MemoryAuditLog } from '../../src/authority/audit.js';
-import { Authority } from '../../src/authority/authority.js';
+import type { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
 import { parseBotConfig } from '../../src/bot/config.js';
-import { ManualClock } from '../../src/clock.js';
+import type { ManualClock } from '../../src/clock.js';
 import { ConfigError } from '../../src/config/errors.js';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
 import { BundleError, parseBundle, serializeBundle } from '../../src/credentials/bundle.js';
-import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { BrokerError } from '../../src/errors.js';
 import { CA_TYPES } from '../../src/pki/ca.js';
 import type { KeyPairPem } from '../../src/pki/keys.js';
 import { createProof } from '../../src/pki/proof.js';
-import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { makeTempDir, nowSeconds, REPO_ROOT, removeTempDirs, run, testKeyPair } from './helpers.js';
-
-afterAll(removeTempDirs);
+import { testAuthority } from '../support/authority.js';
+import {
+  EXAMPLE_ROUTE,
+  exampleResourcesYaml,
+  INTERNAL_DB_URI,
+  issueBundle,
+  nowSeconds,
+  testKeyPair,
+} from '../support/fixtures.js';
 
 const FILE = 'corpus/input.yaml';
 const TOKEN = '9d4e2b7a1c0f3e5d8b6a4c2e0f1d3b5a';
@@ -307,32 +308,6 @@ describe('parseResources and parseBotConfig on arbitrary and hostile text', () =
     );
     expect(checkYaml(parseResources, `${'['.repeat(90)}${']'.repeat(90)}`)?.message).not.toMatch(/nested/);
   });
-
-  it('a plain node process survives parsing deeply nested files again and again', async () => {
-    // Under plain node (not the test worker), a stack overflow inside the YAML library left V8 unable to
-    // compile regular expressions, and the second deep document aborted the process (a fatal "out of
-    // memory" in the RegExp compiler) instead of failing: the authority Lambda retries its bootstrap.
-    const work = await makeTempDir('broker-corpus-');
-    const script = path.join(work, 'deep.mts');
-    await writeFile(
-      script,
-      [
-        `import { parseResources } from ${JSON.stringify(path.join(REPO_ROOT, 'src/authority/resources.ts'))};`,
-        `import { parseBotConfig } from ${JSON.stringify(path.join(REPO_ROOT, 'src/bot/config.ts'))};`,
-        "const inputs = ['- '.repeat(3000) + '1', '['.repeat(20000) + ']'.repeat(20000), '{a: '.repeat(2000) + '1' + '}'.repeat(2000)];",
-        'for (let i = 0; i < 3; i++)',
-        '  for (const text of inputs)',
-        '    for (const parse of [parseResources, parseBotConfig])',
-        "      try { parse(text, 'deep.yaml'); console.log('parsed'); } catch (err) { console.log(err.name); }",
-      ].join('\n'),
-    );
-    const result = await run(process.execPath, ['--import', 'tsx', script], {
-      cwd: REPO_ROOT,
-      timeoutMs: 60_000,
-    });
-    expect(result.code, result.stderr.slice(0, 500)).toBe(0);
-    expect(result.stdout.trim().split('\n')).toEqual(Array(18).fill('ConfigError'));
-  }, 60_000);
 });
 
 // ---- credential bundles ------------------------------------------------------------------------------
@@ -349,33 +324,10 @@ describe('parseBundle on arbitrary JSON and corrupted real bundles', () => {
   let texts: string[];
 
   beforeAll(async () => {
-    const authority = new Authority({ store: new MemoryStateStore(), audit: new MemoryAuditLog() });
-    await authority.initialize('corpus');
-    await authority.createResources(parseResources(RESOURCES, 'resources.yaml'));
+    const { authority } = await testAuthority({ start: START, clusterName: 'corpus', resources: RESOURCES });
     bundles = [];
-    for (const slot of [0, 1]) {
-      const keys = await testKeyPair(slot);
-      const issued = await authority.issueDatabaseCertificate('example', ROUTE, keys.publicKeyPem);
-      bundles.push({
-        kind: 'database-credentials',
-        version: 1,
-        service: issued.db.service,
-        protocol: issued.db.protocol,
-        endpoint: issued.db.uri,
-        serverName: issued.db.serverName,
-        database: ROUTE.database,
-        username: ROUTE.username,
-        format: slot === 0 ? '' : 'tls',
-        serial: issued.serial,
-        issuedAt: issued.issuedAt,
-        expiresAt: issued.expires,
-        files: renderDatabaseArtifacts(slot === 0 ? '' : 'tls', {
-          certificatePem: issued.certificatePem,
-          privateKeyPem: keys.privateKeyPem,
-          serverCaPem: issued.serverCaPem,
-        }),
-      });
-    }
+    for (const slot of [0, 1])
+      bundles.push(await issueBundle(authority, { route: ROUTE, slot, format: slot === 0 ? '' : 'tls' }));
     texts = bundles.map(serializeBundle);
   });
 
@@ -513,40 +465,23 @@ describe('parseBundle on arbitrary JSON and corrupted real bundles', () => {
 
 // ---- the authority API --------------------------------------------------------------------------------
 
-const RESOURCES = `kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules: [{ resources: [db_server, db], verbs: [read, list] }]
----
-kind: db
-version: v3
-metadata: { name: example-server, labels: { env: dev } }
-spec: { protocol: postgres, uri: 'db.internal:5432' }
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
----
-kind: bot
-version: v1
-metadata: { name: renewer }
-spec: { roles: [example-role] }
----
-kind: token
+/** The example, a second bot that renews in the API tests, and an iam token for the example bot. */
+const RESOURCES = exampleResourcesYaml({
+  role: { maxSessionTtl: null },
+  db: { uri: INTERNAL_DB_URI },
+  bots: ['example', 'renewer'],
+  extra: `kind: token
 version: v2
 metadata: { name: example-iam }
 spec:
   join_method: iam
   bot_name: example
   allow: [{ aws_account: '111111111111' }]
-`;
-const ROUTE = { service: 'example-server', database: 'example', username: 'alice' };
+`,
+});
+const ROUTE = EXAMPLE_ROUTE;
+/** One initialisation (three RSA CA keys) serves every authority of this file. */
+const START = nowSeconds();
 
 /** The codes a refusal of malformed or unauthorised input may carry; `internal` is never one of them. */
 const REFUSALS = ['bad_request', 'access_denied', 'generation_mismatch'];
@@ -563,17 +498,16 @@ describe('handleApiRequest on arbitrary values and mutated valid requests', () =
   let freshKey: KeyPairPem;
 
   beforeAll(async () => {
-    clock = new ManualClock(nowSeconds());
-    authority = new Authority({
-      store: new MemoryStateStore(),
-      audit: new MemoryAuditLog(),
-      clock,
-      // Never the network: STS answers every forwarded request with the error a bad signature gets.
-      iamVerifier: async () => {
-        throw new BrokerError('access_denied', 'AWS STS rejected the signed GetCallerIdentity request');
+    ({ authority, clock } = await testAuthority({
+      start: START,
+      clusterName: 'corpus',
+      with: {
+        // Never the network: STS answers every forwarded request with the error a bad signature gets.
+        iamVerifier: async () => {
+          throw new BrokerError('access_denied', 'AWS STS rejected the signed GetCallerIdentity request');
+        },
       },
-    });
-    await authority.initialize('corpus');
+    }));
     for (const type of CA_TYPES) expect(await authority.caBundle(type)).toContain('BEGIN CERTIFICATE');
     await authority.createResources(parseResources(RESOURCES, 'resources.yaml'));
     keys = await testKeyPair(0);

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import {
   chmod,
   lstat,
@@ -14,67 +13,28 @@ import {
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
-import { type OutputFormat, renderDatabaseArtifacts } from '../../src/credentials/formats.js';
+import type { OutputFormat } from '../../src/credentials/formats.js';
 import {
   DestinationError,
   DirectoryDestination,
   readDirectoryOutput,
 } from '../../src/destinations/directory.js';
-import { makeTempDir, REPO_ROOT, removeTempDirs, run } from './helpers.js';
+import { expectCurrent, outputPath, readByName, versions } from '../support/directory-output.js';
+import { testBundle } from '../support/fixtures.js';
+import { makeTempDir, removeTempDirs } from '../support/temp.js';
 
 afterAll(removeTempDirs);
 
-/** A bundle whose every file names its serial, so a mix of two issuances is visible in the contents. */
-function bundle(serial: string, format: OutputFormat = '', extraFiles: Record<string, string> = {}) {
-  const files = renderDatabaseArtifacts(format, {
-    certificatePem: `-----BEGIN CERTIFICATE-----\ncert-${serial}\n-----END CERTIFICATE-----\n`,
-    privateKeyPem: `-----BEGIN PRIVATE KEY-----\nkey-${serial}\n-----END PRIVATE KEY-----\n`,
-    serverCaPem: `-----BEGIN CERTIFICATE-----\nca-${serial}\n-----END CERTIFICATE-----\n`,
-  });
-  return {
-    kind: 'database-credentials',
-    version: 1,
-    service: 'example-server',
-    protocol: 'postgres',
-    endpoint: 'db.internal:5432',
-    serverName: 'db.internal',
-    database: 'example',
-    username: 'alice',
-    format,
-    serial,
-    issuedAt: '2026-01-01T00:00:00.000Z',
-    expiresAt: '2026-01-01T01:00:00.000Z',
-    files: { ...files, ...extraFiles },
-  } satisfies CredentialBundle;
-}
+/** A real bundle of the given serial: every issuance's certificate, and so its files, differ. */
+const bundle = (serial: string, format: OutputFormat = '', extraFiles: Record<string, string> = {}) =>
+  testBundle({ serial, format, files: extraFiles });
 
 const modeOf = async (file: string) => (await stat(file)).mode & 0o777;
-
-/** A fresh output path (not yet created) under a real, symlink-free temp directory. */
-async function outputPath(): Promise<string> {
-  return path.join(await realpath(await makeTempDir('broker-dest-')), 'out');
-}
-
-/** Reads every artifact through its name in the destination, as a client configured with those paths would. */
-async function readByName(dir: string, names: readonly string[]): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const name of names) out[name] = await readFile(path.join(dir, name), 'utf8');
-  return out;
-}
-
-/** The entries of `.versions`, i.e. the issuances kept on disk. */
-const versions = async (dir: string) => (await readdir(path.join(dir, '.versions'))).sort();
-
-/** Asserts that every artifact name resolves to `b`'s content and `read()` returns exactly `b`. */
-async function expectCurrent(dir: string, b: CredentialBundle): Promise<void> {
-  expect(await readByName(dir, Object.keys(b.files))).toEqual(b.files);
-  expect(await readDirectoryOutput(dir)).toEqual(b);
-}
 
 describe('DirectoryDestination: layout and modes', () => {
   it('writes every artifact as a link into the current version: files 0600, directories 0700', async () => {
     const dir = await outputPath();
-    const b = bundle('0a01');
+    const b = await bundle('0a01');
     await new DirectoryDestination(dir).write(b);
 
     const current = await readlink(path.join(dir, '.current'));
@@ -96,7 +56,7 @@ describe('DirectoryDestination: layout and modes', () => {
 
   it('gives a nested format directory 0700 and its files 0600', async () => {
     const dir = await outputPath();
-    const b = bundle('0b01', 'cockroach');
+    const b = await bundle('0b01', 'cockroach');
     await new DirectoryDestination(dir).write(b);
     expect(await readlink(path.join(dir, 'cockroach'))).toBe('.current/cockroach');
     expect(await modeOf(path.join(dir, 'cockroach'))).toBe(0o700);
@@ -107,7 +67,7 @@ describe('DirectoryDestination: layout and modes', () => {
 
   it('widens to 0640 files and 0750 directories with readers: group', async () => {
     const dir = await outputPath();
-    const b = bundle('0c01', 'tls');
+    const b = await bundle('0c01', 'tls');
     await new DirectoryDestination(dir, { readers: 'group' }).write(b);
     for (const name of Object.keys(b.files)) expect(await modeOf(path.join(dir, name)), name).toBe(0o640);
     expect(await modeOf(dir)).toBe(0o750);
@@ -117,7 +77,7 @@ describe('DirectoryDestination: layout and modes', () => {
 
   it('keeps readers: group modes under a restrictive umask (e.g. systemd UMask=0077)', async () => {
     const dir = await outputPath();
-    const b = bundle('0c02', 'cockroach');
+    const b = await bundle('0c02', 'cockroach');
     const old = process.umask(0o077);
     try {
       await new DirectoryDestination(dir, { readers: 'group' }).write(b);
@@ -148,8 +108,9 @@ describe('DirectoryDestination: switching versions', () => {
     const dest = new DirectoryDestination(dir);
     const serials = ['1a01', '1a02', '1a03', '1a04'];
     let previous: string | undefined;
+    let previousBundle: CredentialBundle | undefined;
     for (const serial of serials) {
-      const b = bundle(serial);
+      const b = await bundle(serial);
       await dest.write(b);
       await expectCurrent(dir, b);
       expect(await dest.read()).toEqual(b);
@@ -161,25 +122,25 @@ describe('DirectoryDestination: switching versions', () => {
         // The previous version stays whole for a reader that opened it a moment ago.
         expect(kept).toEqual([current, previous].sort());
         const old = path.join(dir, '.versions', previous);
-        expect(await readFile(path.join(old, 'key'), 'utf8')).toContain(
-          `key-${serials[serials.indexOf(serial) - 1]}`,
-        );
+        const prev = previousBundle as CredentialBundle;
+        expect(await readByName(old, Object.keys(prev.files))).toEqual(prev.files);
       }
       previous = current;
+      previousBundle = b;
     }
   });
 
   it('removes the links of a previous format but never a file or link of the user', async () => {
     const dir = await outputPath();
     const dest = new DirectoryDestination(dir);
-    await dest.write(bundle('2a01', 'tls'));
+    await dest.write(await bundle('2a01', 'tls'));
     expect(await readlink(path.join(dir, 'tls.crt'))).toBe('.current/tls.crt');
     // The user keeps their own things in the output directory.
     await writeFile(path.join(dir, 'notes.txt'), 'mine\n');
     await symlink('/etc/hostname', path.join(dir, 'my-link'));
     await symlink('tlscert', path.join(dir, 'client.crt'));
 
-    const plain = bundle('2a02');
+    const plain = await bundle('2a02');
     await dest.write(plain);
     const entries = (await readdir(dir)).sort();
     expect(entries).toEqual(
@@ -190,9 +151,9 @@ describe('DirectoryDestination: switching versions', () => {
     expect(await readFile(path.join(dir, 'client.crt'), 'utf8')).toBe(plain.files.tlscert);
     await expectCurrent(dir, plain);
 
-    await dest.write(bundle('2a03', 'cockroach'));
+    await dest.write(await bundle('2a03', 'cockroach'));
     expect(await readlink(path.join(dir, 'cockroach'))).toBe('.current/cockroach');
-    await dest.write(bundle('2a04', 'mongo'));
+    await dest.write(await bundle('2a04', 'mongo'));
     await expect(lstat(path.join(dir, 'cockroach'))).rejects.toThrow(/ENOENT/);
     expect(await readlink(path.join(dir, 'mongo.crt'))).toBe('.current/mongo.crt');
     expect(await readFile(path.join(dir, 'notes.txt'), 'utf8')).toBe('mine\n');
@@ -205,7 +166,7 @@ describe('DirectoryDestination: symlinks', () => {
     await mkdir(path.join(base, 'real'));
     await symlink(path.join(base, 'real'), path.join(base, 'link'));
     for (const dir of [path.join(base, 'link', 'out'), path.join(base, 'link')]) {
-      const err = await new DirectoryDestination(dir).write(bundle('3a01')).catch((e: unknown) => e);
+      const err = await new DirectoryDestination(dir).write(await bundle('3a01')).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DestinationError);
       expect((err as Error).message).toContain(path.join(base, 'link'));
       expect((err as Error).message).toMatch(/symlink/);
@@ -223,7 +184,7 @@ describe('DirectoryDestination: symlinks', () => {
     await symlink(path.join(base, 'does-not-exist'), path.join(dir, 'tlscert'));
     await symlink(victim, path.join(dir, '.current'));
 
-    const b = bundle('3b01');
+    const b = await bundle('3b01');
     await new DirectoryDestination(dir).write(b);
     expect(await readFile(victim, 'utf8')).toBe('precious\n');
     expect(await modeOf(victim)).toBe(0o644);
@@ -243,12 +204,12 @@ describe('DirectoryDestination: failed writes', () => {
     it(`keeps the previous output whole and readable when a write fails (${what})`, async () => {
       const dir = await outputPath();
       const dest = new DirectoryDestination(dir);
-      const good = bundle('4a01', 'tls');
+      const good = await bundle('4a01', 'tls');
       await dest.write(good);
       const before = await versions(dir);
       const entriesBefore = (await readdir(dir)).sort();
 
-      const err = await dest.write(bundle('4a02', '', { [name]: 'x' })).catch((e: unknown) => e);
+      const err = await dest.write(await bundle('4a02', '', { [name]: 'x' })).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DestinationError);
       expect((err as Error).message).toContain(dir);
       expect((err as Error).message).toContain('the previous credentials are unchanged');
@@ -258,7 +219,7 @@ describe('DirectoryDestination: failed writes', () => {
       expect((await readdir(dir)).sort()).toEqual(entriesBefore); // links unchanged, lock released
 
       // The destination still works afterwards.
-      const next = bundle('4a03');
+      const next = await bundle('4a03');
       await dest.write(next);
       await expectCurrent(dir, next);
     });
@@ -267,7 +228,7 @@ describe('DirectoryDestination: failed writes', () => {
   it('leaves no output at all when the very first write fails', async () => {
     const dir = await outputPath();
     await expect(
-      new DirectoryDestination(dir).write(bundle('4b01', '', { [`${'y'.repeat(300)}`]: 'x' })),
+      new DirectoryDestination(dir).write(await bundle('4b01', '', { [`${'y'.repeat(300)}`]: 'x' })),
     ).rejects.toThrow(DestinationError);
     expect(await readDirectoryOutput(dir)).toBeUndefined();
     expect((await readdir(dir)).filter((e) => e !== '.versions')).toEqual([]);
@@ -277,7 +238,9 @@ describe('DirectoryDestination: failed writes', () => {
 describe('DirectoryDestination: one writer at a time', () => {
   it('serialises concurrent writers in one process: all complete, the result is one whole bundle', async () => {
     const dir = await outputPath();
-    const bundles = Array.from({ length: 8 }, (_, i) => bundle(`5a0${i}`, i % 2 ? 'tls' : ''));
+    const bundles = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => bundle(`5a0${i}`, i % 2 ? 'tls' : '')),
+    );
     await Promise.all(bundles.map((b) => new DirectoryDestination(dir).write(b)));
     const final = await readDirectoryOutput(dir);
     const winner = bundles.find((b) => b.serial === final?.serial);
@@ -288,88 +251,6 @@ describe('DirectoryDestination: one writer at a time', () => {
     expect(kept.some((v) => v.endsWith('.tmp'))).toBe(false);
     expect((await readdir(dir)).filter((e) => e.endsWith('.tmp') || e === '.lock')).toEqual([]);
   });
-
-  it('serialises writers in several processes', async () => {
-    const dir = await outputPath();
-    const work = await makeTempDir();
-    const script = path.join(work, 'writer.mts');
-    const barrier = path.join(work, 'barrier');
-    await mkdir(barrier);
-    const processes = 3;
-    const perProcess = 6;
-    await writeFile(
-      script,
-      [
-        "import { readdir, writeFile } from 'node:fs/promises';",
-        `import { DirectoryDestination } from ${JSON.stringify(path.join(REPO_ROOT, 'src/destinations/directory.ts'))};`,
-        'const [dir, barrier, count, processes] = process.argv.slice(2);',
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: this line is the child script's own template literal
-        'await writeFile(`${barrier}/${process.pid}`, "");',
-        'while ((await readdir(barrier)).length < Number(processes)) await new Promise((r) => setTimeout(r, 5));',
-        'for (let i = 0; i < Number(count); i++) {',
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: this line is the child script's own template literal
-        '  const serial = `${process.pid.toString(16)}f${i}`;',
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: this line is the child script's own template literal
-        '  const pem = (what) => `-----BEGIN ${what}-----\\n${what}-${serial}\\n-----END ${what}-----\\n`;',
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: this line is the child script's own template literal
-        "  const files = { tlscert: pem('CERTIFICATE'), key: pem('PRIVATE KEY'), 'teleport-host-ca.crt': pem('CERTIFICATE'), 'teleport-database-ca.crt': pem('CERTIFICATE') };",
-        "  await new DirectoryDestination(dir).write({ kind: 'database-credentials', version: 1, service: 's', protocol: 'postgres', endpoint: 'h:1', serverName: 'h', database: 'd', username: 'u', format: '', serial, issuedAt: '2026-01-01T00:00:00Z', expiresAt: '2026-01-01T01:00:00Z', files });",
-        '}',
-      ].join('\n'),
-    );
-    const results = await Promise.all(
-      Array.from({ length: processes }, () =>
-        run(
-          process.execPath,
-          ['--import', 'tsx', script, dir, barrier, String(perProcess), String(processes)],
-          { cwd: REPO_ROOT, timeoutMs: 60_000 },
-        ),
-      ),
-    );
-    for (const r of results) expect(r.code, r.stderr).toBe(0);
-    const final = await readDirectoryOutput(dir);
-    expect(final?.files.tlscert).toContain(`CERTIFICATE-${final?.serial}`);
-    expect(final?.files.key).toContain(`PRIVATE KEY-${final?.serial}`);
-    expect(await readFile(path.join(dir, 'key'), 'utf8')).toBe(final?.files.key);
-    expect(await versions(dir)).toHaveLength(2);
-    expect((await readdir(dir)).sort()).toEqual([
-      '.current',
-      '.versions',
-      'key',
-      'teleport-database-ca.crt',
-      'teleport-host-ca.crt',
-      'tlscert',
-    ]);
-  }, 60_000);
-
-  it('gives up with a clear error while a live process holds the lock, and recovers once it is gone', async () => {
-    const dir = await outputPath();
-    const dest = new DirectoryDestination(dir);
-    const good = bundle('5c01');
-    await dest.write(good);
-    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
-    const exited = new Promise((resolve) => holder.once('exit', resolve));
-    try {
-      await writeFile(path.join(dir, '.lock'), `${holder.pid}\n`, { mode: 0o600 });
-      const started = Date.now();
-      const err = await dest.write(bundle('5c02')).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(DestinationError);
-      expect((err as Error).message).toContain(`pid ${holder.pid}`);
-      expect((err as Error).message).toContain(dir);
-      expect((err as Error).message).toMatch(/another bot/);
-      expect(Date.now() - started).toBeGreaterThanOrEqual(4_000);
-      // The other writer's lock is not stolen and the output is untouched.
-      expect(await readFile(path.join(dir, '.lock'), 'utf8')).toBe(`${holder.pid}\n`);
-      await expectCurrent(dir, good);
-    } finally {
-      holder.kill('SIGKILL');
-      await exited;
-    }
-    // The holder is gone: its lock is stale and is broken at once.
-    const next = bundle('5c03');
-    await dest.write(next);
-    await expectCurrent(dir, next);
-  }, 20_000);
 });
 
 describe('readDirectoryOutput', () => {

@@ -1,20 +1,10 @@
 import { createHash, createPublicKey, verify } from 'node:crypto';
-import {
-  CreateKeyCommand,
-  GetPublicKeyCommand,
-  KMSClient,
-  KMSServiceException,
-  SignCommand,
-} from '@aws-sdk/client-kms';
+import { GetPublicKeyCommand, KMSClient, KMSServiceException, SignCommand } from '@aws-sdk/client-kms';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handleApiRequest } from '../../src/api/handler.js';
-import { MemoryAuditLog } from '../../src/authority/audit.js';
-import { Authority } from '../../src/authority/authority.js';
-import { parseResources } from '../../src/authority/resources.js';
 import { ManualClock } from '../../src/clock.js';
 import { BrokerError } from '../../src/errors.js';
-import { CA_TYPES, type CaKey, type CaType } from '../../src/pki/ca.js';
 import {
   createKmsCa,
   KMS_SIGNING_ALGORITHM,
@@ -23,51 +13,27 @@ import {
   kmsSignerFactory,
 } from '../../src/pki/kms-signer.js';
 import { parseCertificate } from '../../src/pki/parse.js';
-import { MemoryStateStore } from '../../src/state/memory-store.js';
+import { createKmsKey, kmsTestAuthority } from '../support/authority.js';
 import { KmsDouble } from '../support/aws/kms.js';
-import { makeTempDir, nowSeconds, opensslVerify, removeTempDirs, testKeyPair } from './helpers.js';
+import { exampleResourcesYaml, INTERNAL_DB_URI, nowSeconds, testKeyPair } from '../support/fixtures.js';
 
-const SEED = `kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules: [{ resources: [db_server, db], verbs: [read, list] }]
----
-kind: db
-version: v3
-metadata: { name: example-server, labels: { env: dev } }
-spec:
-  protocol: postgres
-  uri: db.internal:5432
-`;
-
-const ROUTE = { service: 'example-server', database: 'example', username: 'alice' };
+const SEED = exampleResourcesYaml({ db: { uri: INTERNAL_DB_URI }, bots: [] });
 
 let kms: KmsDouble;
 let client: KMSClient;
-let dir: string;
 
-beforeAll(async () => {
+beforeAll(() => {
   kms = new KmsDouble();
   client = kms.client();
-  dir = await makeTempDir('broker-kms-');
 });
 
 afterAll(async () => {
   client.destroy();
   await kms.close();
-  await removeTempDirs();
 });
 
 /** A fresh RSA_2048 SIGN_VERIFY key in the double, created through the real SDK. */
-async function createKey(): Promise<string> {
-  const out = await client.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }));
-  return out.KeyMetadata?.KeyId as string;
-}
+const createKey = () => createKmsKey(client);
 
 /** An AWS-shaped AccessDeniedException as the SDK raises it (KMS does not model this error). */
 function accessDenied(action: string): KMSServiceException {
@@ -80,25 +46,8 @@ function accessDenied(action: string): KMSServiceException {
 }
 
 /** An authority whose three CAs are KMS keys in the double (seeded as `initialize` would store them). */
-async function kmsAuthority(signingClient: KMSClient = client) {
-  const clock = new ManualClock(nowSeconds());
-  const store = new MemoryStateStore();
-  const cas = {} as Record<CaType, CaKey>;
-  for (const type of CA_TYPES) {
-    cas[type] = await createKmsCa(type, {
-      clusterName: 'kms-unit',
-      kmsClient: client,
-      keyId: await createKey(),
-      clock,
-    });
-    await store.put(`cas/${type}`, { type, keys: [cas[type]] }, 'absent');
-  }
-  await store.put('config/cluster', { name: 'kms-unit', createdAt: clock.now().toISOString() }, 'absent');
-  const audit = new MemoryAuditLog();
-  const authority = new Authority({ store, audit, clock, signerFactory: kmsSignerFactory(signingClient) });
-  await authority.createResources(parseResources(SEED, 'seed.yaml'));
-  return { authority, store, cas, clock };
-}
+const kmsAuthority = (signingClient: KMSClient = client) =>
+  kmsTestAuthority({ client, signingClient, resources: SEED });
 
 describe('KmsSigner against the KMS double', () => {
   it('reads the public key once and signs a locally computed SHA-256 digest (MessageType DIGEST)', async () => {
@@ -171,54 +120,6 @@ describe('KmsSigner against the KMS double', () => {
     expect((err as KmsSignerError).message).toMatch(
       /^KMS GetPublicKey with key arn:aws:kms:us-east-1:111122223333:key\/missing failed: NotFoundException: .*check the key id or ARN/,
     );
-  });
-});
-
-describe('an authority whose CAs are KMS keys', () => {
-  it('issues identities and database certificates that openssl verifies, signing only digests', async () => {
-    const { authority, store, cas } = await kmsAuthority();
-    const signsBefore = kms.requestsOf('Sign').length;
-
-    const { token } = await authority.addBot('example', ['example-role']);
-    const botKeys = await testKeyPair(1);
-    const identity = await authority.joinWithToken({ token, publicKeyPem: botKeys.publicKeyPem });
-    const dbCert = await authority.issueDatabaseCertificate(
-      'example',
-      ROUTE,
-      (await testKeyPair(2)).publicKeyPem,
-    );
-    const server = await authority.signDatabaseServer(['db.internal']);
-
-    const checks: Array<[string, string, string, string[]]> = [
-      ['bot identity', cas.bot.certificatePem, identity.certificatePem, ['-purpose', 'sslclient']],
-      ['db client', cas['db-client'].certificatePem, dbCert.certificatePem, ['-purpose', 'sslclient']],
-      ['db server', cas['db-server'].certificatePem, server.certificatePem, ['-purpose', 'sslserver']],
-      ['bot CA (self-signed)', cas.bot.certificatePem, cas.bot.certificatePem, []],
-    ];
-    for (const [what, caPem, leafPem, args] of checks) {
-      const result = await opensslVerify(dir, caPem, leafPem, args);
-      // `what` rides along so a failure names the certificate; stderr says why openssl refused.
-      expect({ what, code: result.code, stdout: result.stdout.trim(), stderr: result.stderr }).toEqual({
-        what,
-        code: 0,
-        stdout: expect.stringMatching(/: OK$/),
-        stderr: '',
-      });
-    }
-
-    // Three certificates, three KMS Sign calls, each a 32-byte SHA-256 digest.
-    const signs = kms.requestsOf('Sign').slice(signsBefore);
-    expect(signs).toHaveLength(3);
-    for (const sign of signs) {
-      expect(sign.body.MessageType).toBe('DIGEST');
-      expect(sign.body.SigningAlgorithm).toBe('RSASSA_PKCS1_V1_5_SHA_256');
-      expect(Buffer.from(String(sign.body.Message), 'base64')).toHaveLength(32);
-    }
-    // No CA private key exists anywhere in the state.
-    for (const type of CA_TYPES) {
-      const keys = (await store.get<{ keys: CaKey[] }>(`cas/${type}`))?.value.keys ?? [];
-      expect(keys.every((k) => k.privateKeyPem === undefined && typeof k.kmsKeyId === 'string')).toBe(true);
-    }
   });
 });
 

@@ -16,78 +16,49 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handleApiRequest } from '../../src/api/handler.js';
 import type { ApiResponse } from '../../src/api/protocol.js';
-import { MemoryAuditLog } from '../../src/authority/audit.js';
-import { Authority, type BotState } from '../../src/authority/authority.js';
+import type { MemoryAuditLog } from '../../src/authority/audit.js';
+import type { Authority, BotState } from '../../src/authority/authority.js';
 import { checkStsRequest } from '../../src/authority/iam-join.js';
-import { parseResources } from '../../src/authority/resources.js';
-import { ManualClock } from '../../src/clock.js';
+import type { ManualClock } from '../../src/clock.js';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
-import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { AccessDeniedError, BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
-import { CA_TYPES } from '../../src/pki/ca.js';
 import type { KeyPairPem } from '../../src/pki/keys.js';
 import { createProof, type Proof, verifyProof } from '../../src/pki/proof.js';
 import { loadCredentials } from '../../src/proxy/loaded-credentials.js';
-import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { makeTempDir, nowSeconds, opensslVerify, removeTempDirs, testKeyPair } from './helpers.js';
+import type { MemoryStateStore } from '../../src/state/memory-store.js';
+import { joinBot, testAuthority } from '../support/authority.js';
+import {
+  bundleOf as bundleOfIssued,
+  exampleResourcesYaml,
+  INTERNAL_DB_URI,
+  nowSeconds,
+  EXAMPLE_ROUTE as ROUTE,
+  testKeyPair,
+} from '../support/fixtures.js';
+import { der, flipped, replaced, tbsRange } from '../support/tamper.js';
+import { makeTempDir, removeTempDirs } from '../support/temp.js';
 
 afterAll(removeTempDirs);
 
 const H = 3_600_000;
-const RESOURCES = `kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules: [{ resources: [db_server, db], verbs: [read, list] }]
----
-kind: db
-version: v3
-metadata: { name: example-server, labels: { env: dev } }
-spec: { protocol: postgres, uri: 'db.internal:5432' }
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
----
-kind: bot
-version: v1
-metadata: { name: other }
-spec: { roles: [example-role] }
----
-kind: token
+/** The example (role without a session cap), a second bot, and an iam token for the example bot. */
+const RESOURCES = exampleResourcesYaml({
+  role: { maxSessionTtl: null },
+  db: { uri: INTERNAL_DB_URI },
+  bots: ['example', 'other'],
+  extra: `kind: token
 version: v2
 metadata: { name: example-iam }
 spec:
   join_method: iam
   bot_name: example
   allow: [{ aws_account: '111111111111' }]
-`;
-const ROUTE = { service: 'example-server', database: 'example', username: 'alice' };
+`,
+});
 
 /** Start at the real time (whole seconds), so openssl accepts what the authorities issue. */
 const START = nowSeconds();
-
-// Two real authorities; every test gets a fresh store with copies of the first one's CAs (RSA is slow).
-const templates: Map<string, unknown>[] = [];
-
-beforeAll(async () => {
-  for (const name of ['broker', 'broker']) {
-    const store = new MemoryStateStore();
-    await new Authority({ store, audit: new MemoryAuditLog(), clock: new ManualClock(START) }).initialize(
-      name,
-    );
-    const template = new Map<string, unknown>();
-    for (const key of ['config/cluster', ...CA_TYPES.map((t) => `cas/${t}`)])
-      template.set(key, (await store.get(key))?.value);
-    templates.push(template);
-  }
-});
 
 interface Ctx {
   authority: Authority;
@@ -98,25 +69,22 @@ interface Ctx {
 
 /** A fresh authority holding the CAs of authority `which` (0 or 1), the resources, and no bot joined yet. */
 async function setup(which = 0): Promise<Ctx> {
-  const store = new MemoryStateStore();
-  for (const [key, value] of templates[which] as Map<string, unknown>) await store.put(key, value);
-  const audit = new MemoryAuditLog();
-  const clock = new ManualClock(START);
-  const authority = new Authority({
-    store,
-    audit,
-    clock,
-    // The real checks of the signed request; then, never the network: STS refuses whatever reaches it.
-    iamVerifier: async (request, challenge) => {
-      checkStsRequest(request, challenge);
-      throw new AccessDeniedError(
-        'AWS STS rejected the signed GetCallerIdentity request: SignatureDoesNotMatch',
-      );
+  return testAuthority({
+    start: START,
+    clusterName: 'broker',
+    // Two real authorities of the same name: 0 and 1.
+    instance: which,
+    resources: RESOURCES,
+    with: {
+      // The real checks of the signed request; then, never the network: STS refuses whatever reaches it.
+      iamVerifier: async (request, challenge) => {
+        checkStsRequest(request, challenge);
+        throw new AccessDeniedError(
+          'AWS STS rejected the signed GetCallerIdentity request: SignatureDoesNotMatch',
+        );
+      },
     },
   });
-  await authority.createResources(parseResources(RESOURCES, 'resources.yaml'));
-  audit.events.length = 0;
-  return { authority, store, audit, clock };
 }
 
 interface Joined extends Ctx {
@@ -126,11 +94,9 @@ interface Joined extends Ctx {
 
 async function joined(ctx?: Ctx, bot = 'example', slot = 0): Promise<Joined> {
   const c = ctx ?? (await setup());
-  const { token } = await c.authority.addToken(bot);
-  const keys = await testKeyPair(slot);
-  const identity = await c.authority.joinWithToken({ token, publicKeyPem: keys.publicKeyPem });
+  const { keys, identityPem } = await joinBot(c.authority, { bot, slot });
   c.audit.events.length = 0;
-  return { ...c, keys, identityPem: identity.certificatePem };
+  return { ...c, keys, identityPem };
 }
 
 async function generationOf(ctx: Ctx, bot = 'example'): Promise<number | undefined> {
@@ -147,36 +113,6 @@ async function rejection(promise: Promise<unknown>): Promise<Error> {
 }
 
 // ---- DER surgery -----------------------------------------------------------------------------------------
-
-const der = (pem: string) => Buffer.from(new X509Certificate(pem).raw);
-const toPem = (bytes: Buffer) =>
-  `-----BEGIN CERTIFICATE-----\n${bytes
-    .toString('base64')
-    .match(/.{1,64}/g)
-    ?.join('\n')}\n-----END CERTIFICATE-----\n`;
-
-/** Offsets of the to-be-signed part: [start, end) within the certificate DER (both use long-form lengths). */
-function tbsRange(bytes: Buffer): [number, number] {
-  const start = 4; // 30 82 LL LL: the outer SEQUENCE
-  if (bytes[start] !== 0x30 || bytes[start + 1] !== 0x82) throw new Error('unexpected TBS encoding');
-  return [start, start + 4 + bytes.readUInt16BE(start + 2)];
-}
-
-/** The certificate with byte `at` XOR-ed with `mask` (never 0, so the byte always changes). */
-function flipped(pem: string, at: number, mask = 0x01): string {
-  const bytes = der(pem);
-  bytes[at] = (bytes[at] as number) ^ mask;
-  return toPem(bytes);
-}
-
-/** Replaces the first occurrence of `from` in the DER with `to` (same length, so the encoding stays valid). */
-function replaced(pem: string, from: string, to: string): string {
-  const bytes = der(pem);
-  const at = bytes.indexOf(Buffer.from(from, 'utf8'));
-  if (at < 0 || from.length !== to.length) throw new Error(`${from} is not in the certificate`);
-  Buffer.from(to, 'utf8').copy(bytes, at);
-  return toPem(bytes);
-}
 
 /** Renews with `identityPem` and a correct proof by `keys`: everything but the certificate is genuine. */
 function renewWith(ctx: Ctx, identityPem: string, keys: KeyPairPem) {
@@ -288,12 +224,10 @@ describe('an identity issued by another authority instance', () => {
 describe('database certificates from a foreign CA, or tampered', () => {
   let here: Joined;
   let foreign: Joined;
-  let dir: string;
   let good: { certificatePem: string; keys: KeyPairPem };
-  let stranger: { certificatePem: string; keys: KeyPairPem };
+  let _stranger: { certificatePem: string; keys: KeyPairPem };
 
   beforeAll(async () => {
-    dir = await makeTempDir('broker-security-');
     here = await joined(await setup(0));
     foreign = await joined(await setup(1));
     const keys = await testKeyPair(2);
@@ -302,59 +236,26 @@ describe('database certificates from a foreign CA, or tampered', () => {
       certificatePem: (await here.authority.issueDatabaseCertificate('example', ROUTE, keys.publicKeyPem))
         .certificatePem,
     };
-    stranger = {
+    _stranger = {
       keys,
       certificatePem: (await foreign.authority.issueDatabaseCertificate('example', ROUTE, keys.publicKeyPem))
         .certificatePem,
     };
   });
 
-  const bundleOf = (certificatePem: string, privateKeyPem: string, serial: string): CredentialBundle => ({
-    kind: 'database-credentials',
-    version: 1,
-    service: 'example-server',
-    protocol: 'postgres',
-    endpoint: 'db.internal:5432',
-    serverName: 'db.internal',
-    database: 'example',
-    username: 'alice',
-    format: '',
-    serial,
-    issuedAt: START.toISOString(),
-    expiresAt: new Date(START.getTime() + H).toISOString(),
-    files: renderDatabaseArtifacts('', { certificatePem, privateKeyPem, serverCaPem: here.identityPem }),
-  });
-
-  it('openssl verify accepts the genuine certificate and refuses a foreign or tampered one', async () => {
-    const clientCa = await here.authority.caBundle('db-client');
-    const verify = (pem: string) => opensslVerify(dir, clientCa, pem, ['-purpose', 'sslclient']);
-    expect((await verify(good.certificatePem)).code).toBe(0);
-    const bytes = der(good.certificatePem);
-    const [start, end] = tbsRange(bytes);
-    const cases: Record<string, string> = {
-      'a foreign authority': stranger.certificatePem,
-      'a flipped signature byte': flipped(good.certificatePem, bytes.length - 5),
-      'the user changed in the subject': replaced(good.certificatePem, 'alice', 'alicf'),
-      'a byte flipped inside the signed part': flipped(
-        good.certificatePem,
-        Math.floor((start + end) / 2),
-        0x10,
-      ),
-    };
-    for (const [what, pem] of Object.entries(cases)) {
-      const result = await verify(pem);
-      expect(result.code, what).not.toBe(0);
-      // The database's own check (what PostgreSQL does) agrees with openssl.
-      const ca = new X509Certificate(clientCa);
-      let verifies = false;
-      try {
-        verifies = new X509Certificate(pem).verify(ca.publicKey);
-      } catch {
-        verifies = false;
-      }
-      expect(verifies, what).toBe(false);
-    }
-  });
+  const bundleOf = (certificatePem: string, privateKeyPem: string, serial: string): CredentialBundle =>
+    bundleOfIssued(
+      {
+        certificatePem,
+        serial,
+        issuedAt: START.toISOString(),
+        expires: new Date(START.getTime() + H).toISOString(),
+        serverCaPem: here.identityPem,
+        db: { service: ROUTE.service, protocol: 'postgres', uri: INTERNAL_DB_URI, serverName: 'db.internal' },
+      },
+      { privateKeyPem },
+      ROUTE,
+    );
 
   it('loadCredentials refuses a certificate whose public key was tampered with, or that belongs to another key', async () => {
     const bytes = der(good.certificatePem);

@@ -13,8 +13,8 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
 import { ConflictError, StateError } from '../../src/state/errors.js';
+import { casIncrement, stateStoreContract } from '../contracts/state-store.js';
 import { type LocalDynamoDb, startDynalite } from '../support/aws/dynalite.js';
-import { casIncrement, stateStoreContract } from '../support/state-contract.js';
 
 let db: LocalDynamoDb;
 let tables = 0;
