@@ -9,6 +9,14 @@ import { ConfigError } from '../config/errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../pki/ca.js';
 import { FileStateStore, writeFileAtomic } from '../state/file-store.js';
+import {
+  addBotWithTraits,
+  type TraitFlags,
+  traitOptions,
+  traitsFromFlags,
+  updatedTraits,
+  writeBotTraits,
+} from './bot-traits.js';
 import { UsageError } from './errors.js';
 import { table } from './output.js';
 
@@ -123,19 +131,19 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
     });
 
   const bots = program.command('bots').description('manage bots (machine identities)');
-  bots
-    .command('add')
+  traitOptions(bots.command('add'), 'add')
     .description('create a bot and print a one-time join token for it')
     .argument('<name>')
     .option('--roles <roles>', 'comma-separated roles', '')
     .option('--ttl <duration>', 'how long the join token stays valid', formatDuration(DEFAULT_TOKEN_TTL_MS))
-    .action(async (name: string, opts: { roles: string; ttl: string }) => {
+    .action(async (name: string, opts: { roles: string; ttl: string } & TraitFlags) => {
       const authority = await open();
-      const { token, expires } = await authority.addBot(
+      const { token, expires } = await addBotWithTraits(authority, {
         name,
-        list(opts.roles),
-        durationOption(opts.ttl, '--ttl'),
-      );
+        roles: list(opts.roles),
+        traits: traitsFromFlags(opts),
+        tokenTtlMs: durationOption(opts.ttl, '--ttl'),
+      });
       out(`The bot token: ${token}`);
       out(`This token will expire at ${expires} and can be used once.`);
       out('');
@@ -143,20 +151,29 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
       out(`  onboarding: { join_method: token, token: ${token} }`);
       out('then run: broker start -c bot.yaml');
     });
-  bots
-    .command('update')
-    .description("change a bot's roles")
+  traitOptions(bots.command('update'), 'update')
+    .description("change a bot's roles and traits")
     .argument('<name>')
     .option('--add-roles <roles>', 'comma-separated roles to add')
     .option('--remove-roles <roles>', 'comma-separated roles to remove')
-    .action(async (name: string, opts: { addRoles?: string; removeRoles?: string }) => {
-      if (!opts.addRoles && !opts.removeRoles) throw new UsageError('give --add-roles and/or --remove-roles');
-      const bot = await (await open()).updateBot(name, {
-        add: list(opts.addRoles),
-        remove: list(opts.removeRoles),
-      });
-      out(`bot "${name}" has been updated; roles: ${bot.spec.roles.join(', ') || '(none)'}`);
-    });
+    .action(
+      async (name: string, opts: { addRoles?: string; removeRoles?: string } & Record<string, string>) => {
+        const authority = await open();
+        const [current] = await authority.getResources('bot', name);
+        const traits = updatedTraits(current?.spec.traits, opts);
+        if (!opts.addRoles && !opts.removeRoles && !traits)
+          throw new UsageError('give --add-roles, --remove-roles and/or trait flags (see --help)');
+        let bot = await authority.updateBot(name, {
+          add: list(opts.addRoles),
+          remove: list(opts.removeRoles),
+        });
+        if (traits) bot = await writeBotTraits(authority, name, traits);
+        const shown = (bot.spec.traits ?? []).map((t) => `${t.name}=${t.values.join(',')}`).join(' ');
+        out(
+          `bot "${name}" has been updated; roles: ${bot.spec.roles.join(', ') || '(none)'}${shown ? `; traits: ${shown}` : ''}`,
+        );
+      },
+    );
   bots
     .command('ls')
     .description('list bots with their roles, identity generation and locks')

@@ -5,6 +5,7 @@ import { registerBotCommands } from './bot-commands.js';
 import { registerDemoCommand } from './demo.js';
 import { exitCodeOf } from './errors.js';
 import { registerProxyCommands } from './proxy-commands.js';
+import { registerRbacCommands } from './rbac-commands.js';
 
 /** Builds the `broker` program. `out` receives stdout lines, so tests can run commands in-process. */
 export function buildProgram(out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Command {
@@ -26,6 +27,7 @@ export function buildProgram(out: (line: string) => void = (l) => process.stdout
   registerBotCommands(program, out);
   registerDemoCommand(program, out);
   registerProxyCommands(program, out);
+  registerRbacCommands(program, out);
   return program;
 }
 

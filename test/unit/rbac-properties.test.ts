@@ -60,7 +60,10 @@ const dbArb = fc
       }),
   );
 const routeArb = fc.record({ service: fc.constant('svc'), database: word, username: word });
-const traitsArb = fc.constantFrom([], [{ name: 'teams', values: ['dev', 'x'] }]);
+const traitsArb = fc.constantFrom<{ name: string; values: string[] }[]>(
+  [],
+  [{ name: 'teams', values: ['dev', 'x'] }],
+);
 
 function decide(roles: Role[], db: Db, route: DatabaseRoute, traits: { name: string; values: string[] }[]) {
   return checkDatabaseAccess({ bot: 'b', roles, db, route, traits }).allowed;
