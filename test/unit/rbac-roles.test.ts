@@ -120,7 +120,7 @@ describe('shapes Teleport accepts', () => {
 });
 
 describe('create-time refusals name the path and the reason', () => {
-  it.each<[string, object, string]>([
+  it.each<[string, Record<string, unknown>, string]>([
     [
       'an empty namespaces list',
       { namespaces: [] },
