@@ -223,7 +223,7 @@ export class Bot extends Construct {
       const output = new BotOutput(this, `Output${i}`, {
         secretName,
         encryptionKey: this.encryptionKey,
-        route: { service: o.service, database: o.database, username: o.username },
+        route: { service: o.service, database: o.database ?? '', username: o.username },
         removalPolicy,
         ...(db ? { protocol: db.spec.protocol } : {}),
       });

@@ -29,7 +29,8 @@ const ttlMs = z
   .optional();
 const name = z.string().min(1).max(253);
 
-export const routeSchema = z.strictObject({ service: name, database: name, username: name });
+// An empty database is a route without a database name (an output that leaves it out); the roles decide.
+export const routeSchema = z.strictObject({ service: name, database: z.string().max(253), username: name });
 
 export const requestSchema = z.discriminatedUnion('type', [
   z.strictObject({

@@ -54,7 +54,12 @@ export function describeOutput(o: DatabaseOutputConfig): string {
       : o.destination.type === 'secretsmanager'
         ? o.destination.name
         : 'memory';
-  return `${o.username}@${o.service}/${o.database} -> ${o.destination.type} ${dest}`;
+  return `${o.username}@${o.service}/${o.database ?? ''} -> ${o.destination.type} ${dest}`;
+}
+
+/** The route an output asks for; an output without `database` asks for none (the empty name). */
+export function routeOf(o: DatabaseOutputConfig): DatabaseRoute {
+  return { service: o.service, database: o.database ?? '', username: o.username };
 }
 
 /**
@@ -183,11 +188,7 @@ export class Bot {
 
   /** Issues and writes one output with a fresh key pair. */
   async renderOutput(identity: BotIdentity, output: DatabaseOutputConfig): Promise<OutputResult> {
-    const route: DatabaseRoute = {
-      service: output.service,
-      database: output.database,
-      username: output.username,
-    };
+    const route = routeOf(output);
     const name = describeOutput(output);
     const ttl = output.credential_ttl ?? this.deps.config.credential_ttl;
     const keys = await this.genKeys();
@@ -204,7 +205,7 @@ export class Bot {
       protocol: issued.db.protocol,
       endpoint: issued.db.uri,
       serverName: issued.db.serverName,
-      database: output.database,
+      database: route.database,
       username: output.username,
       format: output.format,
       serial: issued.serial,
@@ -244,7 +245,7 @@ export class Bot {
         this.lastRendered.set(i, clock.now().getTime());
       } catch (err) {
         if (err instanceof GenerationMismatchError) throw err;
-        const route = { service: output.service, database: output.database, username: output.username };
+        const route = routeOf(output);
         this.deps.log.error(
           { output: describeOutput(output), route, err },
           `output failed; its previous credentials stay in place: ${errorMessage(err)}`,

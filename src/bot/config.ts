@@ -2,8 +2,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../config/errors.js';
-import { OUTPUT_FORMATS } from '../credentials/formats.js';
 import { parseYamlDocuments, validateDocument } from '../config/yaml.js';
+import { OUTPUT_FORMATS } from '../credentials/formats.js';
 import { formatDuration, parseDuration } from '../duration.js';
 
 const duration = (what: string) =>
@@ -36,7 +36,12 @@ const databaseOutput = z.strictObject({
   type: z.literal('database'),
   destination: destinationSchema,
   service: z.string().min(1),
-  database: z.string().min(1),
+  /**
+   * Optional, as in tbot: MySQL, CockroachDB and Redis certificates are not bound to a database name
+   * (Teleport's databaseNameMatcher checks db_names only for PostgreSQL and MongoDB), so those outputs may
+   * leave it out; for the others the roles decide (only a `'*'` in db_names allows an output without one).
+   */
+  database: z.string().min(1).optional(),
   username: z.string().min(1),
   format: z.enum(OUTPUT_FORMATS).default(''),
   credential_ttl: duration('credential_ttl').optional(),

@@ -105,7 +105,7 @@ export const postgresTunnel: TunnelHandler = async (ctx) => {
         }
         const params = new Map(packet.params);
         params.set('user', want);
-        if (!params.get('database')) params.set('database', creds.bundle.database);
+        if (!params.get('database') && creds.bundle.database) params.set('database', creds.bundle.database);
         let upstream: Awaited<ReturnType<typeof openUpstream>>;
         try {
           upstream = await openUpstream(ctx, creds);
