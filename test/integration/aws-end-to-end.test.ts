@@ -17,7 +17,6 @@
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
 import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CreateKeyCommand, GetPublicKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import type { LambdaClient } from '@aws-sdk/client-lambda';
@@ -45,9 +44,10 @@ import { KmsDouble } from '../support/aws/kms.js';
 import { LambdaDouble } from '../support/aws/lambda.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { StsDouble, type StsTestPrincipal } from '../support/aws/sts.js';
-import { requirePostgres, tempDir } from './support.js';
+import { exampleResourcesYaml, REPO_ROOT } from '../support/fixtures.js';
+import { requirePostgres } from '../support/postgres.js';
+import { tempDir } from '../support/temp.js';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PROXY = path.join(REPO_ROOT, 'dist/proxy-container/proxy.mjs');
 
 const TABLE = 'broker-state';
@@ -76,33 +76,12 @@ const OTHER_PRINCIPAL: StsTestPrincipal = {
   userId: 'AROAOTHERROLE0000001:session',
 };
 
-const RESOURCES = (port: number) => `
-kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules:
-      - resources: [db_server, db]
-        verbs: [read, list]
----
-kind: db
-version: v3
-metadata: { name: ${SERVICE}, labels: { env: dev } }
-spec:
-  protocol: postgres
-  uri: localhost:${port}
-  tls: { server_name: localhost }
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
----
-kind: token
+/** The example (its role without a session cap) on the test server, and the bot's iam token. */
+const RESOURCES = (port: number) =>
+  exampleResourcesYaml({
+    role: { maxSessionTtl: null },
+    db: { uri: `localhost:${port}`, serverName: 'localhost' },
+    extra: `kind: token
 version: v2
 metadata: { name: ${IAM_TOKEN} }
 spec:
@@ -111,7 +90,8 @@ spec:
   allow:
     - aws_account: '111111111111'
       aws_arn: 'arn:aws:sts::111111111111:assumed-role/example-bot/*'
-`;
+`,
+  });
 
 // auth_server is not used in AWS mode: the handler reaches the authority through BROKER_AUTHORITY_FUNCTION.
 const BOT_CONFIG = `version: v2

@@ -8,7 +8,6 @@ import { spawn } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { access, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,33 +29,18 @@ import { type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js
 import { generateRsaKeyPair, type KeyPairPem } from '../../src/pki/keys.js';
 import { caPin } from '../../src/pki/parse.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { requirePostgres, runCommand, tempDir } from './support.js';
+import { exampleResourcesYaml, REPO_ROOT } from '../support/fixtures.js';
+import { requirePostgres } from '../support/postgres.js';
+import { run } from '../support/run.js';
+import { tempDir } from '../support/temp.js';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(REPO_ROOT, 'dist/broker.mjs');
 
 const BOTS = ['example', 'example-formats', 'example-https', 'example-cli'];
 
-const RESOURCES = (port: number) => `
-kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules:
-      - resources: [db_server, db]
-        verbs: [read, list]
----
-kind: db
-version: v3
-metadata: { name: example-server, labels: { env: dev } }
-spec:
-  protocol: postgres
-  uri: localhost:${port}
-${BOTS.map((name) => `---\nkind: bot\nversion: v1\nmetadata: { name: ${name} }\nspec: { roles: [example-role] }\n`).join('')}`;
+/** The example (its role without a session cap) on the test server, with one bot per scenario. */
+const RESOURCES = (port: number) =>
+  exampleResourcesYaml({ role: { maxSessionTtl: null }, db: { uri: `localhost:${port}` }, bots: BOTS });
 
 interface OutputSpec {
   dir: string;
@@ -321,7 +305,7 @@ describe('the bot with a real PostgreSQL and the authority over its API', () => 
   });
 
   describe('the tls, mongo and cockroach formats', () => {
-    const openssl = (...args: string[]) => runCommand('openssl', args);
+    const openssl = (...args: string[]) => run('openssl', args);
 
     /** The SPKI PEM of a certificate (first one in the file) and of a private key (first one in the file). */
     async function publicKeys(certFile: string, keyFile: string) {
@@ -533,7 +517,7 @@ describe('the bot with a real PostgreSQL and the authority over its API', () => 
 
   describe('the broker CLI', () => {
     const cli = (...args: string[]) =>
-      runCommand(process.execPath, [CLI, ...args], { BROKER_LOG_LEVEL: 'info' });
+      run(process.execPath, [CLI, ...args], { env: { BROKER_LOG_LEVEL: 'info' } });
     let token = '';
 
     beforeAll(async () => {

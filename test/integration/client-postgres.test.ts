@@ -18,39 +18,18 @@ import {
   createCredentialClient,
   pgOptions,
 } from '../../src/client/index.js';
-import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { SecretsManagerDestination } from '../../src/destinations/secretsmanager.js';
 import { type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
-import { requirePostgres, tempDir } from './support.js';
+import { exampleResourcesYaml, issueBundle as issueTestBundle } from '../support/fixtures.js';
+import { requirePostgres } from '../support/postgres.js';
+import { tempDir } from '../support/temp.js';
 
-const RESOURCES = (port: number) => `
-kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules:
-      - resources: [db_server, db]
-        verbs: [read, list]
----
-kind: db
-version: v3
-metadata: { name: example-server, labels: { env: dev } }
-spec:
-  protocol: postgres
-  uri: localhost:${port}
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
-`;
+/** The example (its role without a session cap) on the test server. */
+const RESOURCES = (port: number) =>
+  exampleResourcesYaml({ role: { maxSessionTtl: null }, db: { uri: `localhost:${port}` } });
 
 /** Connects with `options`, runs `sql` and closes; a refused login rejects (no end() after a failed connect). */
 async function query<T extends pg.QueryResultRow>(
@@ -75,34 +54,8 @@ describe('Lambda client module with a real PostgreSQL (bundle in the Secrets Man
   let sm: SecretsManagerClient;
   let bundle: CredentialBundle;
 
-  /** Issues alice a certificate and renders the bundle the bot would write (src/bot/bot.ts renderOutput). */
-  async function issueBundle(): Promise<CredentialBundle> {
-    const keys = await generateRsaKeyPair();
-    const issued = await authority.issueDatabaseCertificate(
-      'example',
-      { service: 'example-server', database: 'example', username: 'alice' },
-      keys.publicKeyPem,
-    );
-    return {
-      kind: 'database-credentials',
-      version: 1,
-      service: issued.db.service,
-      protocol: issued.db.protocol,
-      endpoint: issued.db.uri,
-      serverName: issued.db.serverName,
-      database: 'example',
-      username: 'alice',
-      format: '',
-      serial: issued.serial,
-      issuedAt: issued.issuedAt,
-      expiresAt: issued.expires,
-      files: renderDatabaseArtifacts('', {
-        certificatePem: issued.certificatePem,
-        privateKeyPem: keys.privateKeyPem,
-        serverCaPem: issued.serverCaPem,
-      }),
-    };
-  }
+  /** Issues alice a certificate (fresh key) and renders the bundle the bot would write. */
+  const issueBundle = async () => issueTestBundle(authority, { keys: await generateRsaKeyPair() });
 
   beforeAll(async () => {
     await requirePostgres(); // fails (does not skip) with the install command when the server is missing

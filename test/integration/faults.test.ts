@@ -34,7 +34,7 @@ import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
-import { type OutputFormat, renderDatabaseArtifacts } from '../../src/credentials/formats.js';
+import type { OutputFormat } from '../../src/credentials/formats.js';
 import {
   DestinationError,
   DirectoryDestination,
@@ -47,35 +47,18 @@ import { CredentialCache } from '../../src/proxy/credential-cache.js';
 import { DatabaseProxy } from '../../src/proxy/proxy.js';
 import { DirectoryBundleSource } from '../../src/proxy/sources/directory.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { requirePostgres, tempDir } from './support.js';
+import { exampleResourcesYaml, issueBundle as issueTestBundle, REPO_ROOT } from '../support/fixtures.js';
+import { requirePostgres } from '../support/postgres.js';
+import { tempDir } from '../support/temp.js';
 
 const execFileAsync = promisify(execFile);
-const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 const SERVICE = 'example-server';
 const ROUTE = { service: SERVICE, database: 'example', username: 'alice' };
 const log = createLogger({ level: process.env.FAULTS_TEST_LOG_LEVEL ?? 'silent' });
 
-const resources = (port: number) => `
-kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules: [{ resources: [db_server, db], verbs: [read, list] }]
----
-kind: db
-version: v3
-metadata: { name: ${SERVICE}, labels: { env: dev } }
-spec: { protocol: postgres, uri: 'localhost:${port}' }
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
-`;
+/** The example (its role without a session cap) on the given port. */
+const resources = (port: number) =>
+  exampleResourcesYaml({ role: { maxSessionTtl: null }, db: { uri: `localhost:${port}` } });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -90,27 +73,7 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
 
 /** Issues a real bundle (fresh RSA key, certificate from `authority`) rendered in `format`. */
 async function issueBundle(authority: Authority, format: OutputFormat = ''): Promise<CredentialBundle> {
-  const keys = await generateRsaKeyPair();
-  const issued = await authority.issueDatabaseCertificate('example', ROUTE, keys.publicKeyPem);
-  return {
-    kind: 'database-credentials',
-    version: 1,
-    service: issued.db.service,
-    protocol: issued.db.protocol,
-    endpoint: issued.db.uri,
-    serverName: issued.db.serverName,
-    database: ROUTE.database,
-    username: ROUTE.username,
-    format,
-    serial: issued.serial,
-    issuedAt: issued.issuedAt,
-    expiresAt: issued.expires,
-    files: renderDatabaseArtifacts(format, {
-      certificatePem: issued.certificatePem,
-      privateKeyPem: keys.privateKeyPem,
-      serverCaPem: issued.serverCaPem,
-    }),
-  };
+  return issueTestBundle(authority, { route: ROUTE, format, keys: await generateRsaKeyPair() });
 }
 
 async function newAuthority(dbPort = 5432): Promise<Authority> {

@@ -29,7 +29,6 @@ import { parseResources } from '../../src/authority/resources.js';
 import { ManualClock } from '../../src/clock.js';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
 import { serializeBundle } from '../../src/credentials/bundle.js';
-import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { DirectoryDestination, readDirectoryOutput } from '../../src/destinations/directory.js';
 import { freePort, type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { SECRET_FIELDS } from '../../src/log.js';
@@ -37,10 +36,17 @@ import { generateRsaKeyPair } from '../../src/pki/keys.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { CLI, type CliProcess, spawnCli } from '../support/cli-process.js';
+import {
+  botYaml as botResourceYaml,
+  exampleResourcesYaml,
+  issueBundle,
+  REPO_ROOT,
+} from '../support/fixtures.js';
 import { RawSocket } from '../support/pg-wire.js';
-import { requirePostgres, runCommand, tempDir } from './support.js';
+import { requirePostgres } from '../support/postgres.js';
+import { run } from '../support/run.js';
+import { tempDir } from '../support/temp.js';
 
-const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 const SERVICE = 'example-server';
 
 /** One process's complete output, and what its design allows it to print. */
@@ -154,7 +160,7 @@ describe('log scan: the CLI and the handlers never print secrets, on success or 
       env?: NodeJS.ProcessEnv;
     } = {},
   ): Promise<Captured> {
-    const result = await runCommand(process.execPath, [CLI, ...args], { ...env(), ...options.env });
+    const result = await run(process.execPath, [CLI, ...args], { env: { ...env(), ...options.env } });
     const entry: Captured = { name, ...result, ...options };
     captured.push(entry);
     return entry;
@@ -280,21 +286,11 @@ outputs:
     });
     await writeFile(
       dir('resources.yaml'),
-      `kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules: [{ resources: [db_server, db], verbs: [read, list] }]
----
-kind: db
-version: v3
-metadata: { name: ${SERVICE}, labels: { env: dev } }
-spec: { protocol: postgres, uri: 'localhost:${postgres.port}' }
-`,
+      exampleResourcesYaml({
+        role: { maxSessionTtl: null },
+        db: { name: SERVICE, uri: `localhost:${postgres.port}` },
+        bots: [],
+      }),
     );
     await cli('create', ['create', '-f', dir('resources.yaml')]);
     const resourceSecret = hex(16);
@@ -490,29 +486,9 @@ spec: { protocol: postgres, uri: 'localhost:${postgres.port}' }
     await old.createResources(
       parseResources(await readFile(dir('resources.yaml'), 'utf8'), 'resources.yaml'),
     );
-    await old.createResources(
-      parseResources(
-        'kind: bot\nversion: v1\nmetadata: { name: example }\nspec: { roles: [example-role] }\n',
-        'b.yaml',
-      ),
-    );
+    await old.createResources(parseResources(botResourceYaml(), 'b.yaml'));
     const keys = await generateRsaKeyPair();
-    const issued = await old.issueDatabaseCertificate(
-      'example',
-      { service: SERVICE, database: 'example', username: 'alice' },
-      keys.publicKeyPem,
-    );
-    const expiredBundle: CredentialBundle = {
-      ...(files as CredentialBundle),
-      serial: issued.serial,
-      issuedAt: issued.issuedAt,
-      expiresAt: issued.expires,
-      files: renderDatabaseArtifacts('', {
-        certificatePem: issued.certificatePem,
-        privateKeyPem: keys.privateKeyPem,
-        serverCaPem: issued.serverCaPem,
-      }),
-    };
+    const expiredBundle = await issueBundle(old, { route: { service: SERVICE }, keys });
     await new DirectoryDestination(dir('out-expired')).write(expiredBundle);
     await new DirectoryDestination(dir('out-mismatch')).write({
       ...(files as CredentialBundle),
@@ -570,18 +546,15 @@ spec: { protocol: postgres, uri: 'localhost:${postgres.port}' }
     await cli('demo --once', ['demo', '--once', '--dir', dir('demo')]);
     const script = dir('aws-flow.mts');
     await writeFile(script, AWS_FLOW);
-    const aws = await runCommand(process.execPath, ['--import', 'tsx', script, dir('aws-bundle.json')], {
-      BROKER_LOG_LEVEL: 'debug',
-      BOT_SECRET: AWS.botSecretKey,
-      BOT_SESSION: AWS.botSessionToken,
-      OTHER_SECRET: AWS.otherSecretKey,
-      WRONG_SECRET: AWS.wrongSecretKey,
-      RESOURCES: `${await readFile(dir('resources.yaml'), 'utf8')}---
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
----
+    const aws = await run(process.execPath, ['--import', 'tsx', script, dir('aws-bundle.json')], {
+      env: {
+        BROKER_LOG_LEVEL: 'debug',
+        BOT_SECRET: AWS.botSecretKey,
+        BOT_SESSION: AWS.botSessionToken,
+        OTHER_SECRET: AWS.otherSecretKey,
+        WRONG_SECRET: AWS.wrongSecretKey,
+        RESOURCES: `${await readFile(dir('resources.yaml'), 'utf8')}---
+${botResourceYaml()}---
 kind: token
 version: v2
 metadata: { name: example-bot-iam }
@@ -590,6 +563,7 @@ spec:
   bot_name: example
   allow: [{ aws_account: '111111111111', aws_arn: 'arn:aws:sts::111111111111:assumed-role/example-bot/*' }]
 `,
+      },
     });
     captured.push({ name: 'bot Lambda (iam join)', ...aws });
   }, 240_000);

@@ -19,33 +19,14 @@ import { buildCertificate } from '../../src/pki/certificate.js';
 import { generateRsaKeyPair, type KeyPairPem } from '../../src/pki/keys.js';
 import { LocalSigner } from '../../src/pki/signer.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { requirePostgres, runCommand, tempDir } from './support.js';
+import { exampleResourcesYaml } from '../support/fixtures.js';
+import { requirePostgres } from '../support/postgres.js';
+import { run } from '../support/run.js';
+import { tempDir } from '../support/temp.js';
 
-const RESOURCES = (port: number) => `
-kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules:
-      - resources: [db_server, db]
-        verbs: [read, list]
----
-kind: db
-version: v3
-metadata: { name: example-server, labels: { env: dev } }
-spec:
-  protocol: postgres
-  uri: localhost:${port}
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
-`;
+/** The example (its role without a session cap) on the test server. */
+const RESOURCES = (port: number) =>
+  exampleResourcesYaml({ role: { maxSessionTtl: null }, db: { uri: `localhost:${port}` } });
 
 interface ClientCredentials {
   certificatePem: string;
@@ -242,7 +223,7 @@ describe('PostgreSQL trusts the authority (real server, cert auth, verify-full)'
     await writeFile(files.serverCa, await authority.caBundle('db-server'));
     await writeFile(files.client, alice.certificatePem);
     await writeFile(files.server, serverCertPem);
-    const client = await runCommand('openssl', [
+    const client = await run('openssl', [
       'verify',
       '-purpose',
       'sslclient',
@@ -252,7 +233,7 @@ describe('PostgreSQL trusts the authority (real server, cert auth, verify-full)'
     ]);
     expect(client, client.stderr).toMatchObject({ code: 0 });
     expect(client.stdout).toContain(': OK');
-    const server = await runCommand('openssl', [
+    const server = await run('openssl', [
       'verify',
       '-purpose',
       'sslserver',
@@ -264,7 +245,7 @@ describe('PostgreSQL trusts the authority (real server, cert auth, verify-full)'
     ]);
     expect(server, server.stderr).toMatchObject({ code: 0 });
     // The client CA must not vouch for the server certificate and vice versa.
-    const crossed = await runCommand('openssl', ['verify', '-CAfile', files.serverCa, files.client]);
+    const crossed = await run('openssl', ['verify', '-CAfile', files.serverCa, files.client]);
     expect(crossed.code).not.toBe(0);
   });
 
@@ -287,7 +268,7 @@ describe('PostgreSQL trusts the authority (real server, cert auth, verify-full)'
       `sslcert=${cert}`,
       `sslkey=${key}`,
     ].join(' ');
-    const result = await runCommand('psql', ['-X', '-A', '-t', conninfo, '-c', 'select current_user']);
+    const result = await run('psql', ['-X', '-A', '-t', conninfo, '-c', 'select current_user']);
     expect(result, result.stderr).toMatchObject({ code: 0 });
     expect(result.stdout.trim()).toBe('alice');
   });

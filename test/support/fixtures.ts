@@ -101,6 +101,8 @@ export interface ExampleRoleOptions {
   name?: string;
   /** spec.options.max_session_ttl (default the shipped 8h); null removes it (the authority's cap applies). */
   maxSessionTtl?: string | null;
+  /** spec.allow.db_users (default the shipped [alice]). */
+  users?: string[];
 }
 
 /** The example `role` resource (examples/role.yaml) as YAML, with the changes `options` asks for. */
@@ -111,6 +113,7 @@ export function exampleRoleYaml(options: ExampleRoleOptions = {}): string {
   if (options.maxSessionTtl === null) doc.deleteIn(['spec', 'options']);
   else if (options.maxSessionTtl !== undefined)
     doc.setIn(['spec', 'options', 'max_session_ttl'], options.maxSessionTtl);
+  if (options.users !== undefined) doc.setIn(['spec', 'allow', 'db_users'], options.users);
   return doc.toString();
 }
 
@@ -121,7 +124,8 @@ export function botYaml(name: string = EXAMPLE.bot, roles: readonly string[] = [
 
 export interface ExampleResourcesOptions {
   role?: ExampleRoleOptions;
-  db?: ExampleDbOptions;
+  /** The database service; null leaves it out. */
+  db?: ExampleDbOptions | null;
   /** Bots holding the example role (default: the example bot); [] for none. */
   bots?: readonly string[];
   /** More YAML documents appended after the example's. */
@@ -132,7 +136,7 @@ export interface ExampleResourcesOptions {
 export function exampleResourcesYaml(options: ExampleResourcesOptions = {}): string {
   const docs = [
     exampleRoleYaml(options.role),
-    exampleDbYaml(options.db),
+    ...(options.db === null ? [] : [exampleDbYaml(options.db)]),
     ...(options.bots ?? [EXAMPLE.bot]).map((name) => botYaml(name)),
     ...(options.extra ? [options.extra] : []),
   ];

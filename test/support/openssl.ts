@@ -3,9 +3,9 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type RunResult, run } from './run.js';
 
-/** Runs `openssl` in `cwd`. */
+/** Runs `openssl` in `cwd` (giving up after 20 s). */
 export function openssl(args: readonly string[], cwd: string): Promise<RunResult> {
-  return run('openssl', args, { cwd });
+  return run('openssl', args, { cwd, timeoutMs: 20_000 });
 }
 
 /** Writes PEM files into `dir` (name → content). */

@@ -15,7 +15,7 @@ export interface RunOptions {
   cwd?: string;
   /** Added to this process's environment, from which PG* variables are removed (a test names its database). */
   env?: NodeJS.ProcessEnv;
-  /** Kills the program and rejects after this long (default 20 s). */
+  /** Kills the program and rejects after this long (default: no limit). */
   timeoutMs?: number;
 }
 
@@ -23,7 +23,7 @@ export interface RunOptions {
 export function run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) env[k] = v;
-  const timeoutMs = options.timeoutMs ?? 20_000;
+  const { timeoutMs } = options;
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       cwd: options.cwd,
@@ -34,10 +34,13 @@ export function run(file: string, args: readonly string[], options: RunOptions =
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${file} ${args.join(' ')} did not finish within ${timeoutMs} ms`));
-    }, timeoutMs);
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            child.kill('SIGKILL');
+            reject(new Error(`${file} ${args.join(' ')} did not finish within ${timeoutMs} ms`));
+          }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
       reject(e);

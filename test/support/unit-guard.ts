@@ -43,9 +43,9 @@ net.Socket.prototype.connect = function connect(this: net.Socket, ...args: unkno
 for (const name of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync', 'fork']) {
   childProcess[name] = (file: unknown) => refuse(`start a child process (${name} ${String(file)})`);
 }
-ChildProcess.prototype.spawn = function spawn(this: ChildProcess, options: { file?: unknown }) {
-  return refuse(`start a child process (${String(options?.file)})`);
-};
+// The method every asynchronous spawn, exec and fork ends in (not in the type declarations).
+(ChildProcess.prototype as unknown as { spawn: (options: { file?: unknown }) => never }).spawn = (options) =>
+  refuse(`start a child process (${String(options?.file)})`);
 // `import { spawn } from 'node:child_process'` reads the ES module's exports, kept apart from the CommonJS
 // object until synchronised.
 syncBuiltinESMExports();

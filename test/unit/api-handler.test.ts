@@ -6,7 +6,7 @@ import { API_VERSION, type ApiResponse } from '../../src/api/protocol.js';
 import type { Authority } from '../../src/authority/authority.js';
 import { AccessDeniedError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
-import { makeTempDir, removeTempDirs } from './helpers.js';
+import { makeTempDir, removeTempDirs } from '../support/temp.js';
 
 afterAll(removeTempDirs);
 

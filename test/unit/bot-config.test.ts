@@ -3,7 +3,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type BotConfig, loadBotConfig, parseBotConfig, resolveToken } from '../../src/bot/config.js';
 import { ConfigError } from '../../src/config/errors.js';
-import { makeTempDir, REPO_ROOT, removeTempDirs } from './helpers.js';
+import { REPO_ROOT } from '../support/fixtures.js';
+import { makeTempDir, removeTempDirs } from '../support/temp.js';
 
 afterAll(removeTempDirs);
 

@@ -7,8 +7,7 @@ import { AuthorityClient, type AuthorityTransport } from '../../src/api/client.j
 import { AuthorityUnavailableError } from '../../src/api/errors.js';
 import type { ApiRequest, ApiResponse } from '../../src/api/protocol.js';
 import { InProcessTransport } from '../../src/api/transports.js';
-import { MemoryAuditLog } from '../../src/authority/audit.js';
-import { Authority } from '../../src/authority/authority.js';
+import type { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
 import { Bot } from '../../src/bot/bot.js';
 import { type BotConfig, parseBotConfig } from '../../src/bot/config.js';
@@ -21,41 +20,19 @@ import { ManualClock } from '../../src/clock.js';
 import type { BotIdentity } from '../../src/credentials/identity.js';
 import { MemoryDestination } from '../../src/destinations/memory.js';
 import { AccessDeniedError, BrokerError, GenerationMismatchError } from '../../src/errors.js';
-import { MemoryStateStore } from '../../src/state/memory-store.js';
-import { makeTempDir, removeTempDirs, testKeyPair } from './helpers.js';
+import { testAuthority } from '../support/authority.js';
+import { exampleResourcesYaml, exampleRoleYaml, INTERNAL_DB_URI, testKeyPair } from '../support/fixtures.js';
+import { makeTempDir, removeTempDirs } from '../support/temp.js';
 
 afterAll(removeTempDirs);
 
 const MIN = 60_000;
 const H = 3_600_000;
 
-const RESOURCES = `
-kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
-    rules:
-      - resources: [db_server, db]
-        verbs: [read, list]
----
-kind: db
-version: v3
-metadata: { name: example-server, labels: { env: dev } }
-spec:
-  protocol: postgres
-  uri: db.internal:5432
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
-`;
+/** The example (its role without a session cap), with the database service at db.internal:5432. */
+const RESOURCES = exampleResourcesYaml({ role: { maxSessionTtl: null }, db: { uri: INTERNAL_DB_URI } });
 
-const ROLE_WITHOUT_ALICE = RESOURCES.split('---')[0]!.replace('db_users: [alice]', 'db_users: [bob]');
+const ROLE_WITHOUT_ALICE = exampleRoleYaml({ maxSessionTtl: null, users: ['bob'] });
 
 interface OutputSpec {
   service?: string;
@@ -87,24 +64,9 @@ ${outs}
 
 const START = '2026-03-01T12:00:00Z';
 
-/** The CAs of one initialised authority, made once per file: creating three RSA CAs per test is slow. */
-const initialState = (async () => {
-  const store = new MemoryStateStore();
-  await new Authority({ store, audit: new MemoryAuditLog(), clock: new ManualClock(START) }).initialize(
-    'unit',
-  );
-  const keys = ['config/cluster', 'cas/bot', 'cas/db-client', 'cas/db-server'];
-  return Promise.all(keys.map(async (key) => ({ key, value: (await store.get(key))?.value })));
-})();
-
 /** A fresh authority (its own store, audit log and clock) with the example role, db and bot, and one join token. */
 async function setup() {
-  const clock = new ManualClock(START);
-  const audit = new MemoryAuditLog();
-  const store = new MemoryStateStore();
-  for (const { key, value } of await initialState) await store.put(key, value, 'absent');
-  const authority = new Authority({ store, audit, clock });
-  await authority.createResources(parseResources(RESOURCES, 'resources.yaml'));
+  const { authority, clock, audit } = await testAuthority({ start: START, resources: RESOURCES });
   const { token } = await authority.addToken('example');
   return { clock, audit, authority, token };
 }

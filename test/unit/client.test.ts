@@ -20,53 +20,12 @@ import {
   pgOptions,
 } from '../../src/client/index.js';
 import { ManualClock } from '../../src/clock.js';
-import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { SecretsManagerDestination } from '../../src/destinations/secretsmanager.js';
-import { buildCertificate } from '../../src/pki/certificate.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
-import { nowSeconds, testCa, testKeyPair } from './helpers.js';
+import { testBundle } from '../support/fixtures.js';
 
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
-
-async function issueBundle(
-  slot: number,
-  overrides: Partial<CredentialBundle> = {},
-): Promise<CredentialBundle> {
-  const ca = await testCa('client test CA');
-  const keys = await testKeyPair(slot);
-  const issuedAt = nowSeconds();
-  const { certificatePem, serial } = await buildCertificate(
-    {
-      subject: { commonName: 'alice' },
-      publicKeyPem: keys.publicKeyPem,
-      issuedAt,
-      notAfter: new Date(issuedAt.getTime() + HOUR),
-      profile: 'client',
-    },
-    ca.issuer,
-  );
-  return {
-    kind: 'database-credentials',
-    version: 1,
-    service: 'example-server',
-    protocol: 'postgres',
-    endpoint: 'db.internal:5432',
-    serverName: 'db.internal',
-    database: 'example',
-    username: 'alice',
-    format: '',
-    serial,
-    issuedAt: issuedAt.toISOString(),
-    expiresAt: new Date(issuedAt.getTime() + HOUR).toISOString(),
-    files: renderDatabaseArtifacts('', {
-      certificatePem,
-      privateKeyPem: keys.privateKeyPem,
-      serverCaPem: ca.certificatePem,
-    }),
-    ...overrides,
-  };
-}
 
 let double: SecretsManagerDouble;
 let sm: SecretsManagerClient;
@@ -97,7 +56,7 @@ const write = (b: CredentialBundle) =>
 
 describe('createCredentialClient: caching per execution environment', () => {
   it('reads the secret once for many getBundle calls, across client objects', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     await write(b);
     const clock = new ManualClock(b.issuedAt);
     const creds = createCredentialClient({ secretId, client: sm, clock });
@@ -109,7 +68,7 @@ describe('createCredentialClient: caching per execution environment', () => {
   });
 
   it('re-reads once the clock is within the refresh margin of expiry, and picks up the renewal', async () => {
-    const first = await issueBundle(0);
+    const first = await testBundle({ slot: 0 });
     await write(first);
     const clock = new ManualClock(first.issuedAt);
     const creds = createCredentialClient({ secretId, client: sm, clock, refreshMarginMs: 5 * MINUTE });
@@ -117,7 +76,7 @@ describe('createCredentialClient: caching per execution environment', () => {
     clock.advance(HOUR - 5 * MINUTE - 1_000); // just outside the margin: still cached
     expect(await creds.getBundle()).toEqual(first);
     expect(gets()).toBe(1);
-    const second = await issueBundle(1);
+    const second = await testBundle({ slot: 1 });
     await write(second);
     clock.advance(2_000); // inside the margin
     expect(await creds.getBundle()).toEqual(second);
@@ -127,7 +86,7 @@ describe('createCredentialClient: caching per execution environment', () => {
   });
 
   it('inside the margin without a renewal, re-reads at most every 10 seconds and keeps the valid bundle', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     await write(b);
     const clock = new ManualClock(b.issuedAt);
     const creds = createCredentialClient({ secretId, client: sm, clock });
@@ -143,7 +102,7 @@ describe('createCredentialClient: caching per execution environment', () => {
   });
 
   it('shares one in-flight read between concurrent callers', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     await write(b);
     const creds = createCredentialClient({ secretId, client: sm, clock: new ManualClock(b.issuedAt) });
     const all = await Promise.all(Array.from({ length: 20 }, () => creds.getBundle()));
@@ -160,7 +119,7 @@ describe('createCredentialClient: caching per execution environment', () => {
         `secret ${secretId} holds no credential bundle yet (no AWSCURRENT version); is the bot running?`,
       ),
     );
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     await write(b);
     clock.set(new Date(Date.parse(b.expiresAt) + 1_000));
     await expect(creds.getBundle()).rejects.toThrow(
@@ -178,7 +137,7 @@ describe('createCredentialClient: caching per execution environment', () => {
 
 describe('driver options', () => {
   it('pgOptions: verify-full against the bundle serverName', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     const o = pgOptions(b);
     expect(o).toEqual({
       host: 'db.internal',
@@ -205,7 +164,7 @@ describe('driver options', () => {
   });
 
   it('mysql2Options: chain and host name verification (verifyIdentity)', async () => {
-    const b = await issueBundle(0, { protocol: 'mysql', endpoint: 'db.internal:3306' });
+    const b = await testBundle({ protocol: 'mysql', endpoint: 'db.internal:3306' });
     const o = mysql2Options(b);
     expect(o).toEqual({
       host: 'db.internal',
@@ -225,10 +184,10 @@ describe('driver options', () => {
   });
 
   it('mongodbOptions: an X.509 URI and a secure context', async () => {
-    const b = await issueBundle(0, {
+    const b = await testBundle({
       protocol: 'mongodb',
       endpoint: 'db.internal:27017',
-      database: 'app db',
+      route: { database: 'app db' },
     });
     const o = mongodbOptions(b);
     expect(o.uri).toBe('mongodb://db.internal:27017/app%20db?authMechanism=MONGODB-X509&tls=true');
@@ -241,7 +200,7 @@ describe('driver options', () => {
   });
 
   it('ioredisOptions: TLS from the first byte with the client certificate', async () => {
-    const b = await issueBundle(0, { protocol: 'redis', endpoint: 'db.internal:6379', database: '' });
+    const b = await testBundle({ protocol: 'redis', endpoint: 'db.internal:6379', route: { database: '' } });
     const o = ioredisOptions(b);
     expect(o).toEqual({
       host: 'db.internal',

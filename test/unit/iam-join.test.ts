@@ -8,7 +8,6 @@ import { InProcessTransport } from '../../src/api/transports.js';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { checkStsRequest, IamJoinRefusedError, verifyIamJoin } from '../../src/authority/iam-join.js';
-import { parseResources } from '../../src/authority/resources.js';
 import { type AwsCredentials, signedGetCallerIdentity } from '../../src/bot/iam.js';
 import { ManualClock } from '../../src/clock.js';
 import {
@@ -17,13 +16,13 @@ import {
   type SignedStsRequest,
 } from '../../src/credentials/iam.js';
 import { AccessDeniedError } from '../../src/errors.js';
-import { CA_TYPES } from '../../src/pki/ca.js';
 import { verifyIssuedBy } from '../../src/pki/certificate.js';
 import { OID_BOT_GENERATION, OID_BOT_NAME } from '../../src/pki/oids.js';
 import { parseCertificate } from '../../src/pki/parse.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
+import { testAuthority } from '../support/authority.js';
 import { StsDouble, type StsTestPrincipal } from '../support/aws/sts.js';
-import { nowSeconds, testKeyPair } from './helpers.js';
+import { exampleResourcesYaml, nowSeconds, testKeyPair } from '../support/fixtures.js';
 
 const ACCOUNT = '111111111111';
 const REGION = 'eu-west-1';
@@ -71,42 +70,25 @@ function credentialsOf(p: StsTestPrincipal): AwsCredentials {
   };
 }
 
-const SEED = `kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }
-    db_names: [example]
-    db_users: [alice]
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
----
-kind: token
+/** The example role (no session cap) and bot, and an iam token allowing the bot's role in ACCOUNT. */
+const SEED = exampleResourcesYaml({
+  role: { maxSessionTtl: null },
+  db: null,
+  extra: `kind: token
 version: v2
 metadata: { name: example-bot-iam }
 spec:
   join_method: iam
   bot_name: example
   allow: [{ aws_account: "${ACCOUNT}", aws_arn: "arn:aws:sts::${ACCOUNT}:assumed-role/example-bot/*" }]
-`;
+`,
+});
 
 const START = nowSeconds();
-const template = new Map<string, unknown>();
 let sts: StsDouble;
 let stsClock: ManualClock;
 
 beforeAll(async () => {
-  // One real initialisation (RSA keys are slow); every test gets a fresh store holding copies of the CAs.
-  const store = new MemoryStateStore();
-  await new Authority({ store, audit: new MemoryAuditLog(), clock: new ManualClock(START) }).initialize(
-    'iam',
-  );
-  for (const key of ['config/cluster', ...CA_TYPES.map((t) => `cas/${t}`)])
-    template.set(key, (await store.get(key))?.value);
   stsClock = new ManualClock(START);
   sts = new StsDouble({
     clock: stsClock,
@@ -129,26 +111,23 @@ interface Ctx {
 let ctx: Ctx;
 
 beforeEach(async () => {
-  const store = new MemoryStateStore();
-  for (const [key, value] of template) await store.put(key, value);
-  const clock = new ManualClock(START);
   stsClock.set(START);
-  const audit = new MemoryAuditLog();
   const forwarded: string[] = [];
-  const authority = new Authority({
-    store,
-    audit,
-    clock,
-    iamVerifier: (request, challenge) =>
-      verifyIamJoin(request, challenge, {
-        fetch: (input, init) => {
-          forwarded.push(String(input));
-          return sts.fetch(input, init);
-        },
-      }),
+  // Every test gets a fresh authority holding copies of one real initialisation's CAs (RSA keys are slow).
+  const { authority, audit, clock } = await testAuthority({
+    start: START,
+    clusterName: 'iam',
+    resources: SEED,
+    with: {
+      iamVerifier: (request, challenge) =>
+        verifyIamJoin(request, challenge, {
+          fetch: (input, init) => {
+            forwarded.push(String(input));
+            return sts.fetch(input, init);
+          },
+        }),
+    },
   });
-  await authority.createResources(parseResources(SEED, 'seed.yaml'));
-  audit.events.length = 0;
   ctx = { authority, audit, clock, forwarded };
 });
 

@@ -2,7 +2,8 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger, type Logger, redact } from '../../src/log.js';
-import { makeTempDir, removeTempDirs, testCa, testKeyPair } from './helpers.js';
+import { testCa, testKeyPair } from '../support/fixtures.js';
+import { makeTempDir, removeTempDirs } from '../support/temp.js';
 
 afterAll(removeTempDirs);
 

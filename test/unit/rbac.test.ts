@@ -8,6 +8,7 @@ import {
 } from '../../src/authority/rbac.js';
 import { type Db, dbSchema, type Role, roleSchema } from '../../src/authority/resources.js';
 import type { DatabaseRoute } from '../../src/credentials/route.js';
+import { EXAMPLE_ROUTE, exampleResources, INTERNAL_DB_URI } from '../support/fixtures.js';
 
 const H = 3_600_000;
 const READ_LIST = [{ resources: ['db_server', 'db'], verbs: ['read', 'list'] }];
@@ -37,15 +38,13 @@ function db(name: string, labels?: Record<string, string>): Db {
   });
 }
 
-/** The role from the design's seed example. */
-const exampleRole = role('example-role', {
-  db_labels: { '*': '*' },
-  db_names: ['example'],
-  db_users: ['alice'],
-  rules: READ_LIST,
-});
-const devDb = db('example-server', { env: 'dev' });
-const route: DatabaseRoute = { service: 'example-server', database: 'example', username: 'alice' };
+/** The reference guide's example role (without its session cap) and database service, as shipped. */
+const [exampleRole, devDb] = exampleResources({
+  role: { maxSessionTtl: null },
+  db: { uri: INTERNAL_DB_URI },
+  bots: [],
+}) as [Role, Db];
+const route: DatabaseRoute = EXAMPLE_ROUTE;
 
 /** `target: null` asks about a service that does not exist. */
 function decide(roles: Role[], target: Db | null = devDb, r: DatabaseRoute = route): AccessDecision {

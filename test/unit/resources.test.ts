@@ -1,45 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import { hostOf, parseKind, parseResources, type Resource } from '../../src/authority/resources.js';
 import { ConfigError } from '../../src/config/errors.js';
+import { botYaml, exampleResourcesYaml } from '../support/fixtures.js';
 
 const FILE = 'resources/example.yaml';
 
-/** The seed example of the design brief, section 3. */
-const SEED = `kind: role
-version: v6
-metadata: { name: example-role }
-spec:
-  allow:
-    db_labels: { '*': '*' }          # globs, or ^regex$
-    db_names: [example]
-    db_users: [alice]
-    rules:
-      - resources: [db_server, db]
-        verbs: [read, list]
-  deny: {}
-  options: { max_session_ttl: 8h }
----
-kind: db
-version: v3
-metadata: { name: example-server, labels: { env: dev } }
-spec:
-  protocol: postgres                  # postgres | cockroachdb | mysql | mongodb | redis
-  uri: db.internal:5432
-  tls: { server_name: db.internal }   # optional ca_cert for servers not signed by the broker
----
-kind: bot
-version: v1
-metadata: { name: example }
-spec: { roles: [example-role] }
----
-kind: token
+/** The reference guide's example as shipped (examples/role.yaml, examples/db.yaml), its bot and an iam token. */
+const SEED = exampleResourcesYaml({
+  extra: `kind: token
 version: v2
 metadata: { name: example-bot-iam }
 spec:
   join_method: iam                    # or token
   bot_name: example
   allow: [{ aws_account: "111111111111", aws_arn: "arn:aws:sts::111111111111:assumed-role/example-bot/*" }]
-`;
+`,
+});
 
 const TOKEN_SECRET = 'c0ffee5ecret0123456789abcdef';
 
@@ -54,12 +30,10 @@ function parseError(text: string, file = FILE): ConfigError {
   throw new Error('expected parseResources to throw');
 }
 
-function bot(name: string, roles = '[example-role]'): string {
-  return `kind: bot\nversion: v1\nmetadata: { name: ${name} }\nspec: { roles: ${roles} }\n`;
-}
+const bot = (name: string) => botYaml(name);
 
 describe('parseResources: valid files', () => {
-  it('parses the seed example: role v6, db v3, bot v1 and an iam token v2', () => {
+  it('parses the shipped example: role v6, db v3, bot v1 and an iam token v2', () => {
     const resources = parseResources(SEED, FILE);
     expect(resources.map((r) => `${r.kind}/${r.metadata.name}`)).toEqual([
       'role/example-role',
@@ -91,8 +65,8 @@ describe('parseResources: valid files', () => {
     expect(db.metadata.labels).toEqual({ env: 'dev' });
     expect(db.spec).toEqual({
       protocol: 'postgres',
-      uri: 'db.internal:5432',
-      tls: { server_name: 'db.internal' },
+      uri: 'localhost:5432',
+      tls: { server_name: 'localhost' },
     });
     expect(botResource.spec.roles).toEqual(['example-role']);
     expect(token.spec).toEqual({

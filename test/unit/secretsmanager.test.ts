@@ -19,54 +19,11 @@ import { SECRET_VALUE_MAX_BYTES, versionToken, withThrottlingRetry } from '../..
 import { SecretsManagerIdentityStore } from '../../src/bot/secretsmanager-identity-store.js';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
 import { BundleError, parseBundle, serializeBundle } from '../../src/credentials/bundle.js';
-import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import type { BotIdentity } from '../../src/credentials/identity.js';
 import { SecretsManagerDestination } from '../../src/destinations/secretsmanager.js';
-import { buildCertificate } from '../../src/pki/certificate.js';
 import { SecretsManagerBundleSource } from '../../src/proxy/sources/secretsmanager.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
-import { nowSeconds, testCa, testKeyPair } from './helpers.js';
-
-/** A bundle with a real certificate for key `slot`, issued by a test CA. */
-async function issueBundle(
-  slot: number,
-  overrides: Partial<CredentialBundle> = {},
-): Promise<CredentialBundle> {
-  const ca = await testCa('secretsmanager test CA');
-  const keys = await testKeyPair(slot);
-  const issuedAt = nowSeconds();
-  const expiresAt = new Date(issuedAt.getTime() + 3_600_000);
-  const { certificatePem, serial } = await buildCertificate(
-    {
-      subject: { commonName: 'alice' },
-      publicKeyPem: keys.publicKeyPem,
-      issuedAt,
-      notAfter: expiresAt,
-      profile: 'client',
-    },
-    ca.issuer,
-  );
-  return {
-    kind: 'database-credentials',
-    version: 1,
-    service: 'example-server',
-    protocol: 'postgres',
-    endpoint: 'db.internal:5432',
-    serverName: 'db.internal',
-    database: 'example',
-    username: 'alice',
-    format: '',
-    serial,
-    issuedAt: issuedAt.toISOString(),
-    expiresAt: expiresAt.toISOString(),
-    files: renderDatabaseArtifacts('', {
-      certificatePem,
-      privateKeyPem: keys.privateKeyPem,
-      serverCaPem: ca.certificatePem,
-    }),
-    ...overrides,
-  };
-}
+import { testBundle } from '../support/fixtures.js';
 
 const PEM_BODY = /MII[A-Za-z0-9+/]{20}/;
 
@@ -96,7 +53,7 @@ const requestCount = () => double.requests.length;
 
 describe('the JSON bundle', () => {
   it('serializes canonically and parses back to the same bundle', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     const text = serializeBundle(b);
     expect(parseBundle(text)).toEqual(b);
     const { files, ...meta } = b;
@@ -124,7 +81,7 @@ describe('the JSON bundle', () => {
   });
 
   it('refuses text that is not JSON without quoting it', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     const broken = serializeBundle(b).slice(0, -10);
     const err = (() => {
       try {
@@ -142,7 +99,7 @@ describe('the JSON bundle', () => {
   });
 
   it('names the schema path and the bad value, but never a file value', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     const doc = JSON.parse(serializeBundle(b)) as Record<string, unknown>;
     expect(() => parseBundle(JSON.stringify({ ...doc, protocol: 'oracle' }))).toThrow(
       /protocol: .*\(got "oracle"\)/,
@@ -166,8 +123,8 @@ describe('the JSON bundle', () => {
   });
 
   it('refuses a key that does not match the certificate, and a serial that is not the certificate’s', async () => {
-    const a = await issueBundle(0);
-    const b = await issueBundle(1);
+    const a = await testBundle({ slot: 0 });
+    const b = await testBundle({ slot: 1 });
     const mixed = { ...a, files: { ...a.files, key: b.files.key as string } };
     expect(() => parseBundle(JSON.stringify(mixed))).toThrow(/files\.key does not match the certificate/);
     expect(() => parseBundle(JSON.stringify({ ...a, serial: 'abcdef' }))).toThrow(
@@ -283,7 +240,7 @@ describe('the Secrets Manager double (version-stage semantics of the AWS API ref
 
 describe('SecretsManagerDestination', () => {
   it('writes a bundle that read() returns, promoted to AWSCURRENT with no AWSPENDING left behind', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     const dest = destination();
     expect(dest.description).toBe(`secretsmanager ${secretId}`);
     await dest.write(b);
@@ -298,8 +255,8 @@ describe('SecretsManagerDestination', () => {
 
   it('keeps the previous bundle readable as AWSPREVIOUS after a renewal', async () => {
     const dest = destination();
-    const first = await issueBundle(0);
-    const second = await issueBundle(1);
+    const first = await testBundle({ slot: 0 });
+    const second = await testBundle({ slot: 1 });
     await dest.write(first);
     await dest.write(second);
     expect(await dest.read()).toEqual(second);
@@ -319,8 +276,8 @@ describe('SecretsManagerDestination', () => {
 
   it('makes a retried renewal idempotent: the same serial never creates a second version', async () => {
     const dest = destination();
-    const first = await issueBundle(0);
-    const second = await issueBundle(1);
+    const first = await testBundle({ slot: 0 });
+    const second = await testBundle({ slot: 1 });
     await dest.write(first);
     // The first attempt dies after staging (its read-back fails): AWSCURRENT must not move.
     double.fail('GetSecretValue', { type: 'InternalServiceError' });
@@ -336,8 +293,8 @@ describe('SecretsManagerDestination', () => {
 
   it('refuses to promote a stale retry of a renewal that has since been superseded', async () => {
     const dest = destination();
-    const first = await issueBundle(0);
-    const second = await issueBundle(1);
+    const first = await testBundle({ slot: 0 });
+    const second = await testBundle({ slot: 1 });
     await dest.write(first);
     await dest.write(second);
     await expect(dest.write(first)).rejects.toThrow(
@@ -348,9 +305,9 @@ describe('SecretsManagerDestination', () => {
 
   it('refuses a bundle over 64 KiB before any AWS call, naming the size', async () => {
     const dest = destination();
-    const first = await issueBundle(0);
+    const first = await testBundle({ slot: 0 });
     await dest.write(first);
-    const big = await issueBundle(1);
+    const big = await testBundle({ slot: 1 });
     big.files['teleport-host-ca.crt'] = `${big.files['teleport-host-ca.crt']}${'#'.repeat(70_000)}`;
     const before = requestCount();
     const err = await dest.write(big).then(
@@ -367,8 +324,8 @@ describe('SecretsManagerDestination', () => {
 
   it('refuses a bundle whose key does not match its certificate, before any AWS call', async () => {
     const dest = destination();
-    const a = await issueBundle(0);
-    const b = await issueBundle(1);
+    const a = await testBundle({ slot: 0 });
+    const b = await testBundle({ slot: 1 });
     const before = requestCount();
     await expect(dest.write({ ...a, files: { ...a.files, key: b.files.key as string } })).rejects.toThrow(
       /refusing to write serial .*files\.key does not match the certificate/,
@@ -378,8 +335,8 @@ describe('SecretsManagerDestination', () => {
   });
 
   it('leaves AWSCURRENT unchanged when the test connection fails', async () => {
-    const first = await issueBundle(0);
-    const second = await issueBundle(1);
+    const first = await testBundle({ slot: 0 });
+    const second = await testBundle({ slot: 1 });
     await destination().write(first);
     const testConnection = vi.fn(async (b: CredentialBundle) => {
       if (b.serial === second.serial) throw new Error('password authentication failed for user "alice"');
@@ -397,10 +354,10 @@ describe('SecretsManagerDestination', () => {
 
   it('leaves AWSCURRENT unchanged when the promotion itself is refused', async () => {
     const dest = destination();
-    const first = await issueBundle(0);
+    const first = await testBundle({ slot: 0 });
     await dest.write(first);
     double.fail('UpdateSecretVersionStage', { type: 'InternalServiceError' });
-    await expect(dest.write(await issueBundle(1))).rejects.toThrow(
+    await expect(dest.write(await testBundle({ slot: 1 }))).rejects.toThrow(
       /UpdateSecretVersionStage \(promote to AWSCURRENT\) failed: InternalServiceError: .*AWSCURRENT is unchanged \(still version/,
     );
     expect(await dest.read()).toEqual(first);
@@ -414,7 +371,7 @@ describe('SecretsManagerDestination', () => {
       retry: noSleep,
     });
     expect(await missing.read()).toBeUndefined();
-    await expect(missing.write(await issueBundle(0))).rejects.toThrow(
+    await expect(missing.write(await testBundle({ slot: 0 }))).rejects.toThrow(
       /PutSecretValue \(stage AWSPENDING\) failed: .*the secret does not exist \(ResourceNotFoundException: .*create it first/,
     );
   });
@@ -427,7 +384,7 @@ describe('SecretsManagerDestination', () => {
       createIfMissing: true,
       retry: noSleep,
     });
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     await dest.write(b);
     expect(await dest.read()).toEqual(b);
     expect(double.versions(id).map((v) => v.stages)).toEqual([['AWSCURRENT']]);
@@ -444,7 +401,7 @@ describe('SecretsManagerDestination: throttling and errors (aws-sdk-client-mock)
     });
 
   it('retries throttled calls with capped, jittered exponential back-off and then succeeds', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     const text = serializeBundle(b);
     const token = versionToken('database-credentials', 'mocked', b.serial);
     const mock = mockClient(sm);
@@ -497,7 +454,7 @@ describe('SecretsManagerDestination: throttling and errors (aws-sdk-client-mock)
         secretId: 'mocked',
         retry: { ...noSleep, maxAttempts: 4 },
       });
-      await expect(dest.write(await issueBundle(0))).rejects.toThrow(
+      await expect(dest.write(await testBundle({ slot: 0 }))).rejects.toThrow(
         /PutSecretValue \(stage AWSPENDING\) failed: throttled by AWS 4 times in a row \(ThrottlingException: Rate exceeded\); AWSCURRENT is unchanged/,
       );
       expect(mock.commandCalls(PutSecretValueCommand)).toHaveLength(4);
@@ -519,7 +476,7 @@ describe('SecretsManagerDestination: throttling and errors (aws-sdk-client-mock)
         );
       const sleep = vi.fn(async () => undefined);
       const dest = new SecretsManagerDestination({ client: sm, secretId: 'mocked', retry: { sleep } });
-      const b = await issueBundle(0);
+      const b = await testBundle({ slot: 0 });
       await expect(dest.write(b)).rejects.toThrow(
         `could not write serial ${b.serial} to secret mocked: PutSecretValue (stage AWSPENDING) failed: AccessDeniedException: User is not authorized to perform: secretsmanager:PutSecretValue; AWSCURRENT is unchanged`,
       );
@@ -531,7 +488,7 @@ describe('SecretsManagerDestination: throttling and errors (aws-sdk-client-mock)
   });
 
   it('says so when the promotion got no answer, instead of claiming AWSCURRENT is unchanged', async () => {
-    const b = await issueBundle(0);
+    const b = await testBundle({ slot: 0 });
     const token = versionToken('database-credentials', 'mocked', b.serial);
     const mock = mockClient(sm);
     try {
@@ -571,14 +528,14 @@ describe('SecretsManagerBundleSource', () => {
     const gets = () => double.requestsOf('GetSecretValue').filter((r) => r.body.SecretId === secretId).length;
     expect(await source.load()).toBeUndefined(); // secret without a version
     const dest = destination();
-    const first = await issueBundle(0);
+    const first = await testBundle({ slot: 0 });
     await dest.write(first);
     const afterWrite = gets();
     expect(await source.load()).toEqual(first);
     expect(await source.load()).toEqual(first);
     expect(await source.load()).toEqual(first);
     expect(gets()).toBe(afterWrite + 1);
-    const second = await issueBundle(1);
+    const second = await testBundle({ slot: 1 });
     await dest.write(second);
     const afterRenewal = gets();
     expect(await source.load()).toEqual(second);
@@ -601,7 +558,7 @@ describe('SecretsManagerBundleSource', () => {
 
 describe('SecretsManagerIdentityStore', () => {
   async function identity(generation: number, slot: number): Promise<BotIdentity> {
-    const b = await issueBundle(slot);
+    const b = await testBundle({ slot: slot });
     return {
       certificatePem: b.files.tlscert as string,
       privateKeyPem: b.files.key as string,
