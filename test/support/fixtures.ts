@@ -19,6 +19,7 @@ import { parseDocument } from 'yaml';
 import { parseResources, type Resource } from '../../src/authority/resources.js';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
 import { type OutputFormat, renderDatabaseArtifacts } from '../../src/credentials/formats.js';
+import type { BotIdentity } from '../../src/credentials/identity.js';
 import type { DatabaseRoute, DbProtocol } from '../../src/credentials/route.js';
 import { buildCertificate, type CertificateTemplate } from '../../src/pki/certificate.js';
 import { generateRsaKeyPair, type KeyPairPem } from '../../src/pki/keys.js';
@@ -379,4 +380,19 @@ export async function issueBundle(
     options.ttlMs,
   );
   return bundleOf(issued, keys, route, options.format);
+}
+
+/**
+ * A bot identity holding a real certificate for the key of `slot` (signed by a test CA, which stands in for
+ * the bot CA), as an identity store keeps it.
+ */
+export async function testIdentity(generation = 1, slot = 0): Promise<BotIdentity> {
+  const b = await testBundle({ slot });
+  return {
+    certificatePem: b.files.tlscert as string,
+    privateKeyPem: b.files.key as string,
+    generation,
+    expires: b.expiresAt,
+    botCaPem: b.files['teleport-host-ca.crt'] as string,
+  };
 }
