@@ -2,8 +2,9 @@
  * Role-based access control for database certificates, decided as Teleport decides it. The rules live in
  * rbac/: regex (RE2 patterns), syntax, templates and email (trait templates), expression
  * (db_labels_expression), labels, matchers (db_names, db_users, per protocol), rules (resource rules),
- * prepare (traits applied to a role), decision (the whole decision and its explanation) and validate
- * (create-time checks). This file is the entry point the rest of the authority imports.
+ * prepare (traits applied to a role), decision (the whole decision and its explanation), enumerate (every
+ * database name and user the roles allow, RoleSet.CheckDatabaseNamesAndUsers) and validate (create-time
+ * checks). This file is the entry point the rest of the authority imports.
  */
 import { matchLabels } from './rbac/labels.js';
 import { compilePattern, PatternError } from './rbac/regex.js';
@@ -17,6 +18,12 @@ export {
   explainDatabaseAccess,
   MAX_TTL_MS,
 } from './rbac/decision.js';
+export {
+  type AllowedNamesAndUsers,
+  type AllowedQuery,
+  allowedDatabaseNamesAndUsers,
+  type RoleTtl,
+} from './rbac/enumerate.js';
 export { PatternError } from './rbac/regex.js';
 
 /**
