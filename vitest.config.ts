@@ -1,9 +1,11 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 // Integration tests start real database servers; in CI their files run one by one to keep a 2-core machine
 // steady. Unit tests open no socket and start no process (test/support/unit-guard.ts), so they always run
-// in parallel.
+// in parallel, one file per core (vitest's default leaves a core idle: on 2 cores, one file at a time).
 const ci = process.env.CI === 'true';
+const cores = availableParallelism();
 
 export default defineConfig({
   test: {
@@ -16,11 +18,13 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts', 'test/contracts/**/*.test.ts'],
           setupFiles: ['test/support/unit-guard.ts'],
+          maxWorkers: cores,
         },
       },
       {
         extends: true,
-        test: { name: 'cdk', include: ['test/cdk/**/*.test.ts'] },
+        // Runs beside the unit project (same group), so it takes the same worker count.
+        test: { name: 'cdk', include: ['test/cdk/**/*.test.ts'], maxWorkers: cores },
       },
       {
         extends: true,
