@@ -11,6 +11,8 @@ export default defineConfig({
   test: {
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // Test key pairs made once per run (RSA generation is slow), for every project.
+    globalSetup: ['test/support/key-pool.ts'],
     projects: [
       {
         extends: true,

@@ -6,11 +6,12 @@
  *   the example is itself a test input; helpers build the variants tests need (another uri, protocol or
  *   name, more bots).
  * - Test CA material and key pairs. Every key is a throwaway generated at test time and kept in memory;
- *   none is ever committed. RSA-2048 generation costs 50-100 ms, so key pairs and CAs are cached per
- *   process (one vitest worker runs one test file at a time).
+ *   none is ever committed. RSA-2048 generation costs 100-200 ms here, so the first key slots and CA keys
+ *   come from one pool made per run (./key-pool.ts), and key pairs and CAs are cached per process.
  * - Real credential bundles (DESIGN.md §4): a client certificate for a route signed by a test CA, its key,
  *   the CA bundle and the endpoint, or the bundle of a certificate an authority issued.
  */
+import { sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +25,7 @@ import type { DatabaseRoute, DbProtocol } from '../../src/credentials/route.js';
 import { buildCertificate, type CertificateTemplate } from '../../src/pki/certificate.js';
 import { generateRsaKeyPair, type KeyPairPem } from '../../src/pki/keys.js';
 import { LocalSigner } from '../../src/pki/signer.js';
+import { KEY_POOL_SLOTS, keyPool } from './key-pool.js';
 
 /** Absolute path of the repository root (for files of the repository and child processes using tsx). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -152,13 +154,18 @@ export function exampleResources(options: ExampleResourcesOptions = {}): Resourc
 // ---------------------------------------------------------------------------------------------------------
 // Key pairs and CAs
 
+const pool = keyPool();
 const keyCache = new Map<number, Promise<KeyPairPem>>();
 
-/** A cached RSA-2048 test key pair; the same `slot` returns the same key within one process. */
+/**
+ * A test key pair; the same `slot` returns the same key within one process. The first slots come from the
+ * run's key pool (./key-pool.ts), the others are generated (RSA-2048) and cached.
+ */
 export function testKeyPair(slot = 0): Promise<KeyPairPem> {
   let keys = keyCache.get(slot);
   if (!keys) {
-    keys = generateRsaKeyPair();
+    const pooled = slot < KEY_POOL_SLOTS ? pool[slot] : undefined;
+    keys = pooled ? Promise.resolve(pooled) : generateRsaKeyPair();
     keyCache.set(slot, keys);
   }
   return keys;
@@ -172,12 +179,14 @@ export interface TestCa {
 
 const caCache = new Map<string, Promise<TestCa>>();
 
-/** A cached self-signed test CA (valid from a minute ago for 30 days) named `name`. */
+/** A cached self-signed test CA named `name`, valid from a minute ago for 30 days. */
 export function testCa(name = 'unit test CA'): Promise<TestCa> {
   let ca = caCache.get(name);
   if (!ca) {
+    // Each CA of a process gets its own key: the pool's CA keys first.
+    const pooled = pool[KEY_POOL_SLOTS + caCache.size];
     ca = (async () => {
-      const keys = await generateRsaKeyPair();
+      const keys = pooled ?? (await generateRsaKeyPair());
       const signer = new LocalSigner(keys.privateKeyPem);
       const issuedAt = nowSeconds();
       const { certificatePem } = await buildCertificate(
@@ -227,7 +236,13 @@ function withSerial(certificatePem: string, serialHex: string, ca: TestCa): stri
     throw new Error(`serial ${serialHex} must be positive hex (2-40 digits, first digit 0-7)`);
   const cert = forge.pki.certificateFromPem(certificatePem);
   cert.serialNumber = serialHex.toLowerCase();
-  cert.sign(forge.pki.privateKeyFromPem(ca.keys.privateKeyPem), forge.md.sha256.create());
+  // forge builds the to-be-signed bytes; Node signs them (forge's own RSA is far slower).
+  const tbs = (
+    forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }
+  ).getTBSCertificate(cert);
+  const tbsDer = Buffer.from(forge.asn1.toDer(tbs).getBytes(), 'binary');
+  const signature = sign('sha256', tbsDer, ca.keys.privateKeyPem);
+  Object.assign(cert, { tbsCertificate: tbs, signature: signature.toString('binary') });
   return forge.pki.certificateToPem(cert);
 }
 
