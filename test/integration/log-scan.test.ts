@@ -90,13 +90,13 @@ const { handleApiRequest } = await import(root + '/src/api/handler.ts');
 const { Authority } = await import(root + '/src/authority/authority.ts');
 const { verifyIamJoin } = await import(root + '/src/authority/iam-join.ts');
 const { parseResources } = await import(root + '/src/authority/resources.ts');
-const { StdoutAuditLog } = await import(root + '/src/aws/authority-bootstrap.ts');
+const { StdoutAuditLog } = await import(root + '/src/authority/aws-bootstrap.ts');
 const { systemClock } = await import(root + '/src/clock.ts');
 const { createLogger } = await import(root + '/src/log.ts');
 const { MemoryStateStore } = await import(root + '/src/state/memory-store.ts');
-const { LambdaDouble } = await import(root + '/test/support/lambda-double.ts');
-const { SecretsManagerDouble } = await import(root + '/test/support/secretsmanager-double.ts');
-const { StsDouble } = await import(root + '/test/support/sts-double.ts');
+const { LambdaDouble } = await import(root + '/test/support/aws/lambda.ts');
+const { SecretsManagerDouble } = await import(root + '/test/support/aws/secretsmanager.ts');
+const { StsDouble } = await import(root + '/test/support/aws/sts.ts');
 
 const env = process.env;
 const bot = { accessKeyId: 'ASIALOGSCANBOT000001', secretAccessKey: env.BOT_SECRET, sessionToken: env.BOT_SESSION,
