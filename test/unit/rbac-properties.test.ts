@@ -69,6 +69,26 @@ function decide(roles: Role[], db: Db, route: DatabaseRoute, traits: { name: str
   return checkDatabaseAccess({ bot: 'b', roles, db, route, traits }).allowed;
 }
 
+type Conditions = NonNullable<Role['spec']['deny']>;
+
+/**
+ * Adds deny conditions to a role's deny block without taking any away: name and user lists grow, and a
+ * label selector or expression is set only where the role has none. Replacing one would not be "adding":
+ * a selector with one more key matches fewer databases (Teleport's MatchLabels needs every key), so it
+ * can narrow a deny.
+ */
+function addDeny(existing: Conditions, added: Conditions): Conditions {
+  const out: Conditions = { ...existing };
+  for (const key of ['db_names', 'db_users'] as const) {
+    const more = added[key];
+    if (more) out[key] = [...(existing[key] ?? []), ...more];
+  }
+  if (existing.db_labels === undefined && added.db_labels !== undefined) out.db_labels = added.db_labels;
+  if (existing.db_labels_expression === undefined && added.db_labels_expression !== undefined)
+    out.db_labels_expression = added.db_labels_expression;
+  return out;
+}
+
 describe('deny only takes access away', () => {
   it('adding a role with only deny conditions never turns a deny into an allow', () => {
     fc.assert(
@@ -108,7 +128,7 @@ describe('deny only takes access away', () => {
           const target = named[0] as Role;
           const merged = roleSchema.parse({
             ...target,
-            spec: { ...target.spec, deny: { ...target.spec.deny, ...deny } },
+            spec: { ...target.spec, deny: addDeny(target.spec.deny ?? {}, deny as unknown as Conditions) },
           });
           if (!decide(named, db, route, traits))
             expect(decide([merged, ...named.slice(1)], db, route, traits)).toBe(false);
