@@ -78,7 +78,7 @@ export async function setUpProxyBench(log: (line: string) => void): Promise<Prox
   try {
     const authority = new Authority({ store: new MemoryStateStore(), audit: new MemoryAuditLog() });
     await authority.initialize('bench');
-    const serverCert = await authority.signDatabaseServer(['localhost']);
+    const serverCert = await authority.signDatabaseServer(['localhost'], { service: SERVICE });
     pg = await startPostgres({
       baseDir: path.join(work, 'pg'),
       tls: {

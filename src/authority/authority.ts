@@ -10,21 +10,28 @@ import { CaRegistry } from './ca-registry.js';
 import { AuthorityContext, type AuthorityOptions } from './context.js';
 import { type Authenticated, Identities, type IssuedIdentity, type SignedRequest } from './identity.js';
 import {
+  type DatabaseServerOptions,
   Issuance,
   type IssuedDatabaseCertificate,
   type IssuedDatabaseServerCertificate,
 } from './issuance.js';
+import { pruneExpired } from './housekeeping.js';
 import { Joins } from './joins.js';
 import { DEFAULT_CERT_TTL_MS } from './limits.js';
 import { Locks } from './locks.js';
 import type { Bot, Resource } from './resources.js';
+import { renew } from './renewal.js';
 import type { Lock, NamedKind, NamedResource, StoredToken } from './state-keys.js';
 import { type AuthorityStatus, authorityStatus } from './status.js';
 
 export { DEFAULT_TOKEN_TTL_MS } from './administration.js';
 export type { AuthorityOptions } from './context.js';
 export type { IssuedIdentity } from './identity.js';
-export { DEFAULT_SERVER_CERT_TTL_MS, type IssuedDatabaseCertificate } from './issuance.js';
+export {
+  type DatabaseServerOptions,
+  DEFAULT_SERVER_CERT_TTL_MS,
+  type IssuedDatabaseCertificate,
+} from './issuance.js';
 export { DEFAULT_CERT_TTL_MS } from './limits.js';
 export { tokenId } from './secrets.js';
 export type { BotState, Lock, StoredToken } from './state-keys.js';
@@ -76,6 +83,11 @@ export class Authority {
   /** PEM bundle of every active certificate of a CA. */
   caBundle(type: CaType): Promise<string> {
     return this.cas.caBundle(type);
+  }
+
+  /** The client CA bundle of database service `service`, what its database trusts; refuses when it has none. */
+  dbClientCaBundle(service: string): Promise<string> {
+    return this.cas.existingServiceBundle(service);
   }
 
   // ---- administration ----------------------------------------------------------------------------------
@@ -185,7 +197,20 @@ export class Authority {
     params: { publicKeyPem: string; ttlMs?: number };
     requestId?: string;
   }): Promise<IssuedIdentity> {
-    return this.identities.renewIdentity(input);
+    return renew(this.identities, input);
+  }
+
+  /**
+   * Checks only the certificate and proof of a signed request (audited when refused), as before a remembered
+   * answer is given again; the bot's state is not looked at.
+   */
+  async verifySignedRequest(request: SignedRequest): Promise<void> {
+    await this.identities.verify(request);
+  }
+
+  /** Removes expired short-lived state (remembered requests, used challenges, spent nonces); returns how many. */
+  pruneExpired(): Promise<number> {
+    return pruneExpired(this.context);
   }
 
   // ---- certificates ------------------------------------------------------------------------------------
@@ -220,9 +245,15 @@ export class Authority {
     return this.issuance.issueDatabaseCertificate({ bot, route, publicKeyPem, ttlMs });
   }
 
-  /** A database server certificate for `hosts`, its key, and the database client CA to trust. */
-  signDatabaseServer(hosts: readonly string[], ttlMs?: number): Promise<IssuedDatabaseServerCertificate> {
-    return this.issuance.signDatabaseServer(hosts, ttlMs);
+  /**
+   * A database server certificate for `hosts`, its key, and the client CA of `options.service` to trust
+   * (created when the service has none yet): that database then refuses every other service's certificates.
+   */
+  signDatabaseServer(
+    hosts: readonly string[],
+    options: DatabaseServerOptions,
+  ): Promise<IssuedDatabaseServerCertificate> {
+    return this.issuance.signDatabaseServer(hosts, options);
   }
 
   /** A server certificate for the authority's own HTTPS listener, from the bot CA (which bots pin). */

@@ -1,6 +1,6 @@
 import { type Clock, systemClock } from '../clock.js';
 import { AccessDeniedError } from '../errors.js';
-import { localSignerFactory, type SignerFactory } from '../pki/ca.js';
+import { createLocalCa, localSignerFactory, type ServiceCaFactory, type SignerFactory } from '../pki/ca.js';
 import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import { type IamJoinVerifier, verifyIamJoin } from './iam-join.js';
@@ -11,6 +11,11 @@ export interface AuthorityOptions {
   audit: AuditSink;
   clock?: Clock;
   signerFactory?: SignerFactory;
+  /**
+   * Makes the first key of a database service's client CA when the service first needs one; by default a
+   * fresh local key (embedded mode). AWS mode makes it from the service's KMS key.
+   */
+  serviceCaFactory?: ServiceCaFactory;
   /** Verifies iam joins; by default forwards the signed request to the real AWS STS with global fetch. */
   iamVerifier?: IamJoinVerifier;
 }
@@ -28,6 +33,7 @@ export class AuthorityContext {
   readonly audit: AuditSink;
   readonly clock: Clock;
   readonly signerFactory: SignerFactory;
+  readonly serviceCaFactory: ServiceCaFactory;
   readonly iamVerifier: IamJoinVerifier;
 
   constructor(options: AuthorityOptions) {
@@ -36,6 +42,9 @@ export class AuthorityContext {
     this.audit = options.audit;
     this.clock = options.clock ?? systemClock;
     this.signerFactory = options.signerFactory ?? localSignerFactory;
+    this.serviceCaFactory =
+      options.serviceCaFactory ??
+      ((service, clusterName) => createLocalCa('db-client', clusterName, this.clock, service));
     this.iamVerifier =
       options.iamVerifier ?? ((request, challenge) => verifyIamJoin(request, challenge, { fetch }));
   }

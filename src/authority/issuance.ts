@@ -42,9 +42,18 @@ export interface DatabaseCertificateRequest {
   requestId?: string | undefined;
 }
 
+/** What `auth sign --format=db` signs for. */
+export interface DatabaseServerOptions {
+  /** The database service (a `db` resource name) this server is: it will trust only that service's client CA. */
+  service: string;
+  /** Validity of the server certificate; default 2190h. */
+  ttlMs?: number | undefined;
+}
+
 export interface IssuedDatabaseServerCertificate {
   certificatePem: string;
   privateKeyPem: string;
+  /** The client CA bundle of the service (every active key): the database's trust store. */
   clientCaPem: string;
   serial: string;
   expires: string;
@@ -107,7 +116,8 @@ export class Issuance {
           [OID_BOT_NAME]: bot,
         },
       },
-      await this.cas.issuer('db-client'),
+      // The service's own client CA, the only one its database trusts: this certificate opens no other.
+      await this.cas.serviceIssuer(dbRes.metadata.name),
     );
     const expires = new Date(now.getTime() + ttl).toISOString();
     await this.ctx.record({
@@ -138,17 +148,21 @@ export class Issuance {
   }
 
   /**
-   * `auth sign --format=db`: a database server certificate for `hosts` (plus localhost and 127.0.0.1, so a
-   * client verifying through a local proxy succeeds), its key, and the database client CA to trust.
+   * `auth sign --format=db --service S`: a database server certificate for `hosts` (plus localhost and
+   * 127.0.0.1, so a client verifying through a local proxy succeeds), its key, and the client CA of service
+   * S (created when S has none yet): the only CA that database is to trust.
    */
   async signDatabaseServer(
     hosts: readonly string[],
-    ttlMs = DEFAULT_SERVER_CERT_TTL_MS,
+    options: DatabaseServerOptions,
   ): Promise<IssuedDatabaseServerCertificate> {
+    const { service, ttlMs = DEFAULT_SERVER_CERT_TTL_MS } = options;
     if (hosts.length === 0 || hosts.some((h) => !/^[a-zA-Z0-9.*:-]+$/.test(h)))
       throw new ConfigError('--host needs one or more host names or IP addresses, comma-separated');
     if (!(ttlMs > 0 && ttlMs <= MAX_SERVER_CERT_TTL_MS))
       throw new ConfigError('server certificate TTL must be between 1s and 8760h');
+    // First, so a bad service name fails before anything is signed.
+    const clientCaPem = await this.cas.serviceBundle(service);
     const keys = await generateRsaKeyPair();
     const now = this.ctx.clock.now();
     const sans = [...new Set([...hosts, 'localhost', '127.0.0.1'])];
@@ -169,14 +183,14 @@ export class Issuance {
       event: 'server_cert.issue',
       outcome: 'success',
       kind: 'db-server',
-      name: sans.join(','),
+      name: `${service}:${sans.join(',')}`,
       serial,
       expires,
     });
     return {
       certificatePem,
       privateKeyPem: keys.privateKeyPem,
-      clientCaPem: await this.cas.caBundle('db-client'),
+      clientCaPem,
       serial,
       expires,
     };

@@ -73,6 +73,8 @@ const RESOURCE_PREFIX: { [K in NamedKind]: StatePrefix<NamedResource<K>> } = {
 /** The state keys and prefixes, by what they hold. */
 export const stateKeys = {
   ca: (type: CaType) => key<CaRecord>(`cas/${type}`),
+  /** The client CA of one database service: the only CA that database trusts. */
+  dbClientCa: (service: string) => key<CaRecord>(`servicecas/${service}`),
   cluster: key<ClusterInfo>('config/cluster'),
   appliedResources: key<AppliedResources>('config/resources'),
   resource: <K extends NamedKind>(kind: K, name: string) =>

@@ -3,12 +3,12 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { FileAuditLog, readAuditLog } from '../authority/audit.js';
-import { Authority, DEFAULT_SERVER_CERT_TTL_MS, DEFAULT_TOKEN_TTL_MS } from '../authority/authority.js';
+import { Authority, DEFAULT_TOKEN_TTL_MS } from '../authority/authority.js';
 import { parseKind, parseResources } from '../authority/resources.js';
 import { ConfigError } from '../config/errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
-import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../pki/ca.js';
-import { FileStateStore, writeFileAtomic } from '../state/file-store.js';
+import { FileStateStore } from '../state/file-store.js';
+import { registerAuthCommands } from './auth-commands.js';
 import {
   addBotWithTraits,
   type TraitFlags,
@@ -269,60 +269,7 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
       out(`bot "${name}" is unlocked`);
     });
 
-  const auth = program.command('auth').description('certificate authority operations');
-  auth
-    .command('sign')
-    .description(
-      'sign a database server certificate (writes PREFIX.crt, PREFIX.key, PREFIX.cas) like `tctl auth sign --format=db`',
-    )
-    .requiredOption('--format <format>', 'only "db"')
-    .requiredOption('--host <hosts>', 'comma-separated host names / IPs of the database server')
-    .requiredOption('-o, --out <prefix>', 'output path prefix')
-    .option(
-      '--ttl <duration>',
-      'validity of the server certificate',
-      formatDuration(DEFAULT_SERVER_CERT_TTL_MS),
-    )
-    .option('--overwrite', 'replace existing files', false)
-    .action(async (opts: { format: string; host: string; out: string; ttl: string; overwrite: boolean }) => {
-      if (opts.format !== 'db') throw new UsageError('--format must be "db"');
-      const authority = await open();
-      const files = { crt: `${opts.out}.crt`, key: `${opts.out}.key`, cas: `${opts.out}.cas` };
-      if (!opts.overwrite) {
-        for (const f of Object.values(files)) {
-          if (
-            await fs.stat(f).then(
-              () => true,
-              () => false,
-            )
-          )
-            throw new ConfigError(`${f} exists; use --overwrite to replace it`);
-        }
-      }
-      const signed = await authority.signDatabaseServer(list(opts.host), durationOption(opts.ttl, '--ttl'));
-      await fs.mkdir(path.dirname(path.resolve(files.crt)), { recursive: true });
-      await writeFileAtomic(files.key, signed.privateKeyPem, 0o600);
-      await writeFileAtomic(files.crt, signed.certificatePem, 0o644);
-      await writeFileAtomic(files.cas, signed.clientCaPem, 0o644);
-      out(`Database server credentials written (serial ${signed.serial}, expires ${signed.expires}):`);
-      out(`  ${files.crt}  server certificate (SANs include localhost and 127.0.0.1)`);
-      out(`  ${files.key}  its private key (0600)`);
-      out(`  ${files.cas}  database client CA: the server trusts client certificates signed by it`);
-      out(
-        'PostgreSQL: ssl = on, ssl_cert_file, ssl_key_file, ssl_ca_file = these files; pg_hba.conf: hostssl all all 0.0.0.0/0 cert',
-      );
-    });
-  auth
-    .command('export')
-    .description('print a CA certificate bundle (every active certificate)')
-    .requiredOption('--type <type>', `one of ${CA_TYPES.join(', ')}`)
-    .action(async (opts: { type: string }) => {
-      if (!(CA_TYPES as readonly string[]).includes(opts.type))
-        throw new UsageError(
-          `--type must be one of ${CA_TYPES.map((t) => `${t} (${CA_DESCRIPTIONS[t]})`).join('; ')}`,
-        );
-      out((await (await open()).caBundle(opts.type as CaType)).trimEnd());
-    });
+  registerAuthCommands(program, out, open);
 
   program
     .command('status')

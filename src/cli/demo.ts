@@ -98,9 +98,10 @@ export function registerDemoCommand(program: Command, out: Out): void {
       });
 
       out(
-        '2/5  PostgreSQL: server certificate from `auth sign --format=db`, clients must present broker certificates',
+        '2/5  PostgreSQL: `auth sign --format=db --service example-server`: trusts only certificates issued for example-server',
       );
-      const signed = await authority.signDatabaseServer(['localhost']);
+      // For the example-server service only: this PostgreSQL trusts that service's client CA and no other.
+      const signed = await authority.signDatabaseServer(['localhost'], { service: 'example-server' });
       // Under the system temp directory: as root, PostgreSQL runs as its own OS user, which must reach it.
       const pgDir = await fs.mkdtemp(path.join(os.tmpdir(), 'broker-demo-pg-'));
       await fs.chmod(pgDir, 0o711);

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { buildCertificate } from './certificate.js';
+import { buildCertificate, type DistinguishedName } from './certificate.js';
 import { generateRsaKeyPair } from './keys.js';
 import { LocalSigner, type Signer } from './signer.js';
 
@@ -22,10 +22,35 @@ export interface CaKey {
   kmsKeyId?: string;
 }
 
-/** A CA as stored: every active key. The first signs; all are trusted (so a rotation breaks nobody). */
+/**
+ * A CA as stored: every active key. The first signs; all are trusted (so a rotation breaks nobody). A
+ * database service's own client CA is a `db-client` record naming its `service`.
+ */
 export interface CaRecord {
   type: CaType;
+  /** Set on the client CA of one database service: it signs only certificates for that service. */
+  service?: string;
   keys: CaKey[];
+}
+
+/**
+ * Makes the first key of a database service's client CA: a fresh local key by default; in AWS mode, the
+ * certificate of the service's KMS key.
+ */
+export type ServiceCaFactory = (service: string, clusterName: string) => Promise<CaKey>;
+
+/**
+ * The subject of a CA certificate. Each database service's client CA has its own subject (CN = the service),
+ * so no two CAs a database could be given share a name.
+ */
+export function caSubject(type: CaType, clusterName: string, service?: string): DistinguishedName {
+  return service === undefined
+    ? { commonName: `${clusterName} ${type} CA`, organization: clusterName }
+    : {
+        commonName: service,
+        organizationalUnit: `${type} CA of one database service`,
+        organization: clusterName,
+      };
 }
 
 /** Turns a stored CA key into a Signer (local key or KMS). */
@@ -41,13 +66,18 @@ export const localSignerFactory: SignerFactory = (key) => {
 
 const CA_VALIDITY_MS = 10 * 365 * 24 * 3_600_000;
 
-/** Creates a self-signed CA with a fresh RSA-2048 key, valid ten years. */
-export async function createLocalCa(type: CaType, clusterName: string, clock: Clock): Promise<CaKey> {
+/** Creates a self-signed CA with a fresh RSA-2048 key, valid ten years; `service` for a service's client CA. */
+export async function createLocalCa(
+  type: CaType,
+  clusterName: string,
+  clock: Clock,
+  service?: string,
+): Promise<CaKey> {
   const keys = await generateRsaKeyPair();
   const now = clock.now();
   const { certificatePem } = await buildCertificate(
     {
-      subject: { commonName: `${clusterName} ${type} CA`, organization: clusterName },
+      subject: caSubject(type, clusterName, service),
       publicKeyPem: keys.publicKeyPem,
       issuedAt: now,
       notAfter: new Date(now.getTime() + CA_VALIDITY_MS),

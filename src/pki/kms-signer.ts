@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-kms';
 import type { Clock } from '../clock.js';
 import { BrokerError } from '../errors.js';
-import type { CaKey, CaType, SignerFactory } from './ca.js';
+import { type CaKey, type CaType, caSubject, type SignerFactory } from './ca.js';
 import { buildCertificate, toPem } from './certificate.js';
 import type { Signer } from './signer.js';
 
@@ -141,17 +141,20 @@ export function kmsSignerFactory(
   };
 }
 
-/** Creates a self-signed CA whose key is the KMS key `keyId` (valid ten years, like a local CA). */
+/**
+ * Creates a self-signed CA whose key is the KMS key `keyId` (valid ten years, like a local CA); `service` for
+ * a database service's own client CA.
+ */
 export async function createKmsCa(
   type: CaType,
-  options: { clusterName: string; kmsClient: KMSClient; keyId: string; clock: Clock },
+  options: { clusterName: string; kmsClient: KMSClient; keyId: string; clock: Clock; service?: string },
 ): Promise<CaKey> {
   const { clusterName, kmsClient, keyId, clock } = options;
   const signer = await KmsSigner.create(kmsClient, keyId);
   const now = clock.now();
   const { certificatePem } = await buildCertificate(
     {
-      subject: { commonName: `${clusterName} ${type} CA`, organization: clusterName },
+      subject: caSubject(type, clusterName, options.service),
       publicKeyPem: signer.publicKeyPem,
       issuedAt: now,
       notAfter: new Date(now.getTime() + CA_VALIDITY_MS),

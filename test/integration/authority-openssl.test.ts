@@ -110,19 +110,21 @@ describe('Authority.addBot and joinWithToken', () => {
 });
 
 describe('Authority.issueDatabaseCertificate', () => {
-  it('verifies with openssl against the db-client CA bundle only, for client authentication', async () => {
+  it("verifies with openssl against its service's client CA bundle only, for client authentication", async () => {
     const { authority } = await joined();
     const cert = await authority.issueDatabaseCertificate(
       'example',
       ROUTE,
       (await testKeyPair(3)).publicKeyPem,
     );
-    const ok = await opensslVerify(dir, await authority.caBundle('db-client'), cert.certificatePem, [
-      '-purpose',
-      'sslclient',
-    ]);
+    const ok = await opensslVerify(
+      dir,
+      await authority.dbClientCaBundle(ROUTE.service),
+      cert.certificatePem,
+      ['-purpose', 'sslclient'],
+    );
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
-    for (const other of ['db-server', 'bot'] as CaType[]) {
+    for (const other of ['db-client', 'db-server', 'bot'] as CaType[]) {
       const bad = await opensslVerify(dir, await authority.caBundle(other), cert.certificatePem);
       expect(bad.code).not.toBe(0);
     }
@@ -133,9 +135,11 @@ describe('Authority.issueDatabaseCertificate', () => {
 });
 
 describe('Authority.signDatabaseServer', () => {
-  it('signs a server certificate for the hosts plus localhost and 127.0.0.1 and returns the db-client CA', async () => {
+  it("signs a server certificate for the hosts plus localhost and 127.0.0.1 and returns the service's client CA", async () => {
     const { authority, clock } = await setup();
-    const signed = await authority.signDatabaseServer(['db.internal', '10.0.0.5']);
+    const signed = await authority.signDatabaseServer(['db.internal', '10.0.0.5'], {
+      service: 'example-server',
+    });
     const x509 = new X509Certificate(signed.certificatePem);
     const info = parseCertificate(signed.certificatePem);
     expect(info.subjectCommonName).toBe('db.internal');
@@ -144,7 +148,7 @@ describe('Authority.signDatabaseServer', () => {
     expect(x509.checkHost('localhost')).toBe('localhost');
     expect(x509.checkIP('127.0.0.1')).toBe('127.0.0.1');
     expect(x509.checkIP('10.0.0.5')).toBe('10.0.0.5');
-    expect(signed.clientCaPem).toBe(await authority.caBundle('db-client'));
+    expect(signed.clientCaPem).toBe(await authority.dbClientCaBundle('example-server'));
     expect(info.publicKeyPem).toBe(
       createPublicKey(signed.privateKeyPem).export({ type: 'spki', format: 'pem' }),
     );

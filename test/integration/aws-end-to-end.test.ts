@@ -324,7 +324,7 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
       audit: new MemoryAuditLog(),
       clock: systemClock,
     });
-    const serverCert = await authority.signDatabaseServer(['localhost']);
+    const serverCert = await authority.signDatabaseServer(['localhost'], { service: SERVICE });
     expect(
       new X509Certificate(serverCert.certificatePem).verify(publicKeys.get('db-server') as KeyObject),
     ).toBe(true);

@@ -148,7 +148,7 @@ describe('the bot with a real PostgreSQL and the authority over its API', () => 
     keyPool.catch(() => undefined);
     work = await tempDir('bot-pg');
     await authority.initialize('integration');
-    const signed = await authority.signDatabaseServer(['localhost']);
+    const signed = await authority.signDatabaseServer(['localhost'], { service: 'example-server' });
     serverCertPem = signed.certificatePem;
     postgres = await startPostgres({
       baseDir: dir('pg'),

@@ -470,7 +470,7 @@ describe('the database restarts while the proxy holds connections', () => {
     work = await tempDir('faults-pg');
     const authority = new Authority({ store: new MemoryStateStore(), audit: new MemoryAuditLog() });
     await authority.initialize('faults');
-    const signed = await authority.signDatabaseServer(['localhost']);
+    const signed = await authority.signDatabaseServer(['localhost'], { service: SERVICE });
     server = await startPostgres({
       baseDir: path.join(work.dir, 'pg'),
       tls: {

@@ -48,7 +48,7 @@ describe('an authority whose CAs are KMS keys', () => {
       ROUTE,
       (await testKeyPair(2)).publicKeyPem,
     );
-    const server = await authority.signDatabaseServer(['db.internal']);
+    const server = await authority.signDatabaseServer(['db.internal'], { service: 'example-server' });
 
     const checks: Array<[string, string, string, string[]]> = [
       ['bot identity', cas.bot.certificatePem, identity.certificatePem, ['-purpose', 'sslclient']],

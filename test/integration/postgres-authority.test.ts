@@ -88,7 +88,7 @@ describe('PostgreSQL trusts the authority (real server, cert auth, verify-full)'
     await requirePostgres(); // fails (does not skip) with the install command when the server is missing
     work = await tempDir('pg-authority');
     await authority.initialize();
-    const serverCert = await authority.signDatabaseServer(['localhost']);
+    const serverCert = await authority.signDatabaseServer(['localhost'], { service: 'example-server' });
     serverCertPem = serverCert.certificatePem;
     const logLines: string[] = [];
     server = await startPostgres({

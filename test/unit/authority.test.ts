@@ -703,18 +703,22 @@ describe('Authority.issueDatabaseCertificate', () => {
 describe('Authority.signDatabaseServer', () => {
   it('does not repeat localhost when it is one of the hosts', async () => {
     const { authority } = await setup();
-    const signed = await authority.signDatabaseServer(['localhost']);
+    const signed = await authority.signDatabaseServer(['localhost'], { service: 'example-server' });
     expect(parseCertificate(signed.certificatePem).sans).toEqual(['localhost', '127.0.0.1']);
   });
 
   it.each([[[]], [['db internal']], [['db.internal', 'a/b']]])('refuses the hosts %j', async (hosts) => {
     const { authority } = await setup();
-    await expect(authority.signDatabaseServer(hosts)).rejects.toBeInstanceOf(ConfigError);
+    await expect(authority.signDatabaseServer(hosts, { service: 'example-server' })).rejects.toBeInstanceOf(
+      ConfigError,
+    );
   });
 
   it('refuses a TTL above 8760h', async () => {
     const { authority } = await setup();
-    await expect(authority.signDatabaseServer(['db.internal'], 8761 * H)).rejects.toBeInstanceOf(ConfigError);
+    await expect(
+      authority.signDatabaseServer(['db.internal'], { service: 'example-server', ttlMs: 8761 * H }),
+    ).rejects.toBeInstanceOf(ConfigError);
   });
 });
 

@@ -76,7 +76,7 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
   setupOnce(async () => {
     work = await tempDir('proxy-mariadb');
     authority = await newAuthority();
-    serverCert = await authority.signDatabaseServer(['localhost']);
+    serverCert = await authority.signDatabaseServer(['localhost'], { service: 'maria' });
     // MariaDB compares REQUIRE SUBJECT with OpenSSL's one-line form of the certificate subject.
     server = await startMariadb({
       baseDir: path.join(work.dir, 'mariadb'),
@@ -298,7 +298,7 @@ describe('proxy tunnel: Redis (TLS client certificates, real server)', () => {
   setupOnce(async () => {
     work = await tempDir('proxy-redis');
     authority = await newAuthority();
-    const serverCert = await authority.signDatabaseServer(['localhost']);
+    const serverCert = await authority.signDatabaseServer(['localhost'], { service: 'cache' });
     server = await startRedis({
       baseDir: path.join(work.dir, 'redis'),
       tls: {
@@ -426,7 +426,7 @@ describe('proxy tunnel: MongoDB (TLS from the first byte, against a mutual-TLS e
   setupOnce(async () => {
     work = await tempDir('proxy-mongo');
     authority = await newAuthority();
-    serverCert = await authority.signDatabaseServer(['localhost']);
+    serverCert = await authority.signDatabaseServer(['localhost'], { service: 'docs' });
     const server = tls.createServer(
       {
         cert: serverCert.certificatePem,
@@ -519,7 +519,7 @@ describe('proxy tunnel: MongoDB (TLS from the first byte, against a mutual-TLS e
     );
 
     const clientCa = path.join(work.dir, 'db-client-ca.crt');
-    await writeFile(clientCa, await authority.caBundle('db-client'));
+    await writeFile(clientCa, await authority.dbClientCaBundle('docs'));
     const verifyClient = await runCommand('openssl', [
       'verify',
       '-purpose',

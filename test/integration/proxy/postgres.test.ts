@@ -61,7 +61,7 @@ describe('broker proxy db with a real PostgreSQL server', () => {
     await requirePostgres();
     work = await tempDir('proxy-pg');
     await authority.initialize();
-    const serverCert = await authority.signDatabaseServer(['localhost']);
+    const serverCert = await authority.signDatabaseServer(['localhost'], { service: SERVICE });
     server = await startPostgres({
       baseDir: path.join(work.dir, 'pg'),
       tls: {

@@ -1,0 +1,121 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { type Authority, DEFAULT_SERVER_CERT_TTL_MS } from '../authority/authority.js';
+import { ConfigError } from '../config/errors.js';
+import { formatDuration, parseDuration } from '../duration.js';
+import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../pki/ca.js';
+import { writeFileAtomic } from '../state/file-store.js';
+import { UsageError } from './errors.js';
+
+type Out = (line: string) => void;
+
+/**
+ * Why `auth sign --format=db` needs `--service`: printed when it is missing. The shared client CA an older
+ * setup trusts signs nothing any more, so a database given it would refuse every broker certificate.
+ */
+export const SERVICE_REQUIRED =
+  '--service is required: each database trusts only the client CA of its own database service (the name of ' +
+  'its `db` resource), so a certificate issued for one database opens no other; e.g. ' +
+  '`broker auth sign --format=db --service example-server --host db.internal --out server`';
+
+interface SignOptions {
+  format: string;
+  service?: string;
+  host: string;
+  out: string;
+  ttl: string;
+  overwrite: boolean;
+}
+
+function durationOption(text: string, flag: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0)
+    throw new UsageError(`${flag} ${JSON.stringify(text)} is not a duration; use e.g. 30m, 1h, 8h`);
+  return ms;
+}
+
+const exists = (file: string) =>
+  fs.stat(file).then(
+    () => true,
+    () => false,
+  );
+
+/** Registers `auth sign --format=db` and `auth export` (`tctl auth`-shaped) on the program. */
+export function registerAuthCommands(program: Command, out: Out, open: () => Promise<Authority>): void {
+  const auth = program.command('auth').description('certificate authority operations');
+  auth
+    .command('sign')
+    .description(
+      "sign a database server certificate for one database service (writes PREFIX.crt, PREFIX.key, and PREFIX.cas: that service's client CA) like `tctl auth sign --format=db`",
+    )
+    .requiredOption('--format <format>', 'only "db"')
+    .option('--service <name>', 'the database service (db resource name) this server is; required')
+    .requiredOption('--host <hosts>', 'comma-separated host names / IPs of the database server')
+    .requiredOption('-o, --out <prefix>', 'output path prefix')
+    .option(
+      '--ttl <duration>',
+      'validity of the server certificate',
+      formatDuration(DEFAULT_SERVER_CERT_TTL_MS),
+    )
+    .option('--overwrite', 'replace existing files', false)
+    .action(async (opts: SignOptions) => {
+      if (opts.format !== 'db') throw new UsageError('--format must be "db"');
+      if (!opts.service) throw new UsageError(SERVICE_REQUIRED);
+      const service = opts.service;
+      const authority = await open();
+      const files = { crt: `${opts.out}.crt`, key: `${opts.out}.key`, cas: `${opts.out}.cas` };
+      if (!opts.overwrite)
+        for (const f of Object.values(files))
+          if (await exists(f)) throw new ConfigError(`${f} exists; use --overwrite to replace it`);
+      const hosts = opts.host
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      const signed = await authority.signDatabaseServer(hosts, {
+        service,
+        ttlMs: durationOption(opts.ttl, '--ttl'),
+      });
+      await fs.mkdir(path.dirname(path.resolve(files.crt)), { recursive: true });
+      await writeFileAtomic(files.key, signed.privateKeyPem, 0o600);
+      await writeFileAtomic(files.crt, signed.certificatePem, 0o644);
+      await writeFileAtomic(files.cas, signed.clientCaPem, 0o644);
+      out(
+        `Database server credentials for service "${service}" written (serial ${signed.serial}, expires ${signed.expires}):`,
+      );
+      out(`  ${files.crt}  server certificate (SANs include localhost and 127.0.0.1)`);
+      out(`  ${files.key}  its private key (0600)`);
+      out(
+        `  ${files.cas}  the client CA of "${service}": the server trusts certificates issued for this service only`,
+      );
+      out(
+        'PostgreSQL: ssl = on, ssl_cert_file, ssl_key_file, ssl_ca_file = these files; pg_hba.conf: hostssl all all 0.0.0.0/0 cert',
+      );
+      if ((await authority.getResources('db')).every((db) => db.metadata.name !== service))
+        out(
+          `Note: there is no db resource "${service}" yet; certificates are issued for it once \`broker create\` adds one with that name.`,
+        );
+    });
+  auth
+    .command('export')
+    .description('print a CA certificate bundle (every active certificate)')
+    .requiredOption('--type <type>', `one of ${CA_TYPES.join(', ')}`)
+    .option(
+      '--service <name>',
+      'with --type db-client: the client CA of this database service (what its database trusts)',
+    )
+    .action(async (opts: { type: string; service?: string }) => {
+      if (!(CA_TYPES as readonly string[]).includes(opts.type))
+        throw new UsageError(
+          `--type must be one of ${CA_TYPES.map((t) => `${t} (${CA_DESCRIPTIONS[t]})`).join('; ')}`,
+        );
+      if (opts.service !== undefined && opts.type !== 'db-client')
+        throw new UsageError('--service goes with --type db-client only');
+      const authority = await open();
+      const bundle =
+        opts.service === undefined
+          ? await authority.caBundle(opts.type as CaType)
+          : await authority.dbClientCaBundle(opts.service);
+      out(bundle.trimEnd());
+    });
+}
