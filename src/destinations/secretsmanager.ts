@@ -14,7 +14,6 @@
  * A failure before step 4 leaves AWSCURRENT where it was. Throttling is retried with capped exponential
  * back-off and full jitter, on top of the SDK's own retries.
  */
-import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import {
   CreateSecretCommand,
   DescribeSecretCommand,
@@ -39,7 +38,7 @@ import {
   parseBundle,
   serializeBundle,
 } from '../credentials/bundle.js';
-import { BrokerError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Destination } from './destination.js';
 import { DestinationError } from './directory.js';
