@@ -1,11 +1,11 @@
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { isIP } from 'node:net';
 import path from 'node:path';
 import type { Authority } from '../authority/authority.js';
 import { ConfigError } from '../config/errors.js';
 import type { Logger } from '../log.js';
+import { authorityServerNames } from '../pki/authority-server.js';
 import { generateRsaKeyPair } from '../pki/keys.js';
 import { handleApiRequest } from './handler.js';
 import { API_PATH } from './transports.js';
@@ -17,6 +17,8 @@ export interface AuthorityServerOptions {
   /** `host:port` for HTTPS; loopback only unless `unsafeListen`. */
   listen?: string;
   unsafeListen?: boolean;
+  /** More names or addresses bots dial the HTTPS listener by, for its certificate (`--public-addr`). */
+  publicAddrs?: readonly string[];
   log?: Logger;
 }
 
@@ -94,9 +96,8 @@ export async function startAuthorityServer(options: AuthorityServerOptions): Pro
       `refusing to listen on ${host}: not a loopback address; pass --unsafe-listen if you really mean it`,
     );
   const keys = await generateRsaKeyPair();
-  const sans = [...new Set(['localhost', '127.0.0.1', '::1', host])].filter(
-    (h) => h !== '0.0.0.0' && (isIP(h) || /^[a-zA-Z0-9.-]+$/.test(h)),
-  );
+  // Bots check that this certificate names the host they dial (src/pki/authority-server.ts).
+  const sans = authorityServerNames(host, options.publicAddrs);
   const cert = await authority.signAuthorityServer(sans, keys.publicKeyPem, SERVER_CERT_TTL_MS);
   const chain = cert + (await authority.caBundle('bot'));
   const server = https.createServer({ key: keys.privateKeyPem, cert: chain, minVersion: 'TLSv1.2' }, handler);

@@ -1,10 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
-import https from 'node:https';
-import type { TLSSocket } from 'node:tls';
+import { isIP } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
 import type { Authority } from '../authority/authority.js';
 import { ConfigError } from '../config/errors.js';
-import { caPin } from '../pki/parse.js';
+import { checkAuthorityCertificate } from '../pki/authority-server.js';
 import type { AuthorityTransport } from './client.js';
 import { AuthorityUnavailableError } from './errors.js';
 import { handleApiRequest } from './handler.js';
@@ -26,8 +26,10 @@ export class InProcessTransport implements AuthorityTransport {
 
 /**
  * Calls `broker authority serve` over a unix socket (`unix:///path/to/authority.sock`) or loopback HTTPS
- * (`https://127.0.0.1:3025`). Over HTTPS the server's chain must contain a CA whose SPKI matches one of
- * `caPins` (as `broker status` prints them) and the server certificate must be signed by that CA.
+ * (`https://127.0.0.1:3025`). Over HTTPS the TLS connection is made and the server recognised as the
+ * authority before a single byte of the request is written: its certificate must be signed by a CA whose
+ * SPKI matches one of `caPins` (as `broker status` prints them) and be the authority's serving certificate
+ * for the URL's host (src/pki/authority-server.ts), never a bot identity.
  */
 export class HttpTransport implements AuthorityTransport {
   readonly description: string;
@@ -86,50 +88,72 @@ export class HttpTransport implements AuthorityTransport {
         res.on('error', (err) => unavailable(err.message, err));
       };
       let req: http.ClientRequest;
-      if (this.url.protocol === 'unix:') {
+      type Connection = Pick<http.RequestOptions, 'socketPath' | 'createConnection' | 'host' | 'port'>;
+      const post = (connection: Connection) => {
         req = http.request(
-          {
-            socketPath: this.socketPath as string,
-            path: API_PATH,
-            method: 'POST',
-            headers,
-            timeout: TIMEOUT_MS,
-          },
+          { ...connection, path: API_PATH, method: 'POST', headers, timeout: TIMEOUT_MS },
           onResponse,
         );
-      } else {
-        req = https.request(
-          {
-            host: this.url.hostname.replace(/^\[(.*)\]$/, '$1'),
-            port: Number(this.url.port || 443),
-            path: API_PATH,
-            method: 'POST',
-            headers,
-            timeout: TIMEOUT_MS,
-            // The chain is checked against the pins below, not against the system's public CAs.
-            rejectUnauthorized: false,
-            agent: false,
-          },
-          onResponse,
+        req.on('timeout', () => req.destroy(new Error(`no answer within ${TIMEOUT_MS / 1000}s`)));
+        req.on('error', (err: NodeJS.ErrnoException) =>
+          unavailable(err.code ? `${err.code} ${err.message}` : err.message, err),
         );
-        req.on('socket', (socket) => {
-          (socket as TLSSocket).once('secureConnect', () => {
-            const problem = checkPinnedChain(socket as TLSSocket, this.caPins);
-            if (problem) req.destroy(new Error(problem));
-          });
-        });
-      }
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${TIMEOUT_MS / 1000}s`)));
-      req.on('error', (err: NodeJS.ErrnoException) =>
-        unavailable(err.code ? `${err.code} ${err.message}` : err.message, err),
+        req.end(body);
+      };
+      if (this.url.protocol === 'unix:') post({ socketPath: this.socketPath as string });
+      else
+        this.connectToAuthority().then(
+          (socket) => post({ createConnection: () => socket, host: hostOf(this.url), port: this.url.port }),
+          (err: NodeJS.ErrnoException) =>
+            unavailable(err.code ? `${err.code} ${err.message}` : err.message, err),
+        );
+    });
+  }
+
+  /** A TLS connection to the HTTPS authority, resolved only once its certificate is recognised. */
+  private connectToAuthority(): Promise<TLSSocket> {
+    const host = hostOf(this.url);
+    return new Promise<TLSSocket>((resolve, reject) => {
+      const socket = tls.connect({
+        host,
+        port: Number(this.url.port || 443),
+        ...(isIP(host) ? {} : { servername: host }),
+        // Trust comes from the pins and the checks below, never from the system's public CAs.
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+      });
+      socket.setTimeout(TIMEOUT_MS, () =>
+        socket.destroy(new Error(`no TLS handshake within ${TIMEOUT_MS / 1000}s`)),
       );
-      req.end(body);
+      socket.once('error', reject);
+      socket.once('secureConnect', () => {
+        const problem = checkPinnedChain(socket, this.caPins, host);
+        if (problem) {
+          socket.destroy();
+          reject(new Error(problem));
+          return;
+        }
+        socket.setTimeout(0);
+        resolve(socket);
+      });
     });
   }
 }
 
-/** Returns why the peer's chain is not trusted, or undefined when a pinned CA signed the server certificate. */
-export function checkPinnedChain(socket: TLSSocket, pins: readonly string[]): string | undefined {
+/** The host of an https URL, an IPv6 address without its brackets. */
+function hostOf(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
+/**
+ * Returns why the TLS peer is not the authority at `host`, or undefined when a pinned CA signed its
+ * certificate and that certificate is the authority's serving certificate for `host`.
+ */
+export function checkPinnedChain(
+  socket: TLSSocket,
+  pins: readonly string[],
+  host: string,
+): string | undefined {
   const peer = socket.getPeerCertificate(true);
   if (!peer?.raw) return 'the authority presented no certificate';
   const leaf = new X509Certificate(peer.raw);
@@ -140,12 +164,5 @@ export function checkPinnedChain(socket: TLSSocket, pins: readonly string[]): st
     if (cur.issuerCertificate === cur) break;
     cur = cur.issuerCertificate;
   }
-  const now = new Date();
-  if (new Date(leaf.validTo) < now || new Date(leaf.validFrom) > now)
-    return 'the authority certificate is outside its validity period';
-  for (const ca of chain) {
-    if (!pins.includes(caPin(ca.toString()))) continue;
-    if (leaf.checkIssued(ca) && leaf.verify(ca.publicKey)) return undefined;
-  }
-  return 'the authority certificate is not signed by a CA matching ca_pins (check `broker status` on the authority)';
+  return checkAuthorityCertificate(leaf, chain, { pins, host, now: new Date() });
 }

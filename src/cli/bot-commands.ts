@@ -10,6 +10,13 @@ import { openAuthority } from './authority-commands.js';
 
 type Out = (line: string) => void;
 
+interface ServeOptions {
+  socket?: string;
+  listen?: string;
+  unsafeListen: boolean;
+  publicAddr?: string;
+}
+
 export function registerBotCommands(program: Command, out: Out): void {
   program
     .command('start')
@@ -63,7 +70,11 @@ export function registerBotCommands(program: Command, out: Out): void {
     .option('--socket <path>', 'unix socket path (default: STATE_DIR/authority.sock)')
     .option('--listen <host:port>', 'serve HTTPS instead, e.g. 127.0.0.1:3025')
     .option('--unsafe-listen', 'allow a non-loopback --listen address', false)
-    .action(async (opts: { socket?: string; listen?: string; unsafeListen: boolean }) => {
+    .option(
+      '--public-addr <names>',
+      'comma-separated host names / IPs bots dial besides the --listen address (put in its certificate)',
+    )
+    .action(async (opts: ServeOptions) => {
       const stateDir = program.opts<{ stateDir: string }>().stateDir;
       const auth = await openAuthority(stateDir);
       const log = createLogger({ base: { component: 'authority' } });
@@ -71,6 +82,10 @@ export function registerBotCommands(program: Command, out: Out): void {
         authority: auth,
         log,
         unsafeListen: opts.unsafeListen,
+        publicAddrs: (opts.publicAddr ?? '')
+          .split(',')
+          .map((name) => name.trim())
+          .filter(Boolean),
         ...(opts.listen
           ? { listen: opts.listen }
           : { socketPath: opts.socket ?? `${stateDir}/authority.sock` }),

@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-kms';
 import type { Clock } from '../clock.js';
 import { BrokerError } from '../errors.js';
-import { type CaKey, type CaType, caSubject, type SignerFactory } from './ca.js';
+import { type CaKey, type CaType, caSubject, type ServiceCaFactory, type SignerFactory } from './ca.js';
 import { buildCertificate, toPem } from './certificate.js';
 import type { Signer } from './signer.js';
 
@@ -163,4 +163,25 @@ export async function createKmsCa(
     { signer },
   );
   return { certificatePem, kmsKeyId: keyId };
+}
+
+/**
+ * Makes each database service's client CA from that service's own KMS key (`keyIds`: service → key id or
+ * ARN, one key per db resource, created by the stack). A service without a key gets no CA: its certificates
+ * are refused until the stack that defines the db resource is deployed.
+ */
+export function kmsServiceCaFactory(options: {
+  kmsClient: KMSClient;
+  keyIds: Readonly<Record<string, string>>;
+  clock: Clock;
+}): ServiceCaFactory {
+  return async (service, clusterName) => {
+    const keyId = Object.hasOwn(options.keyIds, service) ? options.keyIds[service] : undefined;
+    if (!keyId)
+      throw new BrokerError(
+        'bad_state',
+        `there is no KMS key for the client CA of database service "${service}"; the stack creates one per db resource: add the db resource to the stack's resources and deploy`,
+      );
+    return createKmsCa('db-client', { ...options, keyId, service, clusterName });
+  };
 }

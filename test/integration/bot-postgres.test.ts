@@ -162,7 +162,7 @@ describe('the bot with a real PostgreSQL and the authority over its API', () => 
     });
     await authority.createResources(parseResources(RESOURCES(postgres.port), 'resources.yaml'));
     socketServer = await startAuthorityServer({ authority, socketPath: dir('authority.sock') });
-    await writeFile(dir('db-client-ca.crt'), await authority.caBundle('db-client'));
+    await writeFile(dir('db-client-ca.crt'), await authority.dbClientCaBundle('example-server'));
     await writeFile(dir('server.crt'), serverCertPem);
   });
 

@@ -4,6 +4,7 @@
  */
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stateKeys } from '../../src/authority/state-keys.js';
 import { CA_TYPES, type CaKey } from '../../src/pki/ca.js';
 import { kmsTestAuthority } from '../support/authority.js';
 import { KmsDouble } from '../support/aws/kms.js';
@@ -52,7 +53,12 @@ describe('an authority whose CAs are KMS keys', () => {
 
     const checks: Array<[string, string, string, string[]]> = [
       ['bot identity', cas.bot.certificatePem, identity.certificatePem, ['-purpose', 'sslclient']],
-      ['db client', cas['db-client'].certificatePem, dbCert.certificatePem, ['-purpose', 'sslclient']],
+      [
+        "db client (its service's own client CA)",
+        await authority.dbClientCaBundle(ROUTE.service),
+        dbCert.certificatePem,
+        ['-purpose', 'sslclient'],
+      ],
       ['db server', cas['db-server'].certificatePem, server.certificatePem, ['-purpose', 'sslserver']],
       ['bot CA (self-signed)', cas.bot.certificatePem, cas.bot.certificatePem, []],
     ];
@@ -67,17 +73,19 @@ describe('an authority whose CAs are KMS keys', () => {
       });
     }
 
-    // Three certificates, three KMS Sign calls, each a 32-byte SHA-256 digest.
+    // Three certificates and the service's client CA (made from its own KMS key on first issuance): four
+    // KMS Sign calls, each a 32-byte SHA-256 digest.
     const signs = kms.requestsOf('Sign').slice(signsBefore);
-    expect(signs).toHaveLength(3);
+    expect(signs).toHaveLength(4);
     for (const sign of signs) {
       expect(sign.body.MessageType).toBe('DIGEST');
       expect(sign.body.SigningAlgorithm).toBe('RSASSA_PKCS1_V1_5_SHA_256');
       expect(Buffer.from(String(sign.body.Message), 'base64')).toHaveLength(32);
     }
     // No CA private key exists anywhere in the state.
-    for (const type of CA_TYPES) {
-      const keys = (await store.get<{ keys: CaKey[] }>(`cas/${type}`))?.value.keys ?? [];
+    for (const key of [...CA_TYPES.map((type) => stateKeys.ca(type)), stateKeys.dbClientCa(ROUTE.service)]) {
+      const keys = (await store.get<{ keys: CaKey[] }>(key))?.value.keys ?? [];
+      expect(keys.length).toBeGreaterThan(0);
       expect(keys.every((k) => k.privateKeyPem === undefined && typeof k.kmsKeyId === 'string')).toBe(true);
     }
   });

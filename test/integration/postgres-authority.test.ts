@@ -219,7 +219,7 @@ describe('PostgreSQL trusts the authority (real server, cert auth, verify-full)'
       client: path.join(dir, 'alice.crt'),
       server: path.join(dir, 'server.crt'),
     };
-    await writeFile(files.clientCa, await authority.caBundle('db-client'));
+    await writeFile(files.clientCa, await authority.dbClientCaBundle('example-server'));
     await writeFile(files.serverCa, await authority.caBundle('db-server'));
     await writeFile(files.client, alice.certificatePem);
     await writeFile(files.server, serverCertPem);

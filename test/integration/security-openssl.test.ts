@@ -57,7 +57,7 @@ describe('database certificates from a foreign CA, or tampered', () => {
   });
 
   it('openssl verify accepts the genuine certificate and refuses a foreign or tampered one', async () => {
-    const clientCa = await here.authority.caBundle('db-client');
+    const clientCa = await here.authority.dbClientCaBundle(ROUTE.service);
     const verify = (pem: string) => opensslVerify(dir, clientCa, pem, ['-purpose', 'sslclient']);
     expect((await verify(good.certificatePem)).code).toBe(0);
     const bytes = der(good.certificatePem);

@@ -10,7 +10,7 @@ import type { AuthorityOptions } from '../../src/authority/context.js';
 import { parseResources, type Resource } from '../../src/authority/resources.js';
 import { stateKeys } from '../../src/authority/state-keys.js';
 import { ManualClock } from '../../src/clock.js';
-import { CA_TYPES, type CaKey, type CaType } from '../../src/pki/ca.js';
+import { CA_TYPES, type CaKey, type CaType, createLocalCa, type ServiceCaFactory } from '../../src/pki/ca.js';
 import type { KeyPairPem } from '../../src/pki/keys.js';
 import { createKmsCa, kmsSignerFactory } from '../../src/pki/kms-signer.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
@@ -50,6 +50,25 @@ export function initializedState(options: InitializedStateOptions): Promise<Map<
   return state;
 }
 
+const serviceCas = new Map<string, Promise<CaKey>>();
+
+/**
+ * Each database service's client CA, made once per cluster name, start, instance and service in a process
+ * (an RSA key costs more than the test using it), as `initializedState` does for the shared CAs.
+ */
+function cachedServiceCa(options: InitializedStateOptions): ServiceCaFactory {
+  const start = new Date(options.start);
+  return (service, clusterName) => {
+    const id = `${clusterName}@${start.toISOString()}#${options.instance ?? 0}/${service}`;
+    let key = serviceCas.get(id);
+    if (!key) {
+      key = createLocalCa('db-client', clusterName, new ManualClock(start), service);
+      serviceCas.set(id, key);
+    }
+    return key;
+  };
+}
+
 export interface TestAuthority {
   authority: Authority;
   store: MemoryStateStore;
@@ -73,7 +92,13 @@ export async function testAuthority(options: TestAuthorityOptions): Promise<Test
   for (const [key, value] of await initializedState(options)) await store.put(key, value, 'absent');
   const audit = new MemoryAuditLog();
   const clock = new ManualClock(new Date(options.start));
-  const authority = new Authority({ ...options.with, store, audit, clock });
+  const authority = new Authority({
+    serviceCaFactory: cachedServiceCa(options),
+    ...options.with,
+    store,
+    audit,
+    clock,
+  });
   if (options.resources !== undefined)
     await authority.createResources(
       typeof options.resources === 'string'
@@ -142,6 +167,15 @@ export async function kmsTestAuthority(options: {
     audit,
     clock,
     signerFactory: kmsSignerFactory(options.signingClient ?? options.client),
+    // Each database service's client CA is a KMS key of its own, created in the double when first needed.
+    serviceCaFactory: async (service, clusterName) =>
+      createKmsCa('db-client', {
+        clusterName,
+        kmsClient: options.client,
+        keyId: await createKmsKey(options.client),
+        clock,
+        service,
+      }),
   });
   await authority.createResources(parseResources(options.resources, 'resources.yaml'));
   return { authority, store, audit, clock, cas };

@@ -173,7 +173,7 @@ describe('Bot: join, renew and render against the real authority', () => {
     expect(cert.subject).toContain('CN=alice');
     expect(BigInt(`0x${cert.serialNumber}`)).toBe(BigInt(`0x${b.serial}`));
     expect(cert.checkPrivateKey(createPrivateKey(b.files.key!))).toBe(true);
-    const clientCa = new X509Certificate(await authority.caBundle('db-client'));
+    const clientCa = new X509Certificate(await authority.dbClientCaBundle('example-server'));
     expect(cert.checkIssued(clientCa) && cert.verify(clientCa.publicKey)).toBe(true);
     expect(b.files['teleport-host-ca.crt']).toBe(await authority.caBundle('db-server'));
 
