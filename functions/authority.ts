@@ -10,7 +10,7 @@ import {
 } from '../src/authority/aws-bootstrap.js';
 import type { IamJoinVerifier } from '../src/authority/iam-join.js';
 import { systemClock } from '../src/clock.js';
-import { createLogger } from '../src/log.js';
+import { createLogger, redactedError } from '../src/log.js';
 import { DynamoDbStateStore } from '../src/state/dynamodb-store.js';
 import { decodeText, parseEnv } from './env.js';
 
@@ -65,12 +65,19 @@ export function createAuthorityHandler(deps: AuthorityHandlerDeps): (event: unkn
 
 let handlerInstance: ((event: unknown) => Promise<ApiResponse>) | undefined;
 
-/** The Lambda entry point, configured from the environment the stack sets. */
-export const handler = (event: unknown): Promise<ApiResponse> => {
-  handlerInstance ??= createAuthorityHandler({
-    env: process.env,
-    dynamodb: new DynamoDBClient({}),
-    kms: new KMSClient({}),
-  });
-  return handlerInstance(event);
+/**
+ * The Lambda entry point, configured from the environment the stack sets. A failure (bad environment or
+ * resources, bootstrap) is thrown scrubbed: the runtime prints it, and a validation error quotes values.
+ */
+export const handler = async (event: unknown): Promise<ApiResponse> => {
+  try {
+    handlerInstance ??= createAuthorityHandler({
+      env: process.env,
+      dynamodb: new DynamoDBClient({}),
+      kms: new KMSClient({}),
+    });
+    return await handlerInstance(event);
+  } catch (err) {
+    throw redactedError(err);
+  }
 };

@@ -8,7 +8,7 @@ import type { AwsCredentials } from '../src/bot/iam.js';
 import { createBot } from '../src/bot/runtime.js';
 import { type Clock, systemClock } from '../src/clock.js';
 import { BrokerError } from '../src/errors.js';
-import { createLogger } from '../src/log.js';
+import { createLogger, redactedError } from '../src/log.js';
 import { type EmfMetric, emfLine } from '../src/metrics-emf.js';
 import { decodeText, parseEnv } from './env.js';
 
@@ -105,13 +105,20 @@ export function createBotHandler(deps: BotHandlerDeps): () => Promise<BotRunSumm
 
 let handlerInstance: (() => Promise<BotRunSummary>) | undefined;
 
-/** The Lambda entry point, configured from the environment the stack sets. */
-export const handler = (): Promise<BotRunSummary> => {
-  // Few SDK retries: the authority de-duplicates by request id, and Lambda's asynchronous retries re-run the whole cycle.
-  handlerInstance ??= createBotHandler({
-    env: process.env,
-    lambda: new LambdaClient({ maxAttempts: 2 }),
-    secretsManager: new SecretsManagerClient({}),
-  });
-  return handlerInstance();
+/**
+ * The Lambda entry point, configured from the environment the stack sets. A failure is thrown scrubbed: the
+ * runtime prints it, and a configuration error quotes the value it refused.
+ */
+export const handler = async (): Promise<BotRunSummary> => {
+  try {
+    // Few SDK retries: the authority de-duplicates by request id, and Lambda's asynchronous retries re-run the whole cycle.
+    handlerInstance ??= createBotHandler({
+      env: process.env,
+      lambda: new LambdaClient({ maxAttempts: 2 }),
+      secretsManager: new SecretsManagerClient({}),
+    });
+    return await handlerInstance();
+  } catch (err) {
+    throw redactedError(err);
+  }
 };

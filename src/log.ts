@@ -35,6 +35,17 @@ export function redact(text: string): string {
 }
 
 /**
+ * `err` with its message and stack scrubbed by `redact`, for an error about to leave the process (a Lambda
+ * handler's rejection, which the runtime prints). The error itself is changed, so its class and code stay.
+ */
+export function redactedError(err: unknown): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  e.message = redact(e.message);
+  if (e.stack !== undefined) e.stack = redact(e.stack);
+  return e;
+}
+
+/**
  * The process's structured JSON logger. Secret fields are censored by path and messages are scrubbed
  * with `redact`, so a careless `log.info({ token })` or an error quoting a PEM cannot leak.
  */

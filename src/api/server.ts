@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Authority } from '../authority/authority.js';
 import { ConfigError } from '../config/errors.js';
 import type { Logger } from '../log.js';
+import { type HostResolver, loopbackListenHost } from '../net-address.js';
 import { authorityServerNames } from '../pki/authority-server.js';
 import { generateRsaKeyPair } from '../pki/keys.js';
 import { handleApiRequest } from './handler.js';
@@ -17,6 +18,8 @@ export interface AuthorityServerOptions {
   /** `host:port` for HTTPS; loopback only unless `unsafeListen`. */
   listen?: string;
   unsafeListen?: boolean;
+  /** Resolves the `listen` host for the loopback check; default the system resolver. */
+  resolve?: HostResolver;
   /** More names or addresses bots dial the HTTPS listener by, for its certificate (`--public-addr`). */
   publicAddrs?: readonly string[];
   log?: Logger;
@@ -30,10 +33,6 @@ export interface RunningAuthorityServer {
 
 const MAX_BODY = 256 * 1024;
 const SERVER_CERT_TTL_MS = 30 * 24 * 3_600_000;
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
 
 /** Serves the authority API: POST /v1/rpc with a JSON request, answered with a JSON response. */
 export async function startAuthorityServer(options: AuthorityServerOptions): Promise<RunningAuthorityServer> {
@@ -91,17 +90,20 @@ export async function startAuthorityServer(options: AuthorityServerOptions): Pro
   const port = Number(listen.slice(i + 1));
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new ConfigError(`--listen ${listen}: expected host:port`);
-  if (!isLoopback(host) && !options.unsafeListen)
-    throw new ConfigError(
-      `refusing to listen on ${host}: not a loopback address; pass --unsafe-listen if you really mean it`,
-    );
+  // Resolved and checked before anything is made; the listener binds the checked address, not the name.
+  const bind = await loopbackListenHost(host, {
+    flag: '--listen',
+    unsafe: options.unsafeListen === true,
+    risk: 'the authority API would be reachable from the network',
+    ...(options.resolve ? { resolve: options.resolve } : {}),
+  });
   const keys = await generateRsaKeyPair();
   // Bots check that this certificate names the host they dial (src/pki/authority-server.ts).
   const sans = authorityServerNames(host, options.publicAddrs);
   const cert = await authority.signAuthorityServer(sans, keys.publicKeyPem, SERVER_CERT_TTL_MS);
   const chain = cert + (await authority.caBundle('bot'));
   const server = https.createServer({ key: keys.privateKeyPem, cert: chain, minVersion: 'TLSv1.2' }, handler);
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, bind, resolve));
   const addr = server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   return {

@@ -4,6 +4,7 @@ import { parseYamlDocuments, type SourceDocument, validateDocument } from '../co
 import { splitPemBundle } from '../credentials/pem.js';
 import { DB_PROTOCOLS, HOST_PORT_HINT, HOST_PORT_PATTERN, parseHostPort } from '../credentials/route.js';
 import { parseDuration } from '../duration.js';
+import { arnPatternAccount, arnPatternProblem } from './arn.js';
 import { rolePatternIssues, unsupportedRoleFields } from './rbac/validate.js';
 
 /** Names of resources: what Teleport accepts for role, bot and database names, minus path separators. */
@@ -132,10 +133,28 @@ export const botSchema = z.strictObject({
   }),
 });
 
-const iamAllow = z.strictObject({
-  aws_account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id'),
-  aws_arn: z.string().min(1).optional(),
-});
+/** An iam allow rule: the account, and optionally an ARN glob matched segment by segment (./arn.ts). */
+const iamAllow = z
+  .strictObject({
+    aws_account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id'),
+    aws_arn: z
+      .string()
+      .min(1)
+      .superRefine((arn, ctx) => {
+        const problem = arnPatternProblem(arn);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+  })
+  .superRefine((rule, ctx) => {
+    const account = rule.aws_arn === undefined ? undefined : arnPatternAccount(rule.aws_arn);
+    if (account !== undefined && account !== rule.aws_account)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['aws_arn'],
+        message: `names account ${account} but aws_account ${rule.aws_account} is required: the rule matches nothing`,
+      });
+  });
 
 export const tokenSchema = z
   .strictObject({

@@ -4,7 +4,7 @@ import { describeOutput } from '../bot/bot.js';
 import { loadBotConfig } from '../bot/config.js';
 import { createBot, signalWaiter } from '../bot/runtime.js';
 import { BrokerError } from '../errors.js';
-import { createLogger } from '../log.js';
+import { createLogger, redact } from '../log.js';
 import { caPin } from '../pki/parse.js';
 import { openAuthority } from './authority-commands.js';
 
@@ -37,7 +37,7 @@ export function registerBotCommands(program: Command, out: Out): void {
           out(
             r.ok
               ? `ok      ${r.output}  serial ${r.serial}  expires ${r.expires}`
-              : `FAILED  ${r.output}: ${r.error}`,
+              : `FAILED  ${r.output}: ${redact(String(r.error))}`,
           );
         const failed = results.filter((r) => !r.ok).length;
         if (failed > 0)

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { BrokerError } from '../errors.js';
+import { redact } from '../log.js';
 import { DEFAULT_STATE_DIR, registerAuthorityCommands } from './authority-commands.js';
 import { registerBotCommands } from './bot-commands.js';
 import { registerDemoCommand } from './demo.js';
@@ -22,7 +23,8 @@ export function buildProgram(out: (line: string) => void = (l) => process.stdout
     )
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    // Usage errors quote what was typed (`unknown option '--<token>'`): scrubbed like every error line.
+    .configureOutput({ writeErr: (s) => process.stderr.write(redact(s)) });
   registerAuthorityCommands(program, out);
   registerBotCommands(program, out);
   registerDemoCommand(program, out);
@@ -48,12 +50,13 @@ export async function runCli(argv: readonly string[]): Promise<number> {
         return 0;
       return 2;
     }
+    // Messages quote what was typed, and a secret may have been typed into the wrong argument.
     if (err instanceof BrokerError) {
-      process.stderr.write(`ERROR: ${err.message}\n`);
+      process.stderr.write(`ERROR: ${redact(err.message)}\n`);
       return exitCodeOf(err);
     }
-    process.stderr.write(`ERROR: ${(err as Error)?.message ?? String(err)}\n`);
-    if (process.env.BROKER_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
+    process.stderr.write(`ERROR: ${redact((err as Error)?.message ?? String(err))}\n`);
+    if (process.env.BROKER_DEBUG) process.stderr.write(`${redact(String((err as Error)?.stack))}\n`);
     return 1;
   }
 }

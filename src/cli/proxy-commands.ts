@@ -4,8 +4,8 @@ import { formatDuration } from '../duration.js';
 import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { CredentialCache } from '../proxy/credential-cache.js';
-import { checkHealth, startDiagServer } from '../proxy/diag.js';
-import { DatabaseProxy, type ListenSpec } from '../proxy/proxy.js';
+import { checkHealth, diagListenAddress, startDiagServer } from '../proxy/diag.js';
+import { DatabaseProxy, type ListenSpec, proxyListenHost } from '../proxy/proxy.js';
 import type { BundleSource } from '../proxy/sources/bundle-source.js';
 import { DirectoryBundleSource } from '../proxy/sources/directory.js';
 import { SecretsManagerBundleSource } from '../proxy/sources/secretsmanager.js';
@@ -48,7 +48,10 @@ export function registerProxyCommands(program: Command, out: Out): void {
     .option('--tunnel', 'attach the current certificate upstream; clients connect without TLS or password')
     .option('--destination-dir <dir>', 'directory output the bot writes')
     .option('--secret-id <id>', 'read the bundle from this AWS Secrets Manager secret instead (AWS mode)')
-    .option('--diag-addr <host:port>', 'serve /livez, /readyz and /metrics here')
+    .option(
+      '--diag-addr <host:port>',
+      'serve /livez, /readyz and /metrics here; loopback only unless --unsafe-listen',
+    )
     .option('--max-connections <n>', 'refuse connections beyond this many open ones (0 = unlimited)', '0')
     .option(
       '--max-sigterm-delay <duration>',
@@ -56,7 +59,7 @@ export function registerProxyCommands(program: Command, out: Out): void {
       '25s',
     )
     .option('--idle-timeout <duration>', 'close connections with no traffic for this long (0 = never)', '0')
-    .option('--unsafe-listen', 'allow listening on a non-loopback address')
+    .option('--unsafe-listen', 'allow a non-loopback --address or --diag-addr (reachable from the network)')
     .addHelpText(
       'after',
       `
@@ -85,6 +88,10 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
         throw new UsageError('--max-connections must be a whole number');
       const drainMs = durationOption(opts.maxSigtermDelay, '--max-sigterm-delay');
       const idleMs = opts.idleTimeout === '0' ? 0 : durationOption(opts.idleTimeout, '--idle-timeout');
+      // Both listen addresses are checked before anything starts; each listener checks again as it binds.
+      const unsafeListen = opts.unsafeListen === true;
+      if (!opts.unix) await proxyListenHost(opts.address, { unsafeListen });
+      if (opts.diagAddr) await diagListenAddress(opts.diagAddr, { unsafeListen });
       const log = createLogger({ base: { component: 'proxy', service } });
       const creds = new CredentialCache(source, { log });
       await creds.start();
@@ -100,13 +107,15 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
         log,
         tunnel: opts.tunnel === true,
         listen,
-        unsafeListen: opts.unsafeListen === true,
+        unsafeListen,
         maxConnections,
         idleTimeoutMs: idleMs,
         handlers: { mysql: mysqlTunnel },
       });
       const address = await dbProxy.start();
-      const diag = opts.diagAddr ? await startDiagServer(opts.diagAddr, creds, dbProxy) : undefined;
+      const diag = opts.diagAddr
+        ? await startDiagServer(opts.diagAddr, creds, dbProxy, { unsafeListen })
+        : undefined;
       out(
         `Proxy for ${service} listening on ${address} (${opts.tunnel ? 'tunnel: the proxy attaches the certificate' : 'non-tunnel: clients bring the certificate'})`,
       );

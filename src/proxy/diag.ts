@@ -1,8 +1,8 @@
 import http from 'node:http';
 import { ConfigError } from '../config/errors.js';
+import { formatHostPort, type HostResolver, loopbackListenHost } from '../net-address.js';
 import type { CredentialCache } from './credential-cache.js';
 import type { DatabaseProxy } from './proxy.js';
-import { isLoopbackAddress } from './proxy.js';
 
 export function parseHostPort(text: string, flag: string): { host: string; port: number } {
   const i = text.lastIndexOf(':');
@@ -32,16 +32,38 @@ export function readiness(
   return { status: 200, body: { ready: true, openConnections: proxy.openConnections, ...base } };
 }
 
+export interface DiagListenOptions {
+  /** `--unsafe-listen`: allow a non-loopback address. */
+  unsafeListen?: boolean;
+  resolve?: HostResolver;
+}
+
+/**
+ * Where `--diag-addr` binds: loopback only (every address a name resolves to) unless `unsafeListen`, since
+ * /readyz and /metrics describe the proxy and its credentials to whoever can reach them.
+ */
+export async function diagListenAddress(
+  address: string,
+  options: DiagListenOptions = {},
+): Promise<{ host: string; port: number }> {
+  const { host, port } = parseHostPort(address, '--diag-addr');
+  const bind = await loopbackListenHost(host, {
+    flag: '--diag-addr',
+    unsafe: options.unsafeListen === true,
+    risk: 'anyone who can reach it reads /readyz and /metrics; use e.g. 127.0.0.1:9090',
+    ...(options.resolve ? { resolve: options.resolve } : {}),
+  });
+  return { host: bind, port };
+}
+
 /** `/livez`, `/readyz` and `/metrics` on the diagnostics address. */
 export async function startDiagServer(
   address: string,
   creds: CredentialCache,
   proxy: DatabaseProxy,
-  options: { unsafeListen?: boolean } = {},
+  options: DiagListenOptions = {},
 ): Promise<{ address: string; close(): Promise<void> }> {
-  const { host, port } = parseHostPort(address, '--diag-addr');
-  if (!isLoopbackAddress(host) && host !== '0.0.0.0' && !options.unsafeListen)
-    throw new ConfigError(`--diag-addr ${address}: use a loopback address`);
+  const { host, port } = await diagListenAddress(address, options);
   const json = (res: http.ServerResponse, status: number, body: unknown) =>
     res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
   const server = http.createServer(async (req, res) => {
@@ -66,7 +88,10 @@ export async function startDiagServer(
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
   const addr = server.address() as import('node:net').AddressInfo;
-  return { address: `${host}:${addr.port}`, close: () => new Promise((r) => server.close(() => r())) };
+  return {
+    address: formatHostPort(host, addr.port),
+    close: () => new Promise((r) => server.close(() => r())),
+  };
 }
 
 /** `broker proxy healthcheck`: GET /readyz, true when it answers 200. For container health checks (no curl needed). */

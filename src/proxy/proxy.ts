@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { ConfigError } from '../config/errors.js';
 import type { DbProtocol } from '../credentials/route.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { type HostResolver, loopbackListenHost } from '../net-address.js';
 import type { CredentialCache } from './credential-cache.js';
 import { CredentialDialer, type Dialer } from './dialer.js';
 import { ProxyMetrics } from './metrics.js';
@@ -25,6 +25,8 @@ export interface ProxyOptions {
   listen: ListenSpec;
   /** Allow a non-loopback TCP address. */
   unsafeListen?: boolean;
+  /** Resolves a TCP listen host for the loopback check; default the system resolver. */
+  resolve?: HostResolver;
   /** 0 = unlimited. */
   maxConnections?: number;
   startupTimeoutMs?: number;
@@ -36,8 +38,20 @@ export interface ProxyOptions {
   handlers?: Partial<Record<DbProtocol, TunnelHandler>>;
 }
 
-export function isLoopbackAddress(address: string): boolean {
-  return address === 'localhost' || address === '::1' || /^127\.\d+\.\d+\.\d+$/.test(address);
+/**
+ * The address the proxy binds for `--address`: loopback only (every address a name resolves to), unless
+ * `unsafeListen`. The CLI calls it before anything starts; `start` calls it again before binding.
+ */
+export function proxyListenHost(
+  address: string,
+  options: { unsafeListen?: boolean; resolve?: HostResolver },
+): Promise<string> {
+  return loopbackListenHost(address, {
+    flag: '--address',
+    unsafe: options.unsafeListen === true,
+    risk: "anyone who can reach it would use this machine's database credentials; listen on 127.0.0.1",
+    ...(options.resolve ? { resolve: options.resolve } : {}),
+  });
 }
 
 const DEFAULT_HANDLERS: Partial<Record<DbProtocol, TunnelHandler>> = {
@@ -84,10 +98,7 @@ export class DatabaseProxy {
   async start(): Promise<string> {
     const { listen } = this.options;
     // Checked before anything is bound: a refused address must never have listened, even for a moment.
-    if (!('unixPath' in listen) && !isLoopbackAddress(listen.address) && !this.options.unsafeListen)
-      throw new ConfigError(
-        `refusing to listen on ${listen.address}: anyone who can reach it would use this machine's database credentials; listen on 127.0.0.1, or pass --unsafe-listen if you really mean it`,
-      );
+    const host = 'unixPath' in listen ? undefined : await proxyListenHost(listen.address, this.options);
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
       this.accept(socket),
     );
@@ -108,7 +119,7 @@ export class DatabaseProxy {
       return socketPath;
     }
     await new Promise<void>((resolve, reject) =>
-      server.once('error', reject).listen(listen.port, listen.address, resolve),
+      server.once('error', reject).listen(listen.port, host ?? '127.0.0.1', resolve),
     );
     const addr = server.address() as net.AddressInfo;
     return `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`;
