@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { type BundleMeta, type CredentialBundle, validateBundleShape } from '../credentials/bundle.js';
-import { BrokerError } from '../errors.js';
 import { LockFile } from '../state/lockfile.js';
 import type { Destination } from './destination.js';
+import { assertSafeParents, DestinationError, PinnedDirectory, refusePseudoFilesystem } from './safe-fs.js';
+
+export { DestinationError } from './safe-fs.js';
 
 const META_FILE = '.broker.json';
 const CURRENT = '.current';
@@ -12,13 +14,9 @@ const VERSIONS = '.versions';
 const LOCK = '.lock';
 /** A link left under its temporary name (see replaceSymlink) by a write that crashed halfway. */
 const STRAY_LINK = /\.[0-9a-f]{8}\.tmp$/;
-
-export class DestinationError extends BrokerError {
-  override name = 'DestinationError';
-  constructor(message: string, options: { cause?: unknown } = {}) {
-    super('destination', message, options);
-  }
-}
+/** The names the bot gives the entries of `.versions`: `<serial>-<id>`, and `.<serial>-<id>.tmp` while staging. */
+const VERSION = /^[0-9a-fA-F]{1,64}-[0-9a-f]{6}$/;
+const STAGING = /^\.[0-9a-fA-F]{1,64}-[0-9a-f]{6}\.tmp$/;
 
 /**
  * The `directory` destination. Layout, so that the whole output switches at once:
@@ -30,6 +28,10 @@ export class DestinationError extends BrokerError {
  * Opening `PATH/key` resolves through `.current` at that moment, so at every instant all artifact names
  * point into the same issuance; a reader never finds a new certificate beside an old key. The previous
  * version stays on disk for readers that are mid-read. A lock file keeps two bots from writing one path.
+ *
+ * The destination and `.versions` must be the bot user's and writable by no one else, and no other user may
+ * be able to replace a directory above them; pseudo-filesystems (/proc, /sys, /dev, ...) are refused. Deletes
+ * go through directories held open (safe-fs.ts) and touch only names the bot creates.
  */
 export class DirectoryDestination implements Destination {
   readonly description: string;
@@ -44,8 +46,11 @@ export class DirectoryDestination implements Destination {
     this.dirMode = options.readers === 'group' ? 0o750 : 0o700;
   }
 
-  /** Refuses a destination reached through a symlink: the bot must never write where a link points it. */
-  private async assertNoSymlinks(): Promise<void> {
+  /**
+   * Refuses, before anything is created, a destination on a pseudo-filesystem, one reached through a symlink
+   * (the bot must never write where a link points it) and one below a directory another user can write.
+   */
+  private async assertPlace(): Promise<void> {
     let existing = this.dir;
     while (
       !(await fs.lstat(existing).then(
@@ -54,25 +59,50 @@ export class DirectoryDestination implements Destination {
       ))
     )
       existing = path.dirname(existing);
+    await refusePseudoFilesystem(this.dir, existing);
     const real = await fs.realpath(existing);
     if (real !== existing)
       throw new DestinationError(
         `destination ${this.dir} goes through a symlink (${existing} resolves to ${real}); configure the real path`,
       );
+    await assertSafeParents(this.dir, existing === this.dir ? path.dirname(existing) : existing);
   }
 
-  async write(bundle: CredentialBundle): Promise<void> {
-    await this.assertNoSymlinks();
+  /** Creates the destination if needed and opens it, refusing one another user owns or can write. */
+  private async openDestination(): Promise<PinnedDirectory> {
+    let created: string | undefined;
+    let dir: PinnedDirectory;
     try {
-      // Modes are set explicitly after each create: a restrictive umask (systemd UMask=0077) would
-      // otherwise silently take away the group access that `readers: group` promises.
-      if (await fs.mkdir(this.dir, { recursive: true, mode: this.dirMode }))
-        await fs.chmod(this.dir, this.dirMode);
+      created = await fs.mkdir(this.dir, { recursive: true, mode: this.dirMode });
+      dir = await PinnedDirectory.open(this.dir);
     } catch (err) {
       throw new DestinationError(`cannot create destination ${this.dir}: ${(err as Error).message}`, {
         cause: err,
       });
     }
+    try {
+      // Modes are set explicitly after each create: a restrictive umask (systemd UMask=0077) would
+      // otherwise silently take away the group access that `readers: group` promises.
+      if (created) await dir.chmod(this.dirMode);
+      await dir.assertPrivate('destination', this.dirMode);
+      return dir;
+    } catch (err) {
+      await dir.close();
+      throw err;
+    }
+  }
+
+  async write(bundle: CredentialBundle): Promise<void> {
+    await this.assertPlace();
+    const dir = await this.openDestination();
+    try {
+      await this.writeIn(dir, bundle);
+    } finally {
+      await dir.close();
+    }
+  }
+
+  private async writeIn(dir: PinnedDirectory, bundle: CredentialBundle): Promise<void> {
     const lock = new LockFile(path.join(this.dir, LOCK), { waitMs: 5_000, staleMs: 120_000 });
     try {
       await lock.acquire(
@@ -86,13 +116,19 @@ export class DirectoryDestination implements Destination {
       throw err instanceof DestinationError ? err : this.unchanged(err);
     }
     try {
-      await this.writeLocked(bundle);
+      const versions = await this.openVersions();
+      try {
+        await this.writeLocked(dir, versions, bundle);
+      } finally {
+        await versions.close();
+      }
     } finally {
       await lock.release();
     }
   }
 
-  private async writeLocked(bundle: CredentialBundle): Promise<void> {
+  /** Creates and opens `.versions`, which must be a real directory of the bot's user. */
+  private async openVersions(): Promise<PinnedDirectory> {
     const versions = path.join(this.dir, VERSIONS);
     for (const own of [versions, path.join(this.dir, CURRENT)]) {
       const st = await fs.lstat(own).catch(() => undefined);
@@ -106,8 +142,29 @@ export class DirectoryDestination implements Destination {
           `${own} is not the broker's link; remove it so the broker can manage the output`,
         );
     }
-    await fs.mkdir(versions, { recursive: true, mode: 0o700 });
-    await fs.chmod(versions, this.dirMode);
+    let opened: PinnedDirectory;
+    try {
+      await fs.mkdir(versions, { recursive: true, mode: 0o700 });
+      opened = await PinnedDirectory.open(versions);
+    } catch (err) {
+      throw this.unchanged(err);
+    }
+    try {
+      await opened.assertOwned('the versions directory');
+      await opened.chmod(this.dirMode);
+      return opened;
+    } catch (err) {
+      await opened.close();
+      throw err;
+    }
+  }
+
+  private async writeLocked(
+    dir: PinnedDirectory,
+    pinned: PinnedDirectory,
+    bundle: CredentialBundle,
+  ): Promise<void> {
+    const versions = pinned.path;
     const name = `${bundle.serial}-${randomBytes(3).toString('hex')}`;
     const staging = path.join(versions, `.${name}.tmp`);
     const final = path.join(versions, name);
@@ -126,7 +183,7 @@ export class DirectoryDestination implements Destination {
       }
       await fs.rename(staging, final);
     } catch (err) {
-      await fs.rm(staging, { recursive: true, force: true });
+      await pinned.removeTree(path.basename(staging)).catch(() => undefined);
       throw this.unchanged(err);
     }
 
@@ -134,22 +191,29 @@ export class DirectoryDestination implements Destination {
     // old version lacks dangles until then), so that a crash or a failure here leaves the previous output
     // whole and current, and after the switch every name resolves.
     const top = new Set(Object.keys(files).map((rel) => rel.split('/')[0] as string));
-    for (const entry of top) await this.ensureLink(entry);
+    for (const entry of top) await this.ensureLink(dir, entry);
 
     // The switch: one rename of the `.current` link.
-    await replaceSymlink(path.join(this.dir, CURRENT), path.join(VERSIONS, name));
+    await replaceSymlink(dir, CURRENT, path.join(VERSIONS, name));
 
-    for (const entry of await fs.readdir(this.dir)) {
+    for (const entry of await dir.list()) {
       const link = path.join(this.dir, entry);
-      if (STRAY_LINK.test(entry) && (await fs.lstat(link)).isSymbolicLink()) {
-        await fs.rm(link, { force: true }); // we hold the lock: no write of ours is using it
+      if (STRAY_LINK.test(entry) && (await dir.lstat(entry)).isSymbolicLink()) {
+        await dir.unlink(entry); // we hold the lock: no write of ours is using it
         continue;
       }
       if (entry.startsWith('.') || top.has(entry)) continue;
       // Only our own links (into .current) from an earlier format are removed; anything else is the user's.
-      if ((await fs.readlink(link).catch(() => '')) === path.join(CURRENT, entry)) await fs.rm(link);
+      if ((await fs.readlink(link).catch(() => '')) === path.join(CURRENT, entry)) await dir.unlink(entry);
     }
-    await this.pruneVersions(name);
+    try {
+      await this.pruneVersions(pinned, name);
+    } catch (err) {
+      throw new DestinationError(
+        `wrote the new output to ${this.dir}, but stopped removing old versions: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
   }
 
   /** The error of a write that failed before the switch: it names the destination and says nothing changed. */
@@ -164,7 +228,7 @@ export class DirectoryDestination implements Destination {
   }
 
   /** Makes PATH/<entry> a link to .current/<entry>, replacing an older plain file or foreign link atomically. */
-  private async ensureLink(entry: string): Promise<void> {
+  private async ensureLink(dir: PinnedDirectory, entry: string): Promise<void> {
     const link = path.join(this.dir, entry);
     const target = path.join(CURRENT, entry);
     const current = await fs.readlink(link).catch(() => undefined);
@@ -174,23 +238,23 @@ export class DirectoryDestination implements Destination {
       throw new DestinationError(
         `${link} is a directory the broker did not create; move it away so the output can use that name`,
       );
-    await replaceSymlink(link, target);
+    await replaceSymlink(dir, entry, target);
   }
 
   /**
    * Keeps the current and the newest previous version (a reader may still be reading it) and removes the
    * rest, including staging directories left by a crashed write (we hold the lock, so none is in use).
+   * Only directories named as the bot names them are touched; anything else in `.versions` is left alone.
    */
-  private async pruneVersions(current: string): Promise<void> {
-    const versions = path.join(this.dir, VERSIONS);
-    const others = await Promise.all(
-      (await fs.readdir(versions))
-        .filter((e) => e !== current)
-        .map(async (e) => ({ e, t: (await fs.lstat(path.join(versions, e))).mtimeMs })),
-    );
-    const previous = others.filter((o) => !o.e.endsWith('.tmp')).sort((a, b) => b.t - a.t)[0];
-    for (const { e } of others)
-      if (e !== previous?.e) await fs.rm(path.join(versions, e), { recursive: true, force: true });
+  private async pruneVersions(versions: PinnedDirectory, current: string): Promise<void> {
+    const others: { e: string; t: number }[] = [];
+    for (const e of await versions.list()) {
+      if (e === current || !(VERSION.test(e) || STAGING.test(e))) continue;
+      const st = await versions.lstat(e);
+      if (st.isDirectory()) others.push({ e, t: st.mtimeMs });
+    }
+    const previous = others.filter((o) => VERSION.test(o.e)).sort((a, b) => b.t - a.t)[0];
+    for (const { e } of others) if (e !== previous?.e) await versions.removeTree(e);
   }
 
   async read(): Promise<CredentialBundle | undefined> {
@@ -213,13 +277,14 @@ async function writeDurable(file: string, content: string, mode: number): Promis
   }
 }
 
-async function replaceSymlink(link: string, target: string): Promise<void> {
-  const tmp = `${link}.${randomBytes(4).toString('hex')}.tmp`;
-  await fs.symlink(target, tmp);
+/** Replaces the entry `name` of `dir` with a link to `target`, atomically (a rename over it). */
+async function replaceSymlink(dir: PinnedDirectory, name: string, target: string): Promise<void> {
+  const tmp = `${name}.${randomBytes(4).toString('hex')}.tmp`;
+  await fs.symlink(target, path.join(dir.path, tmp));
   try {
-    await fs.rename(tmp, link);
+    await fs.rename(path.join(dir.path, tmp), path.join(dir.path, name));
   } catch (err) {
-    await fs.rm(tmp, { force: true });
+    await dir.unlink(tmp).catch(() => undefined);
     throw err;
   }
 }
