@@ -4,16 +4,29 @@ import { BrokerError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { runOnce } from './dedupe.js';
 import { API_VERSION, type ApiRequest, type ApiResponse, requestSchema } from './protocol.js';
+import type { RateLimiter } from './rate-limit.js';
+
+export interface HandleOptions {
+  /** Limits the requests that carry no proof (join, challenge, ca-bundles) per caller. */
+  limiter?: RateLimiter | undefined;
+  /** Who is calling, for the limiter: an address, or one name for every caller of a unix socket. */
+  caller?: string | undefined;
+}
+
+/** Requests that anyone may send: nothing proves who sent them. */
+const UNAUTHENTICATED: ReadonlySet<ApiRequest['type']> = new Set(['join', 'challenge', 'ca-bundles']);
 
 /**
- * Validates one API request and runs it against the authority. Every outcome becomes a response; errors
- * are mapped here, in one place: a BrokerError keeps its code and message (they are written to be shown to
- * the caller and hold no secrets), anything else becomes a generic `internal` error and is logged.
+ * Validates one API request and runs it against the authority. Every outcome becomes a response, and the
+ * returned promise never rejects: errors are mapped here, in one place. A BrokerError keeps its code and
+ * message (they are written to be shown to the caller and hold no secrets), anything else becomes a generic
+ * `internal` error and is logged.
  */
 export async function handleApiRequest(
   authority: Authority,
   raw: unknown,
   log?: Logger,
+  options: HandleOptions = {},
 ): Promise<ApiResponse> {
   const parsed = requestSchema.safeParse(raw);
   if (!parsed.success) {
@@ -25,15 +38,50 @@ export async function handleApiRequest(
     );
   }
   const req = parsed.data;
-  if (req.type === 'join' || req.type === 'renew' || req.type === 'issue-db-cert') {
-    // A retried request (same id, same content) gets the first answer; see runOnce.
-    const { proof: _proof, ...content } = req as ApiRequest & { proof?: unknown };
-    const digest = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 32);
-    return runOnce(authority.store, authority.clock, `${req.requestId}.${digest}`, () =>
-      dispatch(authority, req, log),
-    );
+  const wait = UNAUTHENTICATED.has(req.type) ? (options.limiter?.take(options.caller ?? '') ?? 0) : 0;
+  if (wait > 0)
+    return fail('rate_limited', `too many requests from this caller; retry in ${Math.ceil(wait / 1000)}s`);
+  try {
+    if (req.type === 'join' || req.type === 'issue-db-cert') {
+      // A retried request (same id, same content) gets the first answer; see runOnce. Renewals commit their
+      // answer together with the renewal (src/authority/renewal.ts), so they never come here.
+      const { proof: _proof, ...content } = req as ApiRequest & { proof?: unknown };
+      const digest = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 32);
+      const verify =
+        req.type === 'issue-db-cert'
+          ? () =>
+              authority.verifySignedRequest({
+                type: 'db_cert.issue',
+                identityPem: req.identityPem,
+                proof: req.proof,
+                params: issueParams(req),
+                requestId: req.requestId,
+              })
+          : undefined;
+      return await runOnce(
+        {
+          store: authority.store,
+          clock: authority.clock,
+          key: `${req.requestId}.${digest}`,
+          log,
+          ...(verify ? { verify } : {}),
+        },
+        () => dispatch(authority, req, log),
+      );
+    }
+    return await dispatch(authority, req, log);
+  } catch (err) {
+    return failure(err, req, log);
   }
-  return dispatch(authority, req, log);
+}
+
+/** The parameters of an issuance, in the order the client signed them. */
+function issueParams(req: Extract<ApiRequest, { type: 'issue-db-cert' }>) {
+  return {
+    route: req.params.route,
+    publicKeyPem: req.params.publicKeyPem,
+    ...(req.params.ttlMs ? { ttlMs: req.params.ttlMs } : {}),
+  };
 }
 
 async function dispatch(authority: Authority, req: ApiRequest, log?: Logger): Promise<ApiResponse> {
@@ -85,11 +133,7 @@ async function dispatch(authority: Authority, req: ApiRequest, log?: Logger): Pr
           await authority.issueDatabaseCertificateForIdentity({
             identityPem: req.identityPem,
             proof: req.proof,
-            params: {
-              route: req.params.route,
-              publicKeyPem: req.params.publicKeyPem,
-              ...(req.params.ttlMs ? { ttlMs: req.params.ttlMs } : {}),
-            },
+            params: issueParams(req),
             requestId: req.requestId,
           }),
         );
@@ -101,16 +145,21 @@ async function dispatch(authority: Authority, req: ApiRequest, log?: Logger): Pr
         });
     }
   } catch (err) {
-    if (err instanceof BrokerError) {
-      log?.info({ requestId: req.requestId, type: req.type, code: err.code }, err.message);
-      return fail(err.code, err.message);
-    }
-    log?.error({ requestId: req.requestId, type: req.type, err }, 'authority request failed');
-    return fail(
-      'internal',
-      `the authority failed to process the request (request id ${req.requestId}); see its log`,
-    );
+    return failure(err, req, log);
   }
+}
+
+/** The response for an error: a BrokerError as it is, anything else as `internal` (and logged). */
+function failure(err: unknown, req: ApiRequest, log?: Logger): ApiResponse {
+  if (err instanceof BrokerError) {
+    log?.info({ requestId: req.requestId, type: req.type, code: err.code }, err.message);
+    return fail(err.code, err.message);
+  }
+  log?.error({ requestId: req.requestId, type: req.type, err }, 'authority request failed');
+  return fail(
+    'internal',
+    `the authority failed to process the request (request id ${req.requestId}); see its log`,
+  );
 }
 
 function ok(result: unknown): ApiResponse {

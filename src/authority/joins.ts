@@ -2,24 +2,26 @@ import type { SignedStsRequest } from '../credentials/iam.js';
 import { BrokerError } from '../errors.js';
 import { ConflictError } from '../state/errors.js';
 import { arnMatches } from './arn.js';
+import { Challenges, type IssuedChallenge } from './challenges.js';
 import { type AuthorityContext, type Decision, withRequestId } from './context.js';
 import { type AwsCallerIdentity, StsUnavailableError } from './iam-join.js';
 import type { Identities, IssuedIdentity } from './identity.js';
 import { assertPublicKey } from './limits.js';
 import type { Locks } from './locks.js';
-import { randomToken, tokenId } from './secrets.js';
+import { tokenId } from './secrets.js';
 import { type StoredToken, stateKeys } from './state-keys.js';
-
-/** How long an iam join challenge may be answered. */
-const CHALLENGE_TTL_MS = 5 * 60_000;
 
 /** How bots get their first identity: a one-time token, or an AWS identity proven through STS. */
 export class Joins {
+  private readonly challenges: Challenges;
+
   constructor(
     private readonly ctx: AuthorityContext,
     private readonly identities: Identities,
     private readonly locks: Locks,
-  ) {}
+  ) {
+    this.challenges = new Challenges(ctx);
+  }
 
   /** Joins a bot with a one-time `token`: consumes the token and issues generation 1 of its identity. */
   async joinWithToken(input: {
@@ -69,13 +71,9 @@ export class Joins {
     });
   }
 
-  /** A one-time challenge for the iam join method, valid five minutes. */
-  async createChallenge(): Promise<{ challengeId: string; challenge: string; expires: string }> {
-    const challengeId = randomToken();
-    const challenge = randomToken() + randomToken();
-    const expires = new Date(this.ctx.clock.now().getTime() + CHALLENGE_TTL_MS).toISOString();
-    await this.ctx.state.put(stateKeys.challenge(challengeId), { challenge, expires }, 'absent');
-    return { challengeId, challenge, expires };
+  /** A one-time challenge for the iam join method, valid five minutes; handing it out stores nothing. */
+  createChallenge(): Promise<IssuedChallenge> {
+    return this.challenges.create();
   }
 
   /**
@@ -110,18 +108,8 @@ export class Joins {
       return this.ctx.record({ event, outcome: 'error', ...detail });
     };
 
-    if (!/^[0-9a-f]{32}$/.test(input.challengeId)) return deny('the challenge id is malformed');
-    const stored = await state.get(stateKeys.challenge(input.challengeId));
-    if (!stored)
-      return deny('the challenge is unknown or was already used; ask this authority for a new challenge');
-    try {
-      await state.delete(stateKeys.challenge(input.challengeId), stored.version);
-    } catch (err) {
-      if (err instanceof ConflictError) return deny('the challenge was already used');
-      throw err;
-    }
-    if (new Date(stored.value.expires) <= clock.now())
-      return deny(`the challenge expired at ${stored.value.expires}; ask for a new one`);
+    const consumed = await this.challenges.consume(input.challengeId, input.stsRequest);
+    if ('refused' in consumed) return deny(consumed.refused);
 
     const item = await state.get(stateKeys.token(id));
     if (item?.value.joinMethod !== 'iam')
@@ -132,7 +120,7 @@ export class Joins {
     assertPublicKey(input.publicKeyPem);
 
     try {
-      caller = await this.ctx.iamVerifier(input.stsRequest, stored.value.challenge);
+      caller = await this.ctx.iamVerifier(input.stsRequest, consumed.challenge);
     } catch (err) {
       if (err instanceof StsUnavailableError) {
         await failed(err.message);

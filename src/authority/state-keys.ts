@@ -33,17 +33,45 @@ export interface Lock {
   createdAt: string;
 }
 
-/** Per-bot renewal state: the generation of the only identity allowed to renew. */
+/**
+ * Per-bot renewal state: the lineage and generation of the only identity allowed to renew or be used, and
+ * what a retry of the last renewal must be answered with. Written with one compare-and-swap per renewal.
+ */
 export interface BotState {
   generation: number;
   serial: string;
   expires: string;
+  /** The lineage (random 128 bits, hex) a join started; absent only in states written before lineages. */
+  lineage?: string;
+  /** The last renewal and its answer, committed with the generation it moved to. */
+  lastRenewal?: RenewalAnswer;
+  /** Nonces of renewals accepted while their proofs are still fresh: none is accepted twice. */
+  renewalNonces?: SeenNonce[];
 }
 
-/** A one-time iam join challenge; the DynamoDB store expires these items by their `expires`. */
-export interface StoredChallenge {
-  challenge: string;
+/** A renewal remembered with its answer: the request id, who asked (serial) and for what (digest). */
+export interface RenewalAnswer {
+  requestId: string;
+  fromSerial: string;
+  paramsDigest: string;
+  answer: { certificatePem: string; serial: string; generation: number; expires: string; botCaPem: string };
+}
+
+/** A proof's nonce, kept until the proof is too old to be accepted anyway. */
+export interface SeenNonce {
+  nonce: string;
   expires: string;
+}
+
+/** A used iam join challenge, kept until it expires so it is used once; the challenge itself is not stored. */
+export interface UsedChallenge {
+  expires: string;
+}
+
+/** The authority's key for iam join challenges (HMAC-SHA256), base64. */
+export interface ChallengeKey {
+  secret: string;
+  createdAt: string;
 }
 
 export interface ClusterInfo {
@@ -92,11 +120,27 @@ export const stateKeys = {
   tokens: prefix<StoredToken>('tokens'),
   lock: (bot: string) => key<Lock>(`locks/${bot}`),
   locks: prefix<Lock>('locks'),
-  challenge: (id: string) => key<StoredChallenge>(`challenges/${id}`),
+  /** A used iam join challenge, by its nonce. */
+  challenge: (nonce: string) => key<UsedChallenge>(`challenges/${nonce}`),
+  challenges: prefix<UsedChallenge>('challenges'),
+  challengeKey: key<ChallengeKey>('config/challenge-key'),
+  /** A proof nonce an issuance used, by the nonce. */
+  nonce: (nonce: string) => key<SeenNonce>(`nonces/${nonce}`),
+  nonces: prefix<SeenNonce>('nonces'),
   /** An API request remembered for deduplication; its shape belongs to the API. */
   request: <T>(requestId: string) => key<T>(`requests/${requestId}`),
   requests: <T>() => prefix<T>('requests'),
 } as const;
+
+/**
+ * The prefixes whose items are short-lived: each value has an ISO `expires`, after which it means nothing.
+ * The authority prunes them (`pruneExpired`); the DynamoDB store is given them as its TTL partitions.
+ */
+export const shortLivedPrefixes: readonly StatePrefix<{ expires: string }>[] = [
+  stateKeys.challenges,
+  stateKeys.requests<{ expires: string }>(),
+  stateKeys.nonces,
+];
 
 /** The state store seen through typed keys: reads return, and writes accept, the key's value type. */
 export class TypedState {

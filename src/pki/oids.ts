@@ -13,5 +13,7 @@ export const OID_DB_USERNAME = `${BROKER_ARC}.1.4`;
 export const OID_BOT_NAME = `${BROKER_ARC}.2.1`;
 /** The identity's generation counter; see the renewal rules in src/authority/identity.ts. */
 export const OID_BOT_GENERATION = `${BROKER_ARC}.2.2`;
+/** The identity's lineage: a random 128-bit id (hex) a join starts and renewals keep; see identity.ts. */
+export const OID_BOT_LINEAGE = `${BROKER_ARC}.2.3`;
 /** Marks which kind of certificate this is (bot-identity, db-client, db-server, authority-server). */
 export const OID_CERT_ROLE = `${BROKER_ARC}.3.1`;
