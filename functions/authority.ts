@@ -9,6 +9,7 @@ import {
   StdoutAuditLog,
 } from '../src/authority/aws-bootstrap.js';
 import type { IamJoinVerifier } from '../src/authority/iam-join.js';
+import { shortLivedPrefixes } from '../src/authority/state-keys.js';
 import { systemClock } from '../src/clock.js';
 import { createLogger, redactedError } from '../src/log.js';
 import { DynamoDbStateStore } from '../src/state/dynamodb-store.js';
@@ -39,7 +40,10 @@ export function createAuthorityHandler(deps: AuthorityHandlerDeps): (event: unkn
   const env = parseEnv(envSchema, deps.env, 'authority');
   const log = createLogger({ base: { component: 'authority' }, destination: 1 });
   const options: AuthorityBootstrapOptions = {
-    store: new DynamoDbStateStore(deps.dynamodb, env.BROKER_TABLE_NAME),
+    // Remembered requests, used challenges and spent nonces expire by TTL: nothing else prunes them here.
+    store: new DynamoDbStateStore(deps.dynamodb, env.BROKER_TABLE_NAME, {
+      ttlPartitions: shortLivedPrefixes,
+    }),
     kms: deps.kms,
     caKeyIds: {
       bot: env.BROKER_CA_KEY_BOT,

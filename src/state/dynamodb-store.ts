@@ -19,13 +19,6 @@ import { assertValidKey, type Expect, type StateStore, type Versioned } from './
  */
 const WHOLE_KEY_SK = '.';
 
-/**
- * Partitions whose items carry a TTL attribute from their value's `expires`. DynamoDB deletes expired items
- * lazily (typically within days, not seconds), so TTL only bounds the table's growth: readers must still
- * check `expires` themselves, as the authority does.
- */
-const TTL_PARTITIONS = new Set(['challenges']);
-
 /** The TTL attribute (epoch seconds) that `createStateTable` enables. */
 export const TTL_ATTRIBUTE = 'expiresAt';
 
@@ -38,17 +31,33 @@ interface Condition {
   ExpressionAttributeValues?: Item;
 }
 
+export interface DynamoDbStateStoreOptions {
+  /**
+   * Partitions (first key segments) whose items are short-lived: each gets the TTL attribute from its value's
+   * ISO `expires`. DynamoDB deletes expired items lazily (typically within days, not seconds), so TTL only
+   * bounds the table's growth: readers must still check `expires` themselves, as the authority does. The
+   * owner of the keys names them (the authority: `shortLivedPrefixes`); by default none.
+   */
+  ttlPartitions?: readonly string[];
+}
+
 /**
  * StateStore on one DynamoDB table. Item shape: `pk` = the key's first segment (`roles`), `sk` = the rest
  * (`example-role`), `value` = the value as JSON, `version` = number, and `expiresAt` (epoch seconds, the TTL
- * attribute) for challenges. Every write is one conditional UpdateItem or DeleteItem, so compare-and-swap
- * is atomic per key, and reads are strongly consistent so a read-modify-write sees the latest version.
+ * attribute) in the TTL partitions. Every write is one conditional UpdateItem or DeleteItem, so
+ * compare-and-swap is atomic per key, and reads are strongly consistent so a read-modify-write sees the
+ * latest version.
  */
 export class DynamoDbStateStore implements StateStore {
+  private readonly ttlPartitions: ReadonlySet<string>;
+
   constructor(
     private readonly client: DynamoDBClient,
     readonly tableName: string,
-  ) {}
+    options: DynamoDbStateStoreOptions = {},
+  ) {
+    this.ttlPartitions = new Set(options.ttlPartitions ?? []);
+  }
 
   async get<T>(key: string): Promise<Versioned<T> | undefined> {
     const itemKey = keyOf(key);
@@ -62,7 +71,7 @@ export class DynamoDbStateStore implements StateStore {
     const itemKey = keyOf(key);
     const json = JSON.stringify(value);
     if (json === undefined) throw new StateError(`cannot store ${key}: its value has no JSON form`);
-    const expiresAt = expiresAtOf(itemKey.pk.S, value);
+    const expiresAt = this.ttlPartitions.has(itemKey.pk.S) ? expiresAtOf(value) : undefined;
     const condition = conditionOf(expect);
     // ADD increments atomically on the server, so even unconditional writers racing on one key each get
     // their own version; a missing item counts as version 0. REMOVE drops a TTL the new value no longer has.
@@ -266,9 +275,9 @@ function keyOf(key: string): { pk: AttributeValue.SMember; sk: AttributeValue.SM
     : { pk: { S: key.slice(0, slash) }, sk: { S: key.slice(slash + 1) } };
 }
 
-/** The TTL of a value with an ISO `expires`, in epoch seconds rounded up, for TTL partitions only. */
-function expiresAtOf(pk: string, value: unknown): number | undefined {
-  if (!TTL_PARTITIONS.has(pk) || typeof value !== 'object' || value === null) return undefined;
+/** The TTL of a value with an ISO `expires`, in epoch seconds rounded up. */
+function expiresAtOf(value: unknown): number | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
   const expires = (value as { expires?: unknown }).expires;
   const ms = typeof expires === 'string' ? Date.parse(expires) : Number.NaN;
   return Number.isFinite(ms) ? Math.ceil(ms / 1000) : undefined;

@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { shortLivedPrefixes } from '../../src/authority/state-keys.js';
 import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
 import { ConflictError, StateError } from '../../src/state/errors.js';
 import { casIncrement, stateStoreContract } from '../contracts/state-store.js';
@@ -26,11 +27,13 @@ afterAll(async () => {
   await db?.close();
 });
 
-/** A fresh table (dynalite creates it at once) and a store on it. */
-async function openStore(): Promise<{ store: DynamoDbStateStore; table: string }> {
+/** A fresh table (dynalite creates it at once) and a store on it, expiring the partitions `ttlPartitions`. */
+async function openStore(
+  ttlPartitions: readonly string[] = [],
+): Promise<{ store: DynamoDbStateStore; table: string }> {
   const table = `state-${++tables}`;
   await createStateTable(db.client, table);
-  return { store: new DynamoDbStateStore(db.client, table), table };
+  return { store: new DynamoDbStateStore(db.client, table, { ttlPartitions }), table };
 }
 
 async function scanItems(table: string) {
@@ -109,8 +112,8 @@ describe('DynamoDbStateStore on dynalite', () => {
     expect(await store.get('x')).toEqual({ key: 'x', value: 'single segment', version: 1 });
   });
 
-  it('sets the expiresAt TTL attribute for challenges only, and drops it when the value loses expires', async () => {
-    const { store, table } = await openStore();
+  it('sets the expiresAt TTL attribute in the partitions it is given only, and drops it when the value loses expires', async () => {
+    const { store, table } = await openStore(['challenges']);
     const expires = '2030-01-02T03:04:05.500Z';
     await store.put('challenges/c1', { challenge: 'abc', expires }, 'absent');
     await store.put('tokens/t1', { botName: 'b', expires });
@@ -126,6 +129,25 @@ describe('DynamoDbStateStore on dynalite', () => {
     expect(await item('challenges', 'c1')).not.toHaveProperty('expiresAt');
     await store.put('challenges/c1', { challenge: 'abc', expires: 'not a date' });
     expect(await item('challenges', 'c1')).not.toHaveProperty('expiresAt');
+  });
+
+  it("expires every short-lived partition of the authority's, and nothing else", async () => {
+    const { store, table } = await openStore(shortLivedPrefixes);
+    const expires = '2030-01-02T03:04:05.000Z';
+    const keys = ['challenges/n1', 'requests/r1.d', 'nonces/n2', 'botstate/b', 'tokens/t', 'locks/b'];
+    for (const key of keys) await store.put(key, { expires });
+    const ttl = Object.fromEntries(
+      (await scanItems(table)).map((item) => [`${item.pk?.S}/${item.sk?.S}`, item.expiresAt?.N]),
+    );
+    const at = String(Date.parse(expires) / 1000);
+    expect(ttl).toEqual({
+      'challenges/n1': at,
+      'requests/r1.d': at,
+      'nonces/n2': at,
+      'botstate/b': undefined,
+      'tokens/t': undefined,
+      'locks/b': undefined,
+    });
   });
 
   it('still returns an expired challenge: TTL deletion is lazy, so readers check expires themselves', async () => {
