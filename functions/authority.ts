@@ -22,6 +22,19 @@ const envSchema = z.object({
   BROKER_CA_KEY_DB_SERVER: z.string().min(1),
   BROKER_RESOURCES: z.string().min(1),
   BROKER_CLUSTER_NAME: z.string().default('broker'),
+  /** Each database service's client CA key, as JSON `{ "<service>": "<KMS key id>" }` (one key per db resource). */
+  BROKER_DB_CLIENT_CA_KEYS: z
+    .string()
+    .default('{}')
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'is not JSON: an object of service name to KMS key id' });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.record(z.string(), z.string().min(1))),
 });
 
 export interface AuthorityHandlerDeps {
@@ -50,6 +63,7 @@ export function createAuthorityHandler(deps: AuthorityHandlerDeps): (event: unkn
       'db-client': env.BROKER_CA_KEY_DB_CLIENT,
       'db-server': env.BROKER_CA_KEY_DB_SERVER,
     },
+    dbClientCaKeyIds: env.BROKER_DB_CLIENT_CA_KEYS,
     resourcesYaml: decodeText(env.BROKER_RESOURCES),
     clusterName: env.BROKER_CLUSTER_NAME,
     audit: new StdoutAuditLog(deps.writeLine),

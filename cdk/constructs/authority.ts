@@ -1,4 +1,4 @@
-import { Aws, Duration, Fn, Lazy, RemovalPolicy } from 'aws-cdk-lib';
+import { Aws, Duration, Fn, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -125,7 +125,8 @@ const LONGEST: DeployValues = {
 
 /**
  * The authority: its Lambda (the broker's Auth Service), the three CA keys in KMS (bot, database client,
- * database server; RSA_2048 SIGN_VERIFY, private keys never leave KMS), the DynamoDB state table (CA
+ * database server; RSA_2048 SIGN_VERIFY, private keys never leave KMS) and one client CA key per db
+ * resource (each database trusts only its own service's CA), the DynamoDB state table (CA
  * certificates, resources, tokens, challenges, generation counters, locks) and the resource configuration,
  * delivered to the Lambda as BROKER_RESOURCES and applied by it at cold start when it changed.
  */
@@ -133,6 +134,11 @@ export class Authority extends Construct {
   readonly function: BrokerFunction;
   readonly table: dynamodb.Table;
   readonly caKeys: Readonly<Record<CaType, kms.Key>>;
+  /**
+   * The key of each database service's own client CA, by service (db resource name): certificates for a
+   * service are signed with its key only, and its database trusts only that CA.
+   */
+  readonly dbClientCaKeys: Readonly<Record<string, kms.Key>>;
   /** The resources from the YAML, parsed (without the iam tokens the stack adds). */
   readonly resources: readonly Resource[];
   /** Refusals audited by the authority, per `denialAlarmPeriod` (a metric filter on its log group). */
@@ -178,6 +184,17 @@ export class Authority extends Construct {
         removalPolicy,
       });
     this.caKeys = keys;
+    const dbClientKeys: Record<string, kms.Key> = {};
+    for (const db of this.resources.filter((r): r is Db => r.kind === 'db'))
+      dbClientKeys[db.metadata.name] = new kms.Key(this, `DbClientCaKey-${db.metadata.name}`, {
+        description: `${clusterName} client CA of database service ${db.metadata.name}: signs its client certificates; only that database trusts it`,
+        keySpec: kms.KeySpec.RSA_2048,
+        keyUsage: kms.KeyUsage.SIGN_VERIFY,
+        pendingWindow: Duration.days(30),
+        removalPolicy,
+      });
+    this.dbClientCaKeys = dbClientKeys;
+    const allKeys = [...CA_TYPES.map((t) => keys[t]), ...Object.values(dbClientKeys)];
 
     this.function = new BrokerFunction(this, 'Function', {
       code: props.code ?? functionBundle('authority'),
@@ -192,6 +209,10 @@ export class Authority extends Construct {
         BROKER_CA_KEY_DB_CLIENT: keys['db-client'].keyArn,
         BROKER_CA_KEY_DB_SERVER: keys['db-server'].keyArn,
         BROKER_CLUSTER_NAME: clusterName,
+        // Key ids, not ARNs: the authority signs in its own account, and ids keep the 4 KB environment small.
+        BROKER_DB_CLIENT_CA_KEYS: Stack.of(this).toJsonString(
+          Object.fromEntries(Object.entries(dbClientKeys).map(([service, key]) => [service, key.keyId])),
+        ),
         // Lazy: the Bot constructs add their iam tokens after this construct exists.
         BROKER_RESOURCES: Lazy.string({ produce: () => `base64:${Fn.base64(this.renderResources(TOKENS))}` }),
       },
@@ -204,7 +225,7 @@ export class Authority extends Construct {
         resources: [this.table.tableArn],
       }),
     );
-    const keyArns = CA_TYPES.map((t) => keys[t].keyArn);
+    const keyArns = allKeys.map((k) => k.keyArn);
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: ['kms:Sign'],
@@ -216,8 +237,8 @@ export class Authority extends Construct {
     );
     role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['kms:GetPublicKey'], resources: keyArns }));
     // Defence in depth: even an administrator's `kms:*` cannot sign with a CA key; only the authority can.
-    for (const type of CA_TYPES)
-      keys[type].addToResourcePolicy(
+    for (const key of allKeys)
+      key.addToResourcePolicy(
         new iam.PolicyStatement({
           sid: 'OnlyTheAuthoritySigns',
           effect: iam.Effect.DENY,
@@ -363,6 +384,11 @@ export class Authority extends Construct {
       BROKER_CA_KEY_DB_CLIENT: keyArn.length,
       BROKER_CA_KEY_DB_SERVER: keyArn.length,
       BROKER_CLUSTER_NAME: 50,
+      BROKER_DB_CLIENT_CA_KEYS: JSON.stringify(
+        Object.fromEntries(
+          this.resources.filter((r) => r.kind === 'db').map((r) => [r.metadata.name, '0'.repeat(36)]),
+        ),
+      ).length,
       BROKER_RESOURCES: resources.length,
     };
     const total = Object.entries(estimate).reduce((n, [k, v]) => n + k.length + v, 0);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Clock } from '../clock.js';
 import { CA_TYPES, type CaType } from '../pki/ca.js';
-import { createKmsCa, kmsSignerFactory } from '../pki/kms-signer.js';
+import { createKmsCa, kmsServiceCaFactory, kmsSignerFactory } from '../pki/kms-signer.js';
 import { ConflictError } from '../state/errors.js';
 import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
@@ -24,6 +24,8 @@ export interface AuthorityBootstrapOptions {
   kms: KMSClient;
   /** The KMS key (RSA_2048, SIGN_VERIFY) of each CA. */
   caKeyIds: Record<CaType, string>;
+  /** The KMS key of each database service's own client CA, by service (db resource name). */
+  dbClientCaKeyIds?: Readonly<Record<string, string>>;
   /** The resource YAML (roles, dbs, bots, iam tokens) the stack was deployed with. */
   resourcesYaml: string;
   clusterName: string;
@@ -34,35 +36,55 @@ export interface AuthorityBootstrapOptions {
 
 /**
  * Brings an AWS authority to its deployed configuration once per cold start: creates any missing CA
- * certificate from its KMS key (concurrent cold starts race with compare-and-swap, the loser uses the
+ * certificate (the shared ones and each database service's client CA) from its KMS key (concurrent cold starts race with compare-and-swap, the loser uses the
  * winner's), and applies the resource file when its content changed since the last cold start.
  */
 export async function bootstrapAuthority(options: AuthorityBootstrapOptions): Promise<Authority> {
   const { store, kms, clock } = options;
   const state = new TypedState(store);
+  const serviceKeys = options.dbClientCaKeyIds ?? {};
   const authority = new Authority({
     store,
     audit: options.audit,
     clock,
     signerFactory: kmsSignerFactory(kms),
+    serviceCaFactory: kmsServiceCaFactory({ kmsClient: kms, keyIds: serviceKeys, clock }),
     ...(options.iamVerifier ? { iamVerifier: options.iamVerifier } : {}),
   });
-  for (const type of CA_TYPES) {
-    if (await state.has(stateKeys.ca(type))) continue;
-    const key = await createKmsCa(type, {
-      clusterName: options.clusterName,
+  const cas = [
+    ...CA_TYPES.map((type) => ({ type, key: stateKeys.ca(type), keyId: options.caKeyIds[type], name: type })),
+    // Each database service's client CA too, so `ca-bundles` serves it before the service's first issuance.
+    ...Object.entries(serviceKeys).map(([service, keyId]) => ({
+      type: 'db-client' as const,
+      service,
+      key: stateKeys.dbClientCa(service),
+      keyId,
+      name: `db-client/${service}`,
+    })),
+  ];
+  for (const ca of cas) {
+    if (await state.has(ca.key)) continue;
+    const { clusterName } = options;
+    const service = 'service' in ca ? ca.service : undefined;
+    const key = await createKmsCa(ca.type, {
+      clusterName,
       kmsClient: kms,
-      keyId: options.caKeyIds[type],
+      keyId: ca.keyId,
       clock,
+      ...(service === undefined ? {} : { service }),
     });
     try {
-      await state.put(stateKeys.ca(type), { type, keys: [key] }, 'absent');
+      await state.put(
+        ca.key,
+        { type: ca.type, ...(service === undefined ? {} : { service }), keys: [key] },
+        'absent',
+      );
       await options.audit.write({
         time: clock.now().toISOString(),
         event: 'ca.create',
         outcome: 'success',
         kind: 'ca',
-        name: type,
+        name: ca.name,
       });
     } catch (err) {
       if (!(err instanceof ConflictError)) throw err;

@@ -17,6 +17,9 @@ import {
   statementsOfRole,
 } from '../support/cdk.js';
 
+/** The db resources of examples/aws/resources.yaml, sorted (as CDK sorts policy resources): each has its own client CA key. */
+const SERVICES = ['orders-mariadb', 'orders-postgres'];
+
 let template: Template;
 let env: Record<string, unknown>;
 let authorityRole: string;
@@ -97,12 +100,40 @@ describe('Authority', () => {
     }
   });
 
+  it('holds one client CA key per db resource (RSA_2048, SIGN_VERIFY), passes their ids, and lets only itself sign', () => {
+    const keys = Object.entries(resourcesOf(template, 'AWS::KMS::Key')).filter(([id]) =>
+      id.startsWith('AuthorityDbClientCaKey'),
+    );
+    expect(keys.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual(
+      SERVICES.map((service) => `AuthorityDbClientCaKey${service.replace(/-/g, '')}`).sort(),
+    );
+    for (const [, key] of keys) {
+      expect(key.DeletionPolicy).toBe('Retain');
+      expect(key.Properties).toMatchObject({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' });
+      const statements = (key.Properties.KeyPolicy as { Statement: Record<string, unknown>[] }).Statement;
+      expect(statements[1]).toMatchObject({
+        Sid: 'OnlyTheAuthoritySigns',
+        Effect: 'Deny',
+        Action: 'kms:Sign',
+      });
+    }
+    // The environment maps each service to its key's id, which the authority's bootstrap reads.
+    const text = JSON.stringify(env.BROKER_DB_CLIENT_CA_KEYS);
+    for (const service of SERVICES) {
+      expect(text).toContain(`\\"${service}\\":\\"`);
+      expect(text).toContain(
+        logicalId(template, 'AWS::KMS::Key', `AuthorityDbClientCaKey${service.replace(/-/g, '')}`),
+      );
+    }
+  });
+
   it('may use only its table, sign only with its keys (DIGEST, RSASSA_PKCS1_V1_5_SHA_256) and write its log group', () => {
     const statements = statementsOfRole(template, authorityRole);
     const table = logicalId(template, 'AWS::DynamoDB::Table', 'AuthorityStateTable');
-    const keyArns = ['bot', 'dbclient', 'dbserver'].map((t) => ({
-      'Fn::GetAtt': [logicalId(template, 'AWS::KMS::Key', `AuthorityCaKey${t}`), 'Arn'],
-    }));
+    const keyArns = [
+      ...['bot', 'dbclient', 'dbserver'].map((t) => `AuthorityCaKey${t}`),
+      ...SERVICES.map((service) => `AuthorityDbClientCaKey${service.replace(/-/g, '')}`),
+    ].map((id) => ({ 'Fn::GetAtt': [logicalId(template, 'AWS::KMS::Key', id), 'Arn'] }));
     expect(statements).toEqual([
       {
         Effect: 'Allow',

@@ -244,6 +244,7 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
     'db-client': '',
     'db-server': '',
   };
+  const serviceKeyIds: Record<string, string> = {};
   const publicKeys = new Map<string, KeyObject>();
   const auditLines: string[] = [];
   const botLines: string[] = [];
@@ -298,10 +299,13 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
     sm = smDouble.client();
     lambda = lambdaDouble.client({ maxAttempts: 2 }); // as functions/bot.ts builds it
     await createStateTable(dynamo.client, TABLE);
-    for (const type of ['bot', 'db-client', 'db-server'] as const) {
+    // The three shared CA keys, and the client CA key of the one database service (the stack makes one per
+    // db resource): certificates for it are signed with that key only.
+    for (const type of ['bot', 'db-client', 'db-server', SERVICE] as const) {
       const created = await kms.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }));
       const keyId = created.KeyMetadata?.KeyId as string;
-      keyIds[type] = keyId;
+      if (type === SERVICE) serviceKeyIds[SERVICE] = keyId;
+      else keyIds[type] = keyId;
       const { PublicKey } = await kms.send(new GetPublicKeyCommand({ KeyId: keyId }));
       publicKeys.set(
         type,
@@ -319,6 +323,7 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
       store: new DynamoDbStateStore(dynamo.client, TABLE),
       kms,
       caKeyIds: keyIds,
+      dbClientCaKeyIds: serviceKeyIds,
       resourcesYaml: resources,
       clusterName: 'broker',
       audit: new MemoryAuditLog(),
@@ -347,6 +352,7 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
         BROKER_CA_KEY_BOT: keyIds.bot,
         BROKER_CA_KEY_DB_CLIENT: keyIds['db-client'],
         BROKER_CA_KEY_DB_SERVER: keyIds['db-server'],
+        BROKER_DB_CLIENT_CA_KEYS: JSON.stringify(serviceKeyIds),
         BROKER_RESOURCES: `base64:${Buffer.from(resources).toString('base64')}`,
       },
       dynamodb: dynamo.client,
@@ -405,10 +411,12 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
       'teleport-host-ca.crt',
       'tlscert',
     ]);
-    // Signed by the KMS db-client key; the CA files hold the KMS db-server CA.
+    // Signed by the KMS key of its service's client CA (not the shared one); the CA files hold the KMS
+    // db-server CA.
     const cert = new X509Certificate(first.files.tlscert as string);
     expect(cert.subject).toContain('CN=alice');
-    expect(cert.verify(publicKeys.get('db-client') as KeyObject)).toBe(true);
+    expect(cert.verify(publicKeys.get(SERVICE) as KeyObject)).toBe(true);
+    expect(cert.verify(publicKeys.get('db-client') as KeyObject)).toBe(false);
     const serverCa = new X509Certificate(first.files['teleport-host-ca.crt'] as string);
     expect(serverCa.publicKey.export({ type: 'spki', format: 'der' })).toEqual(
       (publicKeys.get('db-server') as KeyObject).export({ type: 'spki', format: 'der' }),
