@@ -302,7 +302,7 @@ async function main(): Promise<void> {
       throw new Error(
         `expected ${expectedEvents} audited renewals and issuances, saw ${audit.success - auditBefore}`,
       );
-    const caPem = await authority.caBundle('db-client');
+    const caPem = await authority.dbClientCaBundle('bench-db');
     for (const [name, { dir }] of bots) {
       const n = Number(/^bench-bot-(\d+)/.exec(name)?.[1]);
       for (let i = 1; i <= n; i++) {

@@ -122,7 +122,6 @@ export async function setUpIssuance(): Promise<IssuanceWorkloads> {
   const authority = await newAuthority(audit);
   // One sink for both authorities: every measured request must add exactly one success event to it.
   const cachedAuthority = await newAuthority(audit, cachingSignerFactory());
-  const cachedCa = (await cachedAuthority.ca('db-client')).keys[0]?.certificatePem as string;
   const keys = await Promise.all(Array.from({ length: SUBJECT_KEYS }, () => generateRsaKeyPair()));
   const publicKeys = keys.map((k) => k.publicKeyPem);
   let next = 0;
@@ -160,13 +159,22 @@ export async function setUpIssuance(): Promise<IssuanceWorkloads> {
   const verifySamples = async () => {
     const now = new Date();
     const samples = [
-      ['issueDatabaseCertificate', (await issue()).certificatePem, ca.certificatePem],
+      // Issuance signs with the service's own client CA (created on the first issuance).
+      [
+        'issueDatabaseCertificate',
+        (await issue()).certificatePem,
+        await authority.dbClientCaBundle(ROUTE.service),
+      ],
       ['buildCertificate', (await build()).certificatePem, ca.certificatePem],
-      ['issueDatabaseCertificate (cached signer)', (await issueCachedSigner()).certificatePem, cachedCa],
+      [
+        'issueDatabaseCertificate (cached signer)',
+        (await issueCachedSigner()).certificatePem,
+        await cachedAuthority.dbClientCaBundle(ROUTE.service),
+      ],
     ] as const;
     for (const [what, pem, caPem] of samples) {
       if (!verifyIssuedBy(pem, caPem, now))
-        throw new Error(`${what} produced a certificate that does not verify against the db-client CA`);
+        throw new Error(`${what} produced a certificate that does not verify against its client CA`);
       const info = parseCertificate(pem);
       if (info.privateExtensions[OID_DB_SERVICE] !== ROUTE.service)
         throw new Error(`${what} produced a certificate without the db service extension`);

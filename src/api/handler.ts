@@ -140,7 +140,10 @@ async function dispatch(authority: Authority, req: ApiRequest, log?: Logger): Pr
       case 'ca-bundles':
         return ok({
           bot: await authority.caBundle('bot'),
-          dbClient: await authority.caBundle('db-client'),
+          // A service's own client CA is only read here, never created: callers need no proof.
+          dbClient: req.params.service
+            ? await authority.dbClientCaBundle(req.params.service)
+            : await authority.caBundle('db-client'),
           dbServer: await authority.caBundle('db-server'),
         });
     }

@@ -79,7 +79,8 @@ export const requestSchema = z.discriminatedUnion('type', [
     v: z.literal(API_VERSION),
     type: z.literal('ca-bundles'),
     requestId,
-    params: z.strictObject({}),
+    /** With `service`, `dbClient` is that database service's own client CA (what its database trusts). */
+    params: z.strictObject({ service: name.optional() }),
   }),
 ]);
 

@@ -6,6 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { handleApiRequest } from '../../src/api/handler.js';
 import type { Authority } from '../../src/authority/authority.js';
 import { stateKeys, TypedState } from '../../src/authority/state-keys.js';
 import { splitPemBundle } from '../../src/credentials/pem.js';
@@ -137,5 +138,21 @@ describe('database trust is scoped per service', () => {
     await expect(authority.signDatabaseServer(['db.internal'], { service: '../x' })).rejects.toThrow(
       /service/,
     );
+  });
+
+  it('the ca-bundles API serves a service client CA that exists, and creates none for an unauthenticated caller', async () => {
+    const { authority, store } = await setup();
+    const request = (service: string) => ({
+      v: 1,
+      type: 'ca-bundles',
+      requestId: `ca-bundles-${service}`,
+      params: { service },
+    });
+    const dev = (await authority.signDatabaseServer(['dev.internal'], { service: 'dev-db' })).clientCaPem;
+    const served = await handleApiRequest(authority, request('dev-db'));
+    expect(served).toMatchObject({ ok: true, result: { dbClient: dev } });
+    const missing = await handleApiRequest(authority, request('prod-db'));
+    expect(missing).toMatchObject({ ok: false, error: { code: 'not_found' } });
+    expect(await store.get(stateKeys.dbClientCa('prod-db'))).toBeUndefined();
   });
 });
