@@ -133,7 +133,8 @@ export class AuthorityClient {
     const { code, message } = response.error;
     if (code === 'access_denied') throw new AccessDeniedError(message);
     if (code === 'generation_mismatch') throw new GenerationMismatchError(message);
-    if (code === 'internal') throw new AuthorityUnavailableError(message);
+    // Both pass: the bot retries them later like an unreachable authority.
+    if (code === 'internal' || code === 'rate_limited') throw new AuthorityUnavailableError(message);
     throw new BrokerError(code, message);
   }
 }

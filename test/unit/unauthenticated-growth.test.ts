@@ -8,6 +8,7 @@ import { handleApiRequest } from '../../src/api/handler.js';
 import { RateLimiter } from '../../src/api/rate-limit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { shortLivedPrefixes } from '../../src/authority/state-keys.js';
+import { createProof } from '../../src/pki/proof.js';
 import type { Expect, StateStore, Versioned } from '../../src/state/store.js';
 import { type TestAuthority, testAuthority } from '../support/authority.js';
 import {
@@ -17,7 +18,6 @@ import {
   EXAMPLE_ROUTE as ROUTE,
   testKeyPair,
 } from '../support/fixtures.js';
-import { createProof } from '../../src/pki/proof.js';
 
 const START = nowSeconds();
 const MIN = 60_000;
@@ -196,7 +196,8 @@ describe('unauthenticated calls are rate limited', () => {
   it('per caller: a burst, then rate_limited until the bucket refills; other callers are not affected', async () => {
     const ctx = await setup();
     const limiter = new RateLimiter({ perSecond: 1, burst: 5, clock: ctx.clock });
-    const send = (caller: string) => handleApiRequest(ctx.api, challengeRequest(), undefined, { limiter, caller });
+    const send = (caller: string) =>
+      handleApiRequest(ctx.api, challengeRequest(), undefined, { limiter, caller });
     for (let i = 0; i < 5; i++) expect(await send('10.0.0.1')).toMatchObject({ ok: true });
     const limited = await send('10.0.0.1');
     expect(limited).toMatchObject({ ok: false, error: { code: 'rate_limited' } });
