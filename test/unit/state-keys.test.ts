@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { stateKeys } from '../../src/authority/state-keys.js';
+import { shortLivedPrefixes, stateKeys } from '../../src/authority/state-keys.js';
 import { assertValidKey } from '../../src/state/store.js';
 
 const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src');
@@ -25,6 +25,8 @@ describe('state keys', () => {
       stateKeys.token('abc'),
       stateKeys.lock('b'),
       stateKeys.challenge('c'),
+      stateKeys.challengeKey,
+      stateKeys.nonce('n'),
       stateKeys.request('id.digest'),
     ]).toEqual([
       'cas/db-client',
@@ -38,6 +40,8 @@ describe('state keys', () => {
       'tokens/abc',
       'locks/b',
       'challenges/c',
+      'config/challenge-key',
+      'nonces/n',
       'requests/id.digest',
     ]);
     expect([
@@ -47,13 +51,17 @@ describe('state keys', () => {
       stateKeys.tokens,
       stateKeys.locks,
       stateKeys.requests(),
-    ]).toEqual(['roles', 'dbs', 'bots', 'tokens', 'locks', 'requests']);
+      stateKeys.challenges,
+      stateKeys.nonces,
+    ]).toEqual(['roles', 'dbs', 'bots', 'tokens', 'locks', 'requests', 'challenges', 'nonces']);
+    // What the authority prunes and DynamoDB expires by TTL: every value there has an ISO `expires`.
+    expect(shortLivedPrefixes).toEqual(['challenges', 'requests', 'nonces']);
     for (const key of [stateKeys.ca('bot'), stateKeys.cluster, stateKeys.botState('example')])
       expect(() => assertValidKey(key)).not.toThrow();
   });
 
   it('are spelled nowhere under src/ but the state-keys module', () => {
-    const spelled = /['"`](cas|config|roles|dbs|bots|botstate|tokens|locks|challenges|requests)\//;
+    const spelled = /['"`](cas|config|roles|dbs|bots|botstate|tokens|locks|challenges|nonces|requests)\//;
     const walk = (dir: string): string[] =>
       readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
         e.isDirectory()
