@@ -268,12 +268,16 @@ outputs:
       'sign',
       '--format',
       'db',
+      '--service',
+      SERVICE,
       '--host',
       'localhost',
       '-o',
       dir('pgtls', 'server'),
     ]);
-    await cli('auth export', ['auth', 'export', '--type', 'db-client'], { certificatesOnStdout: true });
+    await cli('auth export', ['auth', 'export', '--type', 'db-client', '--service', SERVICE], {
+      certificatesOnStdout: true,
+    });
     postgres = await startPostgres({
       baseDir: dir('pg'),
       tls: {
