@@ -116,6 +116,29 @@ async function world(prefix: string): Promise<World> {
 const DEV_ALICE = (prefix: string) => ({ service: `dev-${prefix}`, database: 'example', username: 'alice' });
 const PROD_BOB = (prefix: string) => ({ service: `prod-${prefix}`, database: 'secretdb', username: 'bob' });
 
+describe('broker auth sign --format=db', () => {
+  it('refuses to run without --service, saying why (the shared client CA signs nothing any more)', async () => {
+    const work = await tempDir('trust-cli');
+    try {
+      const stateDir = path.join(work.dir, 'authority');
+      await broker(stateDir, ['init']);
+      const out = path.join(work.dir, 'server');
+      await expect(
+        broker(stateDir, ['auth', 'sign', '--format=db', '--host', 'localhost', '--out', out]),
+      ).rejects.toThrow(
+        /--service is required: each database trusts only the client CA of its own database service/,
+      );
+      await expect(readFile(`${out}.cas`, 'utf8')).rejects.toThrow(/ENOENT/);
+      // A service's CA is exported only once it exists.
+      await expect(
+        broker(stateDir, ['auth', 'export', '--type', 'db-client', '--service', 'nope']),
+      ).rejects.toThrow(/has no client CA yet/);
+    } finally {
+      await work.cleanup();
+    }
+  });
+});
+
 describe('PostgreSQL configured for one service refuses certificates issued for another', () => {
   let w: World | undefined;
   let server: StartedPostgres | undefined;
