@@ -7,10 +7,15 @@
 import { X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { handleApiRequest } from '../../src/api/handler.js';
+import { MemoryAuditLog } from '../../src/authority/audit.js';
 import type { Authority } from '../../src/authority/authority.js';
+import { bootstrapAuthority } from '../../src/authority/aws-bootstrap.js';
 import { stateKeys, TypedState } from '../../src/authority/state-keys.js';
+import { ManualClock } from '../../src/clock.js';
 import { splitPemBundle } from '../../src/credentials/pem.js';
-import { testAuthority } from '../support/authority.js';
+import { MemoryStateStore } from '../../src/state/memory-store.js';
+import { createKmsKey, testAuthority } from '../support/authority.js';
+import { KmsDouble } from '../support/aws/kms.js';
 import { exampleDbYaml, nowSeconds, testKeyPair } from '../support/fixtures.js';
 
 const START = nowSeconds();
@@ -154,5 +159,50 @@ describe('database trust is scoped per service', () => {
     const missing = await handleApiRequest(authority, request('prod-db'));
     expect(missing).toMatchObject({ ok: false, error: { code: 'not_found' } });
     expect(await store.get(stateKeys.dbClientCa('prod-db'))).toBeUndefined();
+  });
+});
+
+describe('AWS mode: each service client CA is its own KMS key', () => {
+  it('bootstraps one CA per service key at cold start, signs each service with its key, refuses a service without one', async () => {
+    const kms = new KmsDouble();
+    const client = kms.client();
+    try {
+      const caKeyIds = {
+        bot: await createKmsKey(client),
+        'db-client': await createKmsKey(client),
+        'db-server': await createKmsKey(client),
+      };
+      const dbClientCaKeyIds = { 'dev-db': await createKmsKey(client) };
+      const store = new MemoryStateStore();
+      const authority = await bootstrapAuthority({
+        store,
+        kms: client,
+        caKeyIds,
+        dbClientCaKeyIds,
+        resourcesYaml: RESOURCES,
+        clusterName: 'aws-unit',
+        audit: new MemoryAuditLog(),
+        clock: new ManualClock(START),
+      });
+      // Made at cold start from its key (no private key in the state), before any issuance.
+      const record = (await new TypedState(store).get(stateKeys.dbClientCa('dev-db')))?.value;
+      expect(record).toMatchObject({
+        type: 'db-client',
+        service: 'dev-db',
+        keys: [{ kmsKeyId: dbClientCaKeyIds['dev-db'] }],
+      });
+      expect(record?.keys[0]?.privateKeyPem).toBeUndefined();
+      const cert = await issueForDev(authority);
+      expect(chainsTo(cert, await authority.dbClientCaBundle('dev-db'))).toBe(true);
+      expect(chainsTo(cert, await authority.caBundle('db-client'))).toBe(false);
+      // prod-db has no key in this deployment: auth sign for it is refused and no CA appears.
+      await expect(authority.signDatabaseServer(['prod.internal'], { service: 'prod-db' })).rejects.toThrow(
+        /no KMS key for the client CA of database service "prod-db"/,
+      );
+      expect(await store.get(stateKeys.dbClientCa('prod-db'))).toBeUndefined();
+    } finally {
+      client.destroy();
+      await kms.close();
+    }
   });
 });
