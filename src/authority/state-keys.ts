@@ -103,6 +103,7 @@ export const stateKeys = {
   ca: (type: CaType) => key<CaRecord>(`cas/${type}`),
   /** The client CA of one database service: the only CA that database trusts. */
   dbClientCa: (service: string) => key<CaRecord>(`servicecas/${service}`),
+  dbClientCas: prefix<CaRecord>('servicecas'),
   cluster: key<ClusterInfo>('config/cluster'),
   appliedResources: key<AppliedResources>('config/resources'),
   resource: <K extends NamedKind>(kind: K, name: string) =>

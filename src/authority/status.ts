@@ -7,6 +7,8 @@ import { stateKeys } from './state-keys.js';
 export interface AuthorityStatus {
   cluster: string;
   cas: { type: CaType; keys: number; pin: string; expires: string; fingerprint: string }[];
+  /** Each database service's own client CA (created on first need), by service. */
+  serviceCas: { service: string; keys: number; pin: string; expires: string; fingerprint: string }[];
   roles: number;
   dbs: number;
   bots: number;
@@ -31,9 +33,22 @@ export async function authorityStatus(ctx: AuthorityContext, cas: CaRegistry): P
       fingerprint: info.fingerprint,
     });
   }
+  const serviceCas: AuthorityStatus['serviceCas'] = [];
+  for (const ca of await state.values(stateKeys.dbClientCas)) {
+    const { certificatePem } = signingKey(ca);
+    const info = parseCertificate(certificatePem);
+    serviceCas.push({
+      service: ca.service ?? '?',
+      keys: ca.keys.length,
+      pin: caPin(certificatePem),
+      expires: info.notAfter.toISOString(),
+      fingerprint: info.fingerprint,
+    });
+  }
   return {
     cluster: cluster?.name ?? 'broker',
     cas: out,
+    serviceCas,
     roles: (await state.list(stateKeys.roles)).length,
     dbs: (await state.list(stateKeys.dbs)).length,
     bots: (await state.list(stateKeys.bots)).length,

@@ -281,7 +281,10 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
       out(
         table(
           ['CA', 'Keys', 'Expires', 'Pin'],
-          s.cas.map((c) => [c.type, String(c.keys), c.expires, c.pin]),
+          [
+            ...s.cas.map((c) => [c.type, String(c.keys), c.expires, c.pin]),
+            ...s.serviceCas.map((c) => [`db-client/${c.service}`, String(c.keys), c.expires, c.pin]),
+          ],
         ),
       );
       out(`Roles ${s.roles}, databases ${s.dbs}, bots ${s.bots}, join tokens ${s.tokens}, locks ${s.locks}`);

@@ -83,6 +83,14 @@ describe('database trust is scoped per service', () => {
     expect(new X509Certificate(bundle).subject).toContain('CN=dev-db');
   });
 
+  it('status lists each service CA with its pin', async () => {
+    const { authority } = await setup();
+    await issueForDev(authority);
+    const status = await authority.status();
+    expect(status.serviceCas).toEqual([expect.objectContaining({ service: 'dev-db', keys: 1 })]);
+    expect(status.serviceCas[0]?.pin).toMatch(/^sha256:/);
+  });
+
   it('concurrent first issuances agree on one CA', async () => {
     const { authority } = await setup();
     const certs = await Promise.all([issueForDev(authority), issueForDev(authority), issueForDev(authority)]);
