@@ -9,7 +9,8 @@ export type CaType = (typeof CA_TYPES)[number];
 
 export const CA_DESCRIPTIONS: Record<CaType, string> = {
   bot: 'signs bot identities and the authority server certificate',
-  'db-client': 'signs database client certificates; databases trust it',
+  'db-client':
+    'the client CA shared by every database service before per-service CAs; kept for existing setups, signs nothing new (each service has its own: --service)',
   'db-server': 'signs database server certificates; clients verify databases with it',
 };
 

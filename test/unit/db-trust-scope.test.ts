@@ -83,6 +83,13 @@ describe('database trust is scoped per service', () => {
     expect(new X509Certificate(bundle).subject).toContain('CN=dev-db');
   });
 
+  it('stores each service CA under servicecas/<service> (a stored format: existing state is kept there)', () => {
+    expect([stateKeys.dbClientCa('dev-db'), stateKeys.dbClientCas]).toEqual([
+      'servicecas/dev-db',
+      'servicecas',
+    ]);
+  });
+
   it('status lists each service CA with its pin', async () => {
     const { authority } = await setup();
     await issueForDev(authority);
