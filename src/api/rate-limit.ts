@@ -43,17 +43,14 @@ export class RateLimiter {
     const { perSecond, burst } = this.options;
     const seen = this.buckets.get(caller);
     const tokens = seen ? Math.min(burst, seen.tokens + ((now - seen.at) / 1000) * perSecond) : burst;
+    const allowed = tokens >= 1;
     // Re-inserted, so the map's order is least recently seen first.
     this.buckets.delete(caller);
-    if (tokens < 1) {
-      this.buckets.set(caller, { tokens, at: now });
-      return Math.ceil(((1 - tokens) / perSecond) * 1000);
-    }
-    this.buckets.set(caller, { tokens: tokens - 1, at: now });
+    this.buckets.set(caller, { tokens: allowed ? tokens - 1 : tokens, at: now });
     while (this.buckets.size > this.maxCallers) {
       const oldest = this.buckets.keys().next().value as string;
       this.buckets.delete(oldest);
     }
-    return 0;
+    return allowed ? 0 : Math.ceil(((1 - tokens) / perSecond) * 1000);
   }
 }
