@@ -19,6 +19,10 @@ export function outcomeOf(err: unknown): string {
       return 'client_timeout';
     case 'USER_MISMATCH':
       return 'user_mismatch';
+    case 'DATABASE_MISMATCH':
+      return 'database_mismatch';
+    case 'COMMAND_REFUSED':
+      return 'command_refused';
     case 'TLS_REFUSED':
       return 'upstream_tls_refused';
     case 'PROTOCOL':

@@ -3,9 +3,14 @@
  * length, a 1-byte sequence id and the payload (MySQL "Protocol Basics"; MariaDB "Connection").
  */
 export const CLIENT_CONNECT_WITH_DB = 0x00000008;
+export const CLIENT_COMPRESS = 0x00000020;
+export const CLIENT_LOCAL_FILES = 0x00000080;
 export const CLIENT_PROTOCOL_41 = 0x00000200;
 export const CLIENT_SSL = 0x00000800;
+export const CLIENT_SECURE_CONNECTION = 0x00008000;
 export const CLIENT_PLUGIN_AUTH = 0x00080000;
+export const CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA = 0x00200000;
+export const CLIENT_ZSTD_COMPRESSION_ALGORITHM = 0x04000000;
 /** Largest packet accepted during the connection phase; real handshakes are a few hundred bytes. */
 export const MAX_HANDSHAKE_PACKET = 64 * 1024;
 
@@ -93,6 +98,8 @@ export interface HandshakeResponse {
   mariadbCapabilities: number;
   /** Undefined for an SSLRequest, which stops after the fixed part. */
   username: string | undefined;
+  /** The database asked for (CLIENT_CONNECT_WITH_DB); undefined when there is none or it is empty. */
+  database: string | undefined;
   isSslRequest: boolean;
 }
 
@@ -109,10 +116,56 @@ export function parseHandshakeResponse(payload: Buffer): HandshakeResponse {
     mariadbCapabilities: payload.readUInt32LE(28),
   };
   if (payload.length === 32)
-    return { ...base, username: undefined, isSslRequest: (capabilities & CLIENT_SSL) !== 0 };
+    return {
+      ...base,
+      username: undefined,
+      database: undefined,
+      isSslRequest: (capabilities & CLIENT_SSL) !== 0,
+    };
   const end = payload.indexOf(0, 32);
   if (end < 0) throw new MysqlProtocolError('client handshake response has no user name terminator');
-  return { ...base, username: payload.toString('utf8', 32, end), isSslRequest: false };
+  return {
+    ...base,
+    username: payload.toString('utf8', 32, end),
+    database: handshakeDatabase(payload, capabilities, end + 1),
+    isSslRequest: false,
+  };
+}
+
+/**
+ * The database of a handshake response, read as the server reads it (MariaDB sql_acl.cc
+ * parse_client_handshake_packet): the auth data is length-encoded, or has a one-byte length, or is
+ * NUL-terminated, by capability; the database follows, NUL-terminated or to the end.
+ */
+function handshakeDatabase(payload: Buffer, capabilities: number, authAt: number): string | undefined {
+  if (authAt >= payload.length) return undefined;
+  let at: number;
+  if (capabilities & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
+    const n = lengthEncoded(payload, authAt);
+    at = n.next + n.value;
+  } else if (capabilities & CLIENT_SECURE_CONNECTION) {
+    at = authAt + 1 + (payload[authAt] as number);
+  } else {
+    const end = payload.indexOf(0, authAt);
+    at = end < 0 ? payload.length : end + 1;
+  }
+  if (at > payload.length) throw new MysqlProtocolError('client handshake response auth data is truncated');
+  if (!(capabilities & CLIENT_CONNECT_WITH_DB) || at >= payload.length) return undefined;
+  const end = payload.indexOf(0, at);
+  const name = payload.toString('utf8', at, end < 0 ? payload.length : end);
+  return name === '' ? undefined : name;
+}
+
+/** A length-encoded integer at `at`: its value and where what it counts starts. */
+function lengthEncoded(b: Buffer, at: number): { value: number; next: number } {
+  const first = b[at];
+  const need = first === 0xfc ? 2 : first === 0xfd ? 3 : first === 0xfe ? 8 : 0;
+  if (first === undefined || first === 0xfb || first === 0xff || at + 1 + need > b.length)
+    throw new MysqlProtocolError('client handshake response has a bad length-encoded integer');
+  if (need === 0) return { value: first, next: at + 1 };
+  // An 8-byte length is beyond any payload: the caller finds it overruns.
+  const value = need === 8 ? Number.MAX_SAFE_INTEGER : b.readUIntLE(at + 1, need);
+  return { value, next: at + 1 + need };
 }
 
 /**
@@ -130,8 +183,13 @@ export function sslRequestPayload(response: HandshakeResponse): Buffer {
 
 /** The client's handshake response with CLIENT_SSL set, as the server expects after an SSLRequest. */
 export function withSslCapability(payload: Buffer): Buffer {
+  return withClientCapabilities(payload, { set: CLIENT_SSL, clear: 0 });
+}
+
+/** The client's handshake response (or SSLRequest) with some capability bits set and others cleared. */
+export function withClientCapabilities(payload: Buffer, bits: { set: number; clear: number }): Buffer {
   const out = Buffer.from(payload);
-  out.writeUInt32LE((payload.readUInt32LE(0) | CLIENT_SSL) >>> 0, 0);
+  out.writeUInt32LE(((payload.readUInt32LE(0) | bits.set) & ~bits.clear) >>> 0, 0);
   return out;
 }
 

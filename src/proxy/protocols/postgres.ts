@@ -121,3 +121,52 @@ export function errorResponse(fields: {
   head.writeInt32BE(4 + body.length, 1);
   return Buffer.concat([head, body]);
 }
+
+export interface StartupPolicy {
+  /** The certificate's user. */
+  user: string;
+  /** The output's database; '' leaves the choice to the client. */
+  database: string;
+}
+
+export interface StartupRefusal {
+  code: 'USER_MISMATCH' | 'DATABASE_MISMATCH';
+  sqlState: string;
+  message: string;
+  hint: string;
+}
+
+/**
+ * The StartupMessage parameters the tunnel sends for a client's: the certificate's user, and the output's
+ * database — a startup naming another user, or another database when the output names one, is refused (the
+ * server would take any database the user may connect to); a missing database is the output's.
+ */
+export function startupParams(
+  params: ReadonlyMap<string, string>,
+  policy: StartupPolicy,
+): { params: Map<string, string> } | { refusal: StartupRefusal } {
+  const user = params.get('user');
+  if (user !== undefined && user !== policy.user)
+    return {
+      refusal: {
+        code: 'USER_MISMATCH',
+        sqlState: '28000',
+        message: `broker proxy: the client asked for user "${user}" but the certificate is for user "${policy.user}"`,
+        hint: `connect as ${policy.user}`,
+      },
+    };
+  const database = params.get('database');
+  if (policy.database && database && database !== policy.database)
+    return {
+      refusal: {
+        code: 'DATABASE_MISMATCH',
+        sqlState: '28000',
+        message: `broker proxy: the client asked for database "${database}" but the output is for database "${policy.database}"`,
+        hint: `connect to database ${policy.database}`,
+      },
+    };
+  const out = new Map(params);
+  out.set('user', policy.user);
+  if (!database && policy.database) out.set('database', policy.database);
+  return { params: out };
+}

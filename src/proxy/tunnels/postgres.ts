@@ -11,6 +11,7 @@ import {
   serializeStartup,
   sslRequest,
   sslRequestAccepted,
+  startupParams,
   takeStartupPacket,
 } from '../protocols/postgres.js';
 import type { TunnelContext, TunnelHandler, TunnelSetup } from './tunnel.js';
@@ -52,8 +53,9 @@ function openUpstream(ctx: TunnelContext, creds: LoadedCredentials) {
 
 /**
  * PostgreSQL and CockroachDB tunnel: the client speaks plain protocol 3 to the proxy (its SSLRequest and
- * GSSENCRequest are answered 'N'), the proxy checks the startup user against the certificate, fills in a
- * missing database, and replays the StartupMessage over mutual TLS upstream.
+ * GSSENCRequest are answered 'N'), the proxy checks the startup user against the certificate and the
+ * database against the output's (filling in a missing one), and replays the StartupMessage over mutual TLS
+ * upstream. The protocol has no message that changes the user or database after the startup.
  */
 export const postgresTunnel: TunnelHandler = async (ctx) => {
   const fail = (code: string, message: string, hint?: string) => {
@@ -90,22 +92,16 @@ export const postgresTunnel: TunnelHandler = async (ctx) => {
           if (err instanceof CredentialsUnavailableError) fail('08006', `broker proxy: ${err.message}`);
           throw err;
         }
-        const want = creds.bundle.username;
-        const user = packet.params.get('user');
-        if (user !== undefined && user !== want) {
-          fail(
-            '28000',
-            `broker proxy: the client asked for user "${user}" but the certificate is for user "${want}"`,
-            `connect as ${want}`,
-          );
-          throw new ProxyError(
-            `startup user ${user} differs from the certificate's ${want}`,
-            'USER_MISMATCH',
-          );
+        const decided = startupParams(packet.params, {
+          user: creds.bundle.username,
+          database: creds.bundle.database,
+        });
+        if ('refusal' in decided) {
+          const { code, sqlState, message, hint } = decided.refusal;
+          fail(sqlState, message, hint);
+          throw new ProxyError(message, code);
         }
-        const params = new Map(packet.params);
-        params.set('user', want);
-        if (!params.get('database') && creds.bundle.database) params.set('database', creds.bundle.database);
+        const { params } = decided;
         let upstream: Awaited<ReturnType<typeof openUpstream>>;
         try {
           upstream = await openUpstream(ctx, creds);

@@ -24,7 +24,15 @@ describe('src/proxy layout', () => {
   const framing = sources('protocols');
 
   it('has framing modules to check', () => {
-    expect(framing).toEqual(expect.arrayContaining(['protocols/postgres.ts', 'protocols/mysql.ts']));
+    expect(framing).toEqual(
+      expect.arrayContaining([
+        'protocols/postgres.ts',
+        'protocols/mysql.ts',
+        'protocols/mysql-commands.ts',
+        'protocols/redis.ts',
+        'protocols/redis-inline.ts',
+      ]),
+    );
   });
 
   it.each(framing)('%s is pure framing: no sockets, streams, timers or imports from the proxy', (file) => {

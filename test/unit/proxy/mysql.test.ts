@@ -3,9 +3,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   authPacketKind,
+  CLIENT_COMPRESS,
   CLIENT_CONNECT_WITH_DB,
+  CLIENT_LOCAL_FILES,
   CLIENT_PLUGIN_AUTH,
+  CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
   CLIENT_PROTOCOL_41,
+  CLIENT_SECURE_CONNECTION,
   CLIENT_SSL,
   errPayload,
   type HandshakeResponse,
@@ -17,14 +21,13 @@ import {
   serializeMysqlPacket,
   sslRequestPayload,
   takeMysqlPacket,
+  withClientCapabilities,
   withoutCapabilities,
   withSslCapability,
 } from '../../../src/proxy/protocols/mysql.js';
 import { byteByByte, cut, everyDoubleCut, everySingleCut, feed } from '../../support/split.js';
 
 const CLIENT_LONG_PASSWORD = 0x00000001;
-const CLIENT_SECURE_CONNECTION = 0x00008000;
-const CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA = 0x00200000;
 const UTF8MB4_GENERAL_CI = 45;
 
 const VERSION = '5.5.5-10.11.6-MariaDB-0+deb12u1';
@@ -181,6 +184,62 @@ describe('parseHandshakeResponse', () => {
     expect(parseHandshakeResponse(handshakeResponse(CLIENT_CAPS, 'jürgen')).username).toBe('jürgen');
   });
 
+  describe('the database, read past the auth data as the server reads it', () => {
+    const auth = Buffer.from('0123456789abcdefghij'); // a 20-byte scramble answer
+    const withDb = (caps: number, authPart: Buffer, db = 'example\0') =>
+      Buffer.concat([
+        responseHead(caps),
+        Buffer.from('alice\0'),
+        authPart,
+        Buffer.from(db),
+        Buffer.from('x\0'),
+      ]);
+    const base = CLIENT_CAPS & ~(CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_SECURE_CONNECTION);
+
+    it.each([
+      ['length-encoded auth data', CLIENT_CAPS, Buffer.concat([Buffer.from([20]), auth])],
+      [
+        'length-encoded auth data with a 2-byte length',
+        CLIENT_CAPS,
+        Buffer.concat([Buffer.from([0xfc, 20, 0]), auth]),
+      ],
+      ['one-byte length', base | CLIENT_SECURE_CONNECTION, Buffer.concat([Buffer.from([20]), auth])],
+      ['NUL-terminated auth data', base, Buffer.concat([auth, Buffer.from([0])])],
+    ])('%s', (_what, caps, authPart) => {
+      expect(parseHandshakeResponse(withDb(caps, authPart)).database).toBe('example');
+    });
+
+    it('is undefined without CLIENT_CONNECT_WITH_DB, when empty, or when the response ends after the user', () => {
+      const lenenc = Buffer.concat([Buffer.from([20]), auth]);
+      expect(
+        parseHandshakeResponse(withDb(CLIENT_CAPS & ~CLIENT_CONNECT_WITH_DB, lenenc)).database,
+      ).toBeUndefined();
+      expect(parseHandshakeResponse(withDb(CLIENT_CAPS, lenenc, '\0')).database).toBeUndefined();
+      expect(
+        parseHandshakeResponse(Buffer.concat([responseHead(CLIENT_CAPS), Buffer.from('alice\0')])).database,
+      ).toBeUndefined();
+    });
+
+    it('runs to the end of the payload without a terminator', () => {
+      const payload = Buffer.concat([
+        responseHead(CLIENT_CAPS),
+        Buffer.from('alice\0'),
+        Buffer.from([0]),
+        Buffer.from('secretdb'),
+      ]);
+      expect(parseHandshakeResponse(payload).database).toBe('secretdb');
+    });
+
+    it.each([
+      ['auth data longer than the payload', Buffer.concat([Buffer.from([200]), auth])],
+      ['an 8-byte auth length', Buffer.concat([Buffer.from([0xfe]), Buffer.alloc(8, 0xff)])],
+      ['a NULL length', Buffer.from([0xfb])],
+    ])('refuses %s with MysqlProtocolError', (_what, authPart) => {
+      const payload = Buffer.concat([responseHead(CLIENT_CAPS), Buffer.from('alice\0'), authPart]);
+      expect(() => parseHandshakeResponse(payload)).toThrow(MysqlProtocolError);
+    });
+  });
+
   it('reads a 32-byte SSLRequest as one, with no user name', () => {
     const r = parseHandshakeResponse(responseHead(CLIENT_CAPS | CLIENT_SSL));
     expect(r.isSslRequest).toBe(true);
@@ -211,6 +270,7 @@ describe('sslRequestPayload and withSslCapability', () => {
       ...response,
       capabilities: CLIENT_CAPS | CLIENT_SSL,
       username: undefined,
+      database: undefined,
       isSslRequest: true,
     });
   });
@@ -218,6 +278,17 @@ describe('sslRequestPayload and withSslCapability', () => {
   it('sslRequestPayload keeps the top capability bit (capabilities are unsigned)', () => {
     const response = parseHandshakeResponse(handshakeResponse((CLIENT_CAPS | 0x80000000) >>> 0));
     expect(sslRequestPayload(response).readUInt32LE(0)).toBe((CLIENT_CAPS | 0x80000000 | CLIENT_SSL) >>> 0);
+  });
+
+  it('withClientCapabilities sets and clears bits and leaves every other byte alone', () => {
+    const payload = handshakeResponse(CLIENT_CAPS | CLIENT_LOCAL_FILES);
+    const out = withClientCapabilities(payload, {
+      set: CLIENT_SSL,
+      clear: CLIENT_LOCAL_FILES | CLIENT_COMPRESS,
+    });
+    expect(out.readUInt32LE(0)).toBe(CLIENT_CAPS | CLIENT_SSL);
+    expect(out.subarray(4).equals(payload.subarray(4))).toBe(true);
+    expect(payload.readUInt32LE(0)).toBe(CLIENT_CAPS | CLIENT_LOCAL_FILES);
   });
 
   it('withSslCapability sets CLIENT_SSL and leaves every other byte, and its input, alone', () => {

@@ -21,6 +21,8 @@ describe('outcomeOf', () => {
     [errno('EPIPE'), 'reset'],
     [new ProxyError('startup', 'STARTUP_TIMEOUT'), 'client_timeout'],
     [new ProxyError('user', 'USER_MISMATCH'), 'user_mismatch'],
+    [new ProxyError('database', 'DATABASE_MISMATCH'), 'database_mismatch'],
+    [new ProxyError('command', 'COMMAND_REFUSED'), 'command_refused'],
     [new ProxyError('tls', 'TLS_REFUSED'), 'upstream_tls_refused'],
     [new ProxyError('protocol', 'PROTOCOL'), 'protocol_error'],
     [new ProxyError('idle', 'IDLE_TIMEOUT'), 'idle_timeout'],

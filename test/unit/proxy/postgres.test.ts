@@ -15,6 +15,7 @@ import {
   serializeStartup,
   sslRequest,
   sslRequestAccepted,
+  startupParams,
   takeStartupPacket,
 } from '../../../src/proxy/protocols/postgres.js';
 import { byteByByte, cut, everyDoubleCut, everySingleCut, feed } from '../../support/split.js';
@@ -437,5 +438,69 @@ describe('sslRequestAccepted', () => {
     ['s', 'a lower-case s'],
   ])('refuses %j (%s)', (answer) => {
     expect(sslRequestAccepted(Buffer.from(answer, 'latin1'))).toBe(false);
+  });
+});
+
+describe('startupParams: the user and database a startup may ask for', () => {
+  const policy = { user: 'alice', database: 'example' };
+  const params = (entries: Record<string, string>) => new Map(Object.entries(entries));
+
+  it('fills in the certificate user and a missing database, keeping every other parameter', () => {
+    expect(startupParams(params({ application_name: 'psql' }), policy)).toEqual({
+      params: params({ application_name: 'psql', user: 'alice', database: 'example' }),
+    });
+    expect(startupParams(params({ user: 'alice', database: 'example' }), policy)).toEqual({
+      params: params({ user: 'alice', database: 'example' }),
+    });
+  });
+
+  it('refuses another user, then another database, naming both', () => {
+    expect(startupParams(params({ user: 'bob', database: 'secretdb' }), policy)).toEqual({
+      refusal: {
+        code: 'USER_MISMATCH',
+        sqlState: '28000',
+        message: 'broker proxy: the client asked for user "bob" but the certificate is for user "alice"',
+        hint: 'connect as alice',
+      },
+    });
+    expect(startupParams(params({ user: 'alice', database: 'secretdb' }), policy)).toEqual({
+      refusal: {
+        code: 'DATABASE_MISMATCH',
+        sqlState: '28000',
+        message:
+          'broker proxy: the client asked for database "secretdb" but the output is for database "example"',
+        hint: 'connect to database example',
+      },
+    });
+  });
+
+  it('leaves the database to the client when the output names none', () => {
+    expect(startupParams(params({ database: 'secretdb' }), { user: 'alice', database: '' })).toEqual({
+      params: params({ database: 'secretdb', user: 'alice' }),
+    });
+    expect(startupParams(params({}), { user: 'alice', database: '' })).toEqual({
+      params: params({ user: 'alice' }),
+    });
+  });
+
+  it('property: what is sent names the certificate user, and the output database when it names one', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.constantFrom('user', 'database', 'options', 'application_name'), fc.string()),
+        fc.constantFrom('', 'example'),
+        (entries, database) => {
+          const decided = startupParams(params(entries), { user: 'alice', database });
+          if ('refusal' in decided) {
+            expect(
+              entries.user !== undefined && entries.user !== 'alice' ? 'USER_MISMATCH' : 'DATABASE_MISMATCH',
+            ).toBe(decided.refusal.code);
+            return;
+          }
+          expect(decided.params.get('user')).toBe('alice');
+          if (database) expect(decided.params.get('database')).toBe('example');
+          else expect(decided.params.get('database')).toBe(entries.database);
+        },
+      ),
+    );
   });
 });
