@@ -34,3 +34,8 @@ export function shown(name: Buffer | string): string {
   const clean = text.replace(/[\p{Cc}\p{Cf}]/gu, '?');
   return JSON.stringify(clean.length > 64 ? `${clean.slice(0, 64)}…` : clean);
 }
+
+/** Appends `chunk[from, to)` to `forward`: the chunk itself when that is all of it. */
+export function relayRun(forward: Buffer[], chunk: Buffer, from: number, to: number): void {
+  if (to > from) forward.push(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to));
+}

@@ -16,7 +16,7 @@
  * The tunnel also keeps CLIENT_LOCAL_FILES from the server (LOAD DATA LOCAL is the other exchange in which the
  * server reads client packets mid-command) and refuses compression (the headers would be hidden).
  */
-import { type Refusal, type RefusalCode, shown } from './framing.js';
+import { type Refusal, type RefusalCode, relayRun, shown } from './framing.js';
 import { CLIENT_SECURE_CONNECTION, errPayload, serializeMysqlPacket } from './mysql.js';
 
 export const COM_INIT_DB = 0x02;
@@ -150,6 +150,14 @@ export function inspectCommand(packet: Buffer, policy: MysqlSessionPolicy): Buff
   return resetConnectionPacket();
 }
 
+/** Per command byte: refused (0), relayed as it is, or held for inspection. */
+const RELAY = 1;
+const HOLD = 2;
+const KIND = new Uint8Array(256);
+for (const command of RELAYED) KIND[command] = RELAY;
+KIND[COM_INIT_DB] = HOLD;
+KIND[COM_CHANGE_USER] = HOLD;
+
 /** What the header (and command byte) of the packet being read says to do. */
 type Verdict = 'pass' | 'hold' | Refusal | undefined;
 
@@ -177,18 +185,31 @@ export class MysqlCommandFramer {
   push(chunk: Buffer): { forward: Buffer[]; refusal?: Refusal } {
     const forward: Buffer[] = [];
     if (this.refused) return { forward };
-    const emit = (from: number, to: number) => {
-      if (to > from) forward.push(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to));
-    };
     const n = chunk.length;
     let i = 0;
     let runStart = 0;
     while (i < n) {
       if (this.left > 0) {
-        const k = Math.min(this.left, n - i);
+        const k = Math.min(n - i, this.left);
         i += k;
         this.left -= k;
         continue;
+      }
+      if (this.prefixLen === 0 && !this.held && n - i >= 5) {
+        // The common case: a whole header and command byte in this chunk, of a packet that is relayed.
+        const len = (chunk[i] as number) | ((chunk[i + 1] as number) << 8) | ((chunk[i + 2] as number) << 16);
+        if (this.continues) {
+          this.continues = len === CONTINUED;
+          this.left = len;
+          i += 4;
+          continue;
+        }
+        if (chunk[i + 3] === 0 && len > 0 && KIND[chunk[i + 4] as number] === RELAY) {
+          this.continues = len === CONTINUED;
+          this.left = len - 1;
+          i += 5;
+          continue;
+        }
       }
       if (this.held) {
         const k = Math.min(this.held.length - this.heldLen, n - i);
@@ -214,7 +235,7 @@ export class MysqlCommandFramer {
         this.prefixLen = 0;
         continue;
       }
-      emit(runStart, prefixStart);
+      relayRun(forward, chunk, runStart, prefixStart);
       if (verdict !== 'hold') return this.refuse(forward, verdict);
       this.held = Buffer.alloc(4 + this.payloadLen);
       this.prefix.copy(this.held, 0, 0, this.prefixLen);
@@ -230,9 +251,9 @@ export class MysqlCommandFramer {
       // The run ended where the held packet began (or the whole chunk is held).
     } else if (this.prefixLen > 0) {
       // Keep back the start of a packet whose verdict needs the next chunk.
-      emit(runStart, n - (this.prefixLen - this.carried));
+      relayRun(forward, chunk, runStart, n - (this.prefixLen - this.carried));
       this.carried = this.prefixLen;
-    } else emit(runStart, n);
+    } else relayRun(forward, chunk, runStart, n);
     return { forward };
   }
 
@@ -267,14 +288,14 @@ export class MysqlCommandFramer {
       return undefined;
     }
     const command = this.prefix[4] as number;
-    if (command === COM_CHANGE_USER || command === COM_INIT_DB) {
+    if (KIND[command] === HOLD) {
       if (this.payloadLen > MAX_INSPECTED_COMMAND)
         return commandRefusal(
           `a ${this.payloadLen}-byte ${command === COM_INIT_DB ? 'COM_INIT_DB' : 'COM_CHANGE_USER'}`,
         );
       return 'hold';
     }
-    if (RELAYED.has(command)) return 'pass';
+    if (KIND[command] === RELAY) return 'pass';
     return commandRefusal(`command 0x${command.toString(16).padStart(2, '0')} is not relayed by the tunnel`);
   }
 }

@@ -12,121 +12,63 @@
  * Command names are compared as the server compares them: case-insensitively, up to the first NUL byte.
  * Anything the server would answer with a protocol error and a closed connection is refused here too.
  */
-import { type Refusal, shown } from './framing.js';
+import { type Refusal, relayRun } from './framing.js';
+import {
+  commandName,
+  INSPECTED,
+  inspectRequest,
+  namesInspected,
+  protocolRefusal,
+  type RedisSessionPolicy,
+} from './redis-auth.js';
 import { MAX_INLINE, splitInline } from './redis-inline.js';
+
+export type { RedisSessionPolicy } from './redis-auth.js';
 
 /** Largest AUTH/HELLO/RESET request held for inspection. */
 export const MAX_INSPECTED_REQUEST = 64 * 1024;
 /** string2ll refuses 21 characters and more. */
 const MAX_NUMBER = 20;
-/** Bytes of the first argument kept to name the command. */
-const NAME_BYTES = 64;
 
-export interface RedisSessionPolicy {
-  /** The certificate's user. */
-  user: string;
-}
+// Framer states.
+const START = 0; // at a request boundary
+const INLINE = 1; // an inline line, held until '\n'
+const COUNT = 2; // the characters of *<count>
+const DOLLAR = 3; // the '$' of an argument header
+const LENGTH = 4; // the characters of $<length>
+const SKIP = 5; // bytes the server skips unread
+const BODY = 6; // argument bytes
 
-/** Redis's string2ll (util.c): an optional '-', then "0" or a digit 1-9 and digits; nothing else. */
-export function redisInteger(text: string): number | undefined {
-  return /^(0|-?[1-9][0-9]*)$/.test(text) && text.length <= MAX_NUMBER ? Number(text) : undefined;
-}
-
-/** A command name as the server's lookup sees it: up to the first NUL, lower case (ASCII). */
-export function commandName(arg: Buffer): string {
-  const nul = arg.indexOf(0);
-  return arg.toString('latin1', 0, nul < 0 ? arg.length : nul).replace(/[A-Z]+/g, (s) => s.toLowerCase());
-}
-
-const INSPECTED = new Set(['auth', 'hello', 'reset']);
-
-function refusal(message: string, code: Refusal['code'] = 'USER_MISMATCH'): Refusal {
-  const text = `broker proxy: ${message}`;
-  return { code, message: text, reply: Buffer.from(`-ERR ${text}\r\n`, 'utf8') };
-}
-
-const protocolRefusal = (what: string) =>
-  refusal(`${what}: the server would close the connection`, 'COMMAND_REFUSED');
-
-/**
- * The users an AUTH, HELLO or RESET request (its arguments) would make the connection: RESET and a one-argument
- * AUTH mean `default`; HELLO's options are read as the server reads them (protover first, then `AUTH user pass`
- * and `SETNAME name`, up to the first it does not know), and every AUTH counts. Requests the server refuses for
- * their arity name none.
- */
-export function requestedUsers(args: readonly Buffer[]): Buffer[] {
-  const name = commandName(args[0] as Buffer);
-  if (name === 'reset') return [Buffer.from('default')];
-  if (name === 'auth') {
-    if (args.length === 2) return [Buffer.from('default')];
-    return args.length === 3 ? [args[1] as Buffer] : [];
-  }
-  const users: Buffer[] = [];
-  for (let j = 2; j < args.length; j++) {
-    const more = args.length - 1 - j;
-    const option = commandName(args[j] as Buffer);
-    if (option === 'auth' && more >= 2) {
-      users.push(args[j + 1] as Buffer);
-      j += 2;
-    } else if (option === 'setname' && more >= 1) j++;
-    else break;
-  }
-  return users;
-}
-
-/** Refuses an inspected request that makes the connection another user than the certificate's. */
-export function inspectRequest(args: readonly Buffer[], policy: RedisSessionPolicy): Refusal | undefined {
-  const want = Buffer.from(policy.user, 'utf8');
-  const other = requestedUsers(args).find((user) => !user.equals(want));
-  if (other === undefined) return undefined;
-  if (commandName(args[0] as Buffer) === 'reset')
-    return refusal(
-      `the client asked to reset the connection to user "default" but the certificate is for user ${shown(policy.user)}`,
-    );
-  return authRefusal(other, policy);
-}
-
-function authRefusal(user: Buffer, policy: RedisSessionPolicy): Refusal {
-  return refusal(
-    `the client asked to authenticate as user ${shown(user)} but the certificate is for user ${shown(policy.user)}`,
-  );
-}
-
-type State =
-  | 'start' // at a request boundary
-  | 'inline' // an inline line, held until '\n'
-  | 'count' // the digits of *<count>
-  | 'dollar' // the '$' of an argument header
-  | 'length' // the digits of $<length>
-  | 'skip' // bytes the server skips unread
-  | 'body'; // argument bytes
-
-/** Where a step stopped reading, and what it means for holding. */
-interface Step {
-  next: number;
-  /** A held request starts at this byte. */
-  hold?: number;
-  /** The held request ends at `next`: check it. */
-  release?: boolean;
-  refusal?: Refusal;
-}
+const CR = 0x0d;
+const STAR = 0x2a;
+/** Argument lengths beyond this are refused (the server's own limit, proto-max-bulk-len, is 512 MiB by default). */
+export const MAX_ARGUMENT = 0xffffffff;
+const INT_MAX = 0x7fffffff;
 
 /**
  * Frames the client's side of a Redis connection. Each `push` returns the bytes to relay: the chunk itself
  * unless it holds part of an AUTH, HELLO, RESET or inline request, which is relayed once checked.
  */
 export class RedisRequestFramer {
-  private state: State = 'start';
-  private digits = '';
+  private state = START;
+  /** string2ll, one character at a time: characters read, value, sign, first digit '0', bad character. */
+  private numLen = 0;
+  private num = 0;
+  private negative = false;
+  private zeroFirst = false;
+  private digits = 0;
+  private bad = false;
   private count = 0;
   private arg = 0;
-  /** Bytes left in the current argument ('body') or to skip ('skip'). */
+  /** Bytes left to skip (SKIP) or of the current argument (BODY). */
   private left = 0;
-  /** What follows the skipped bytes: an argument's body, or the next argument header (or request). */
-  private afterSkip: 'body' | 'header' = 'header';
-  /** The first bytes of the first argument (the command name). */
-  private name: Buffer[] = [];
+  private bulk = 0;
+  /** What follows the skipped bytes: an argument's body, or the next header or request. */
+  private bodyNext = false;
+  /** The first bytes of the first argument, up to 6: enough to tell AUTH, HELLO and RESET (NUL-cut). */
+  private readonly name = Buffer.alloc(6);
   private nameLen = 0;
+  private nameNeed = 0;
   /** Bytes of a held request (copies), its arguments so far, and the argument being read. */
   private held: Buffer[] | undefined;
   private heldLen = 0;
@@ -141,45 +83,217 @@ export class RedisRequestFramer {
     if (this.refused) return { forward };
     const n = chunk.length;
     let runStart = 0;
-    const emit = (to: number) => {
-      if (to > runStart) forward.push(runStart === 0 && to === n ? chunk : chunk.subarray(runStart, to));
-      runStart = to;
-    };
-    const refuse = (refusal: Refusal) => {
-      this.refused = true;
-      return { forward, refusal };
-    };
-    for (let i = 0; i < n; ) {
-      const step = this.step(chunk, i);
-      if (step.refusal) {
-        if (!this.held) emit(i);
-        return refuse(step.refusal);
-      }
-      if (step.hold !== undefined) {
-        emit(step.hold);
-        this.held = [];
-        this.heldLen = 0;
-      }
-      i = step.next;
-      if (step.release && this.held) {
-        this.keep(chunk.subarray(runStart, i));
-        runStart = i;
-        const refusal = this.check();
-        if (refusal) return refuse(refusal);
-        forward.push(...this.held);
-        this.held = undefined;
+    let i = 0;
+    let refusal: Refusal | undefined;
+    read: while (i < n) {
+      switch (this.state) {
+        case START:
+          if (chunk[i] === STAR) {
+            this.state = COUNT;
+            this.resetNumber();
+            i++;
+          } else {
+            // An inline request is kept back whole, until its end of line.
+            relayRun(forward, chunk, runStart, i);
+            runStart = i;
+            this.hold();
+            this.state = INLINE;
+          }
+          break;
+        case INLINE: {
+          const nl = chunk.indexOf(0x0a, i);
+          const nul = chunk.indexOf(0, i);
+          if (nul >= 0 && (nl < 0 || nul < nl)) {
+            refusal = protocolRefusal('a NUL byte in an inline request');
+            break read;
+          }
+          if (nl < 0) {
+            i = n;
+            break;
+          }
+          i = nl + 1;
+          this.keep(chunk.subarray(runStart, i));
+          runStart = i;
+          this.state = START;
+          const line = Buffer.concat(this.held as Buffer[]);
+          const args = splitInline(line.subarray(0, line.length - 1));
+          if (!args) {
+            refusal = protocolRefusal('unbalanced quotes in an inline request');
+            break read;
+          }
+          this.args = args;
+          refusal = this.release(forward);
+          if (refusal) break read;
+          break;
+        }
+        case COUNT:
+        case LENGTH: {
+          let ended = false;
+          while (i < n) {
+            const c = chunk[i++] as number;
+            if (c === CR) {
+              ended = true;
+              break;
+            }
+            if (!this.character(c)) {
+              refusal = protocolRefusal('a bad multibulk length');
+              break read;
+            }
+          }
+          if (!ended) break;
+          refusal = this.numberRead();
+          if (refusal) break read;
+          break;
+        }
+        case DOLLAR:
+          if (chunk[i] !== 0x24) {
+            refusal = protocolRefusal('an argument that does not start with $');
+            break read;
+          }
+          this.state = LENGTH;
+          this.resetNumber();
+          i++;
+          break;
+        case SKIP: {
+          const k = Math.min(this.left, n - i);
+          i += k;
+          this.left -= k;
+          if (this.left > 0) break;
+          if (this.bodyNext) this.startArgument();
+          else if (this.arg < this.count) this.state = DOLLAR;
+          else {
+            // The request is complete (a count of 0 or less runs nothing).
+            this.state = START;
+            if (this.held) {
+              this.keep(chunk.subarray(runStart, i));
+              runStart = i;
+              refusal = this.release(forward);
+              if (refusal) break read;
+            }
+          }
+          break;
+        }
+        case BODY: {
+          let k = Math.min(this.left, n - i);
+          if (this.arg === 0 && this.nameLen < this.nameNeed) {
+            k = Math.min(k, this.nameNeed - this.nameLen);
+            for (let j = 0; j < k; j++) this.name[this.nameLen++] = chunk[i + j] as number;
+            i += k;
+            this.left -= k;
+            if (this.nameLen === this.nameNeed && this.nameDecided(true)) {
+              // Keep back the rest of the request: the server runs nothing before its last byte.
+              relayRun(forward, chunk, runStart, i);
+              runStart = i;
+              this.hold();
+            }
+          } else {
+            if (this.held && this.arg > 0) this.part.push(Buffer.from(chunk.subarray(i, i + k)));
+            i += k;
+            this.left -= k;
+          }
+          if (this.left === 0) this.argumentDone();
+          break;
+        }
       }
     }
-    if (!this.held) {
-      emit(n);
+    if (!refusal && this.held) {
+      this.keep(chunk.subarray(runStart, n));
+      if (this.state === INLINE && this.heldLen > MAX_INLINE)
+        refusal = protocolRefusal('an inline request without an end of line');
+      else if (this.heldLen > MAX_INSPECTED_REQUEST)
+        refusal = protocolRefusal('an AUTH, HELLO or RESET request this large');
+      if (!refusal) return { forward };
+    }
+    if (!refusal) {
+      relayRun(forward, chunk, runStart, n);
       return { forward };
     }
-    this.keep(chunk.subarray(runStart, n));
-    if (this.state === 'inline' && this.heldLen > MAX_INLINE)
-      return refuse(protocolRefusal('an inline request without an end of line'));
-    if (this.heldLen > MAX_INSPECTED_REQUEST)
-      return refuse(protocolRefusal('an AUTH, HELLO or RESET request this large'));
-    return { forward };
+    // Nothing of a held request is relayed; otherwise what came before the offending byte is (the server runs
+    // no request before its last byte).
+    if (!this.held) relayRun(forward, chunk, runStart, i);
+    this.refused = true;
+    return { forward, refusal };
+  }
+
+  private hold(): void {
+    this.held = [];
+    this.heldLen = 0;
+  }
+
+  /** The '\r' of a number line: the count of a request, or the length of an argument. */
+  private numberRead(): Refusal | undefined {
+    const value = this.numberValue();
+    if (this.state === COUNT) {
+      if (value === undefined || value > INT_MAX) return protocolRefusal('a bad multibulk length');
+      this.count = value;
+      this.arg = 0;
+      this.bodyNext = false;
+    } else {
+      if (value === undefined || value < 0 || value > MAX_ARGUMENT)
+        return protocolRefusal('a bad argument length');
+      this.bulk = value;
+      this.bodyNext = true;
+    }
+    this.state = SKIP;
+    this.left = 1; // the '\n' after the '\r', unread
+    return undefined;
+  }
+
+  /** An argument header and the two bytes after it are read: its body follows. */
+  private startArgument(): void {
+    this.state = BODY;
+    this.left = this.bulk;
+    if (this.arg === 0) {
+      this.nameLen = 0;
+      this.nameNeed = Math.min(this.bulk, this.name.length);
+      if (this.nameNeed === 0) this.nameDecided(false);
+    }
+    if (this.left === 0) this.argumentDone();
+  }
+
+  private resetNumber(): void {
+    this.numLen = 0;
+    this.num = 0;
+    this.negative = false;
+    this.zeroFirst = false;
+    this.digits = 0;
+    this.bad = false;
+  }
+
+  /** One character of a number line; false once string2ll can no longer accept the line. */
+  private character(c: number): boolean {
+    if (this.numLen === 0 && c === 0x2d /* '-' */) this.negative = true;
+    else if (c >= 0x30 && c <= 0x39) {
+      if (this.digits === 0 && c === 0x30) this.zeroFirst = true;
+      else if (this.zeroFirst) this.bad = true;
+      // Values past MAX_ARGUMENT are refused anyway; stop growing before losing precision.
+      if (this.num <= MAX_ARGUMENT) this.num = this.num * 10 + (c - 0x30);
+      this.digits++;
+    } else this.bad = true;
+    this.numLen++;
+    return !this.bad && this.numLen <= MAX_NUMBER;
+  }
+
+  /** The number as string2ll reads the line: "0", or an optional '-' and digits without a leading zero. */
+  private numberValue(): number | undefined {
+    if (this.bad || this.digits === 0 || (this.zeroFirst && this.negative)) return undefined;
+    return this.negative ? -this.num : this.num;
+  }
+
+  /** The first argument's start is read: hold the rest of the request when it names AUTH, HELLO or RESET. */
+  private nameDecided(read: boolean): boolean {
+    if (!read || !namesInspected(this.name, this.nameLen)) return false;
+    this.args = [Buffer.from(this.name.subarray(0, this.nameLen))];
+    return true;
+  }
+
+  private argumentDone(): void {
+    if (this.held && this.arg > 0) this.args.push(Buffer.concat(this.part));
+    this.part = [];
+    this.arg++;
+    this.bodyNext = false;
+    this.state = SKIP;
+    this.left = 2;
   }
 
   private keep(bytes: Buffer): void {
@@ -188,135 +302,16 @@ export class RedisRequestFramer {
     this.heldLen += bytes.length;
   }
 
-  /** The decision on a complete held request. */
-  private check(): Refusal | undefined {
+  /** Decides on a complete held request: relays it, or returns the refusal. */
+  private release(forward: Buffer[]): Refusal | undefined {
     const args = this.args;
     this.args = [];
-    if (args.length === 0 || !INSPECTED.has(commandName(args[0] as Buffer))) return undefined;
-    return inspectRequest(args, this.policy);
-  }
-
-  private step(chunk: Buffer, at: number): Step {
-    const c = chunk[at] as number;
-    switch (this.state) {
-      case 'start':
-        if (c === 0x2a /* '*' */) {
-          this.state = 'count';
-          return { next: at + 1 };
-        }
-        this.state = 'inline';
-        return { next: at, hold: at };
-      case 'inline':
-        return this.inline(chunk, at);
-      case 'dollar':
-        if (c !== 0x24 /* '$' */)
-          return { next: at, refusal: protocolRefusal('an argument that does not start with $') };
-        this.state = 'length';
-        return { next: at + 1 };
-      case 'count':
-      case 'length':
-        return this.number(c, at);
-      case 'skip': {
-        const k = Math.min(this.left, chunk.length - at);
-        this.left -= k;
-        return this.left > 0 ? { next: at + k } : this.skipped(at + k);
-      }
-      case 'body':
-        return this.body(chunk, at);
-    }
-  }
-
-  /** An inline request: the server reads up to '\n', and never past a NUL byte. */
-  private inline(chunk: Buffer, at: number): Step {
-    const nl = chunk.indexOf(0x0a, at);
-    const nul = chunk.indexOf(0, at);
-    if (nul >= 0 && (nl < 0 || nul < nl))
-      return { next: at, refusal: protocolRefusal('a NUL byte in an inline request') };
-    if (nl < 0) {
-      this.part.push(Buffer.from(chunk.subarray(at)));
-      return { next: chunk.length };
-    }
-    this.part.push(chunk.subarray(at, nl));
-    const args = splitInline(Buffer.concat(this.part));
-    this.part = [];
-    this.state = 'start';
-    if (!args) return { next: at, refusal: protocolRefusal('unbalanced quotes in an inline request') };
-    this.args = args;
-    return { next: nl + 1, release: true };
-  }
-
-  /** A character of *<count> or $<length>, or the '\r' that ends it (the byte after it is skipped). */
-  private number(c: number, at: number): Step {
-    if (c !== 0x0d) {
-      if (c === 0 || this.digits.length > MAX_NUMBER)
-        return { next: at, refusal: protocolRefusal('a bad multibulk length') };
-      this.digits += String.fromCharCode(c);
-      return { next: at + 1 };
-    }
-    const value = redisInteger(this.digits);
-    this.digits = '';
-    if (value === undefined || value > 0x7fffffff || (this.state === 'length' && value < 0))
-      return { next: at, refusal: protocolRefusal('a bad multibulk length') };
-    if (this.state === 'count') {
-      this.count = value;
-      this.arg = 0;
-      this.afterSkip = 'header';
-    } else {
-      this.afterSkip = 'body';
-      this.bodyLen = value;
-    }
-    this.state = 'skip';
-    this.left = 1;
-    return { next: at + 1 };
-  }
-
-  private bodyLen = 0;
-
-  /** The skipped bytes are behind: an argument's body, the next argument header, or the next request. */
-  private skipped(next: number): Step {
-    if (this.afterSkip === 'body') {
-      this.state = 'body';
-      this.left = this.bodyLen;
-      return this.left === 0 ? this.argumentDone(next) : { next };
-    }
-    if (this.arg < this.count) {
-      this.state = 'dollar';
-      return { next };
-    }
-    // The request is complete (a count of 0 or less runs nothing).
-    this.state = 'start';
-    return { next, release: true };
-  }
-
-  private body(chunk: Buffer, at: number): Step {
-    const k = Math.min(this.left, chunk.length - at);
-    if (this.arg === 0 && this.nameLen < NAME_BYTES) {
-      const part = chunk.subarray(at, at + Math.min(k, NAME_BYTES - this.nameLen));
-      this.name.push(Buffer.from(part));
-      this.nameLen += part.length;
-    } else if (this.held) this.part.push(Buffer.from(chunk.subarray(at, at + k)));
-    this.left -= k;
-    return this.left > 0 ? { next: at + k } : this.argumentDone(at + k);
-  }
-
-  /** An argument is read; the two bytes after it are skipped. */
-  private argumentDone(next: number): Step {
-    let hold: number | undefined;
-    if (this.arg === 0) {
-      const name = Buffer.concat(this.name);
-      this.name = [];
-      this.nameLen = 0;
-      if (INSPECTED.has(commandName(name))) {
-        // Keep back the rest of the request: the server runs nothing before its last byte.
-        this.args = [name];
-        hold = next;
-      }
-    } else if (this.held) this.args.push(Buffer.concat(this.part));
-    this.part = [];
-    this.arg++;
-    this.afterSkip = 'header';
-    this.state = 'skip';
-    this.left = 2;
-    return hold === undefined ? { next } : { next, hold };
+    const refusal =
+      args.length > 0 && INSPECTED.has(commandName(args[0] as Buffer))
+        ? inspectRequest(args, this.policy)
+        : undefined;
+    if (!refusal) forward.push(...(this.held as Buffer[]));
+    this.held = undefined;
+    return refusal;
   }
 }

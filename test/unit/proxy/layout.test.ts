@@ -30,6 +30,7 @@ describe('src/proxy layout', () => {
         'protocols/mysql.ts',
         'protocols/mysql-commands.ts',
         'protocols/redis.ts',
+        'protocols/redis-auth.ts',
         'protocols/redis-inline.ts',
       ]),
     );

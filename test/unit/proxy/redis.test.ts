@@ -1,14 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Refusal } from '../../../src/proxy/protocols/framing.js';
-import {
-  commandName,
-  inspectRequest,
-  RedisRequestFramer,
-  type RedisSessionPolicy,
-  redisInteger,
-  requestedUsers,
-} from '../../../src/proxy/protocols/redis.js';
+import { RedisRequestFramer, type RedisSessionPolicy } from '../../../src/proxy/protocols/redis.js';
+import { commandName, inspectRequest, requestedUsers } from '../../../src/proxy/protocols/redis-auth.js';
 import { splitInline } from '../../../src/proxy/protocols/redis-inline.js';
 import { byteByByte, cut, everyDoubleCut, everySingleCut } from '../../support/split.js';
 
@@ -139,10 +133,22 @@ describe('RedisRequestFramer: refusals', () => {
 });
 
 describe('what the server would read', () => {
-  it('redisInteger is string2ll: 0, or an optional minus and no leading zero, at most 20 characters', () => {
-    expect(['0', '7', '-5', '123'].map(redisInteger)).toEqual([0, 7, -5, 123]);
-    for (const bad of ['', '-', '-0', '01', '+1', '1 ', ' 1', '1x', '123456789012345678901'])
-      expect(redisInteger(bad), bad).toBeUndefined();
+  it('reads counts and lengths as string2ll does: "0", or an optional minus and no leading zero, at most 20 characters', () => {
+    for (const good of ['*0\r\n', '*-5\r\n', '*1\r\n$0\r\n\r\n', '*2\r\n$3\r\nGET\r\n$10\r\n0123456789\r\n'])
+      relays(Buffer.from(good));
+    for (const bad of [
+      '*\r\n',
+      '*-\r\n',
+      '*-0\r\n',
+      '*01\r\n',
+      '*+1\r\n',
+      '*1 \r\n',
+      '*1x\r\n',
+      `*${'1'.repeat(21)}\r\n`,
+    ])
+      expect(run([Buffer.from(bad)]).refusal?.code, JSON.stringify(bad)).toBe('COMMAND_REFUSED');
+    expect(run([Buffer.from('*2147483648\r\n')]).refusal?.code).toBe('COMMAND_REFUSED'); // over INT_MAX
+    expect(run([Buffer.from('*1\r\n$4294967296\r\n')]).refusal?.code).toBe('COMMAND_REFUSED'); // over MAX_ARGUMENT
   });
 
   it('commandName cuts at NUL and lower-cases ASCII only', () => {
