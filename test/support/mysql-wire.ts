@@ -79,11 +79,12 @@ export class MysqlWire {
     port: number,
     user: string,
     database: string,
+    capabilities = WIRE_CAPS,
   ): Promise<{ wire: MysqlWire; result: WirePacket }> {
     const wire = await MysqlWire.connect(port);
     await wire.next();
     const head = Buffer.alloc(32);
-    head.writeUInt32LE(WIRE_CAPS >>> 0, 0);
+    head.writeUInt32LE(capabilities >>> 0, 0);
     head.writeUInt32LE(1 << 24, 4);
     head[8] = UTF8MB4;
     wire.send(

@@ -18,7 +18,14 @@ import { DirectoryDestination } from '../../../src/destinations/directory.js';
 import { type StartedPostgres, startPostgres } from '../../../src/devdb/postgres.js';
 import { type StartedMariadb, startMariadb } from '../../support/devdb/mariadb.js';
 import { type StartedRedis, startRedis } from '../../support/devdb/redis.js';
-import { changeUser, describePacket, MysqlWire, mysqlPacket, query } from '../../support/mysql-wire.js';
+import {
+  changeUser,
+  describePacket,
+  MysqlWire,
+  mysqlPacket,
+  query,
+  WIRE_CAPS,
+} from '../../support/mysql-wire.js';
 import {
   addDatabase,
   newAuthority,
@@ -177,6 +184,35 @@ describe('tunnel in session: MariaDB', () => {
     const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT DATABASE() AS d');
     expect(rows[0]?.d).toBe('example');
     await conn.end();
+  });
+
+  it('offers no compression, and refuses a client that asks for it anyway', async () => {
+    // mysql2 compresses only when the greeting offers it: through the tunnel it does not.
+    const conn = await within(
+      10_000,
+      'mysql2 with compress: true',
+      mysql.createConnection({
+        host: '127.0.0.1',
+        port: proxy!.port,
+        user: 'alice',
+        database: 'example',
+        compress: true,
+      }),
+    );
+    const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT 1 AS one');
+    expect(rows[0]?.one).toBe(1);
+    await conn.end();
+    const CLIENT_COMPRESS = 0x20;
+    const { wire, result } = await MysqlWire.login(
+      proxy!.port,
+      'alice',
+      'example',
+      WIRE_CAPS | CLIENT_COMPRESS,
+    );
+    wire.destroy();
+    expect(describePacket(result)).toBe(
+      'ERR 1043 broker proxy: the tunnel does not relay compressed connections; connect without compression',
+    );
   });
 
   it("refuses the mariadb CLI's `use secretdb` (COM_INIT_DB) and allows `use example`", async () => {
