@@ -15,7 +15,7 @@ import { SecretsManagerBundleSource } from '../../../src/proxy/sources/secretsma
 import { bundleSourceContract } from '../../contracts/bundle-source.js';
 import { SecretsManagerDouble } from '../../support/aws/secretsmanager.js';
 import { HOUR, nowSeconds, testBundle, testKeyPair } from '../../support/fixtures.js';
-import { tempDir } from '../support.js';
+import { tempDir } from '../../support/temp.js';
 
 let first: CredentialBundle;
 let newer: CredentialBundle;

@@ -26,6 +26,7 @@ import {
   query,
   WIRE_CAPS,
 } from '../../support/mysql-wire.js';
+import { requirePostgres } from '../../support/postgres.js';
 import {
   addDatabase,
   newAuthority,
@@ -36,7 +37,8 @@ import {
   within,
   writeBundle,
 } from '../../support/proxy.js';
-import { requirePostgres, runCommand, tempDir } from '../support.js';
+import { run } from '../../support/run.js';
+import { tempDir } from '../../support/temp.js';
 
 /** What a rejected promise rejected with; fails when it resolves. */
 async function rejection<T>(p: Promise<T>, what: string): Promise<Error & Record<string, unknown>> {
@@ -217,7 +219,7 @@ describe('tunnel in session: MariaDB', () => {
 
   it("refuses the mariadb CLI's `use secretdb` (COM_INIT_DB) and allows `use example`", async () => {
     const cli = (sql: string) =>
-      runCommand('mariadb', [
+      run('mariadb', [
         '--no-defaults',
         '--protocol=TCP',
         '-h',

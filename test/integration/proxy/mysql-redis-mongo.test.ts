@@ -26,7 +26,8 @@ import {
   within,
   writeBundle,
 } from '../../support/proxy.js';
-import { runCommand, tempDir } from '../support.js';
+import { run } from '../../support/run.js';
+import { tempDir } from '../../support/temp.js';
 
 type ServerCert = Awaited<ReturnType<Authority['signDatabaseServer']>>;
 
@@ -123,7 +124,7 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
   it('issues a certificate whose subject is the one the account requires', async () => {
     const crt = path.join(work.dir, 'alice.crt');
     await writeFile(crt, alice.bundle.files.tlscert!);
-    const out = await runCommand('openssl', ['x509', '-in', crt, '-noout', '-subject', '-nameopt', 'compat']);
+    const out = await run('openssl', ['x509', '-in', crt, '-noout', '-subject', '-nameopt', 'compat']);
     expect(out.stdout.trim()).toBe('subject=/O=example/CN=alice');
     expect(db().version).toMatch(/MariaDB/);
   });
@@ -151,7 +152,7 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
   });
 
   const cli = (extra: readonly string[]) =>
-    runCommand('mariadb', [
+    run('mariadb', [
       '--no-defaults',
       '--protocol=TCP',
       '-h',
@@ -506,41 +507,27 @@ describe('proxy tunnel: MongoDB (TLS from the first byte, against a mutual-TLS e
     );
     expect(files['mongo.crt']).toMatch(/-----BEGIN (RSA )?PRIVATE KEY-----/);
 
-    const subject = await runCommand('openssl', ['x509', '-in', crt, '-noout', '-subject']);
+    const subject = await run('openssl', ['x509', '-in', crt, '-noout', '-subject']);
     expect(subject.code).toBe(0);
     expect(subject.stdout).toMatch(/CN ?= ?alice\b/);
-    const key = await runCommand('openssl', ['pkey', '-in', crt, '-noout']);
+    const key = await run('openssl', ['pkey', '-in', crt, '-noout']);
     expect(key.stderr).toBe('');
     expect(key.code).toBe(0);
     // The key in mongo.crt belongs to the certificate in it.
-    const pub = await runCommand('openssl', ['pkey', '-in', crt, '-pubout']);
+    const pub = await run('openssl', ['pkey', '-in', crt, '-pubout']);
     expect(pub.stdout.trim()).toBe(
       new X509Certificate(files.tlscert!).publicKey.export({ type: 'spki', format: 'pem' }).toString().trim(),
     );
 
     const clientCa = path.join(work.dir, 'db-client-ca.crt');
     await writeFile(clientCa, await authority.dbClientCaBundle('docs'));
-    const verifyClient = await runCommand('openssl', [
-      'verify',
-      '-purpose',
-      'sslclient',
-      '-CAfile',
-      clientCa,
-      crt,
-    ]);
+    const verifyClient = await run('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', clientCa, crt]);
     expect(verifyClient.stdout.trim()).toBe(`${crt}: OK`);
     expect(verifyClient.code).toBe(0);
 
     const serverCrt = path.join(work.dir, 'server.crt');
     await writeFile(serverCrt, serverCert.certificatePem);
-    const verifyServer = await runCommand('openssl', [
-      'verify',
-      '-purpose',
-      'sslserver',
-      '-CAfile',
-      cas,
-      serverCrt,
-    ]);
+    const verifyServer = await run('openssl', ['verify', '-purpose', 'sslserver', '-CAfile', cas, serverCrt]);
     expect(verifyServer.stdout.trim()).toBe(`${serverCrt}: OK`);
     expect(verifyServer.code).toBe(0);
   });

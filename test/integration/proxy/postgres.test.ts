@@ -34,8 +34,10 @@ import { MemoryStateStore } from '../../../src/state/memory-store.js';
 import { CLI, type CliProcess, spawnCli } from '../../support/cli-process.js';
 import { EXAMPLE, exampleResourcesYaml, issueBundle as issueExampleBundle } from '../../support/fixtures.js';
 import { cancelRequest, errorFields, RawSocket, simpleQuery, untilReady } from '../../support/pg-wire.js';
+import { requirePostgres } from '../../support/postgres.js';
 import { timed } from '../../support/proxy.js';
-import { requirePostgres, runCommand, tempDir } from '../support.js';
+import { run } from '../../support/run.js';
+import { tempDir } from '../../support/temp.js';
 
 const SERVICE = EXAMPLE.service;
 
@@ -221,7 +223,7 @@ describe('broker proxy db with a real PostgreSQL server', () => {
       await out.write(await issueBundle());
       const { port } = await startProxy(out.dir);
 
-      const result = await runCommand('psql', [
+      const result = await run('psql', [
         '-X',
         '-A',
         '-t',
@@ -473,7 +475,7 @@ describe('broker proxy db with a real PostgreSQL server', () => {
       };
       expect(existsSync(CLI), `${CLI} is missing; run npm run build`).toBe(true);
       const healthcheck = () =>
-        runCommand(process.execPath, [CLI, 'proxy', 'healthcheck', '--diag-addr', diag.address]);
+        run(process.execPath, [CLI, 'proxy', 'healthcheck', '--diag-addr', diag.address]);
 
       expect((await get('/livez')).status).toBe(200);
       const notReady = await get('/readyz');
@@ -575,7 +577,7 @@ describe('broker proxy db with a real PostgreSQL server', () => {
     it('refuses --address 0.0.0.0 without --unsafe-listen', async () => {
       const out = output();
       await out.write(await issueBundle());
-      const r = await runCommand(process.execPath, [
+      const r = await run(process.execPath, [
         CLI,
         'proxy',
         'db',
