@@ -8,6 +8,7 @@ import { Administration, type BotStatus } from './administration.js';
 import type { AuditSink } from './audit.js';
 import { CaRegistry } from './ca-registry.js';
 import { AuthorityContext, type AuthorityOptions } from './context.js';
+import { pruneExpired } from './housekeeping.js';
 import { type Authenticated, Identities, type IssuedIdentity, type SignedRequest } from './identity.js';
 import {
   type DatabaseServerOptions,
@@ -15,12 +16,11 @@ import {
   type IssuedDatabaseCertificate,
   type IssuedDatabaseServerCertificate,
 } from './issuance.js';
-import { pruneExpired } from './housekeeping.js';
 import { Joins } from './joins.js';
 import { DEFAULT_CERT_TTL_MS } from './limits.js';
 import { Locks } from './locks.js';
-import type { Bot, Resource } from './resources.js';
 import { renew } from './renewal.js';
+import type { Bot, Resource } from './resources.js';
 import type { Lock, NamedKind, NamedResource, StoredToken } from './state-keys.js';
 import { type AuthorityStatus, authorityStatus } from './status.js';
 

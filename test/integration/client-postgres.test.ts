@@ -62,7 +62,9 @@ describe('Lambda client module with a real PostgreSQL (bundle in the Secrets Man
     work = await tempDir('client-pg');
     await authority.initialize();
     // db.example.internal is not resolvable: it exists only as the name the server certificate carries.
-    const serverCert = await authority.signDatabaseServer(['db.example.internal'], { service: 'example-server' });
+    const serverCert = await authority.signDatabaseServer(['db.example.internal'], {
+      service: 'example-server',
+    });
     server = await startPostgres({
       baseDir: path.join(work.dir, 'pg'),
       tls: {
