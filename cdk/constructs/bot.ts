@@ -10,15 +10,17 @@ import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { resourceName } from '../../src/authority/resources.js';
-import { type BotConfig, parseBotConfig } from '../../src/bot/config.js';
+import {
+  type BotConfig,
+  parseBotConfig,
+  SECRET_WRITE_GUIDANCE,
+  SECRET_WRITE_MIN_INTERVAL_MS,
+} from '../../src/bot/config.js';
 import { formatDuration } from '../../src/duration.js';
 import { type Authority, LAMBDA_ENVIRONMENT_MAX_BYTES, METRIC_NAMESPACE } from './authority.js';
 import { BotOutput } from './bot-output.js';
 import { BrokerFunction, functionBundle } from './broker-function.js';
 import { BrokerPropError, badProp, checkDuration, checkInteger } from './props.js';
-
-/** Secrets Manager's guidance: on a sustained basis, at most one PutSecretValue per secret every 10 minutes. */
-const SECRET_WRITE_GUIDANCE = Duration.minutes(10);
 
 /**
  * The scheduler's Lambda target, granting its role lambda:InvokeFunction on the unqualified function only:
@@ -177,12 +179,17 @@ export class Bot extends Construct {
         'not a whole number of minutes, which an EventBridge Scheduler rate needs',
         'use e.g. "20m"',
       );
-    this.renewalInterval = Duration.minutes(shortest / 60_000);
-    if (this.renewalInterval.toMinutes() < SECRET_WRITE_GUIDANCE.toMinutes())
-      Annotations.of(this).addWarningV2(
-        'broker:SecretWriteRate',
-        `${file}: renewal every ${this.renewalInterval.toHumanString()} writes each output secret more often than Secrets Manager's guidance of one write per secret per 10 minutes`,
+    // Every scheduled run writes every output, so the schedule's period is each secret's write interval
+    // (parseBotConfig checked each output's own interval; a shorter top-level one sets the schedule too).
+    if (shortest < SECRET_WRITE_MIN_INTERVAL_MS)
+      badProp(
+        this,
+        `${file} renewal_interval`,
+        formatDuration(shortest),
+        `every run writes every output secret, more often than every 10m0s: ${SECRET_WRITE_GUIDANCE}`,
+        'use at least "10m"',
       );
+    this.renewalInterval = Duration.minutes(shortest / 60_000);
     const timeout =
       props.timeout ?? Duration.seconds(Math.min(120, this.renewalInterval.toSeconds() - 60) || 30);
     checkDuration(this, 'timeout', timeout, { min: Duration.seconds(10), max: Duration.minutes(15) });

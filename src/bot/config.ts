@@ -6,6 +6,13 @@ import { parseYamlDocuments, validateDocument } from '../config/yaml.js';
 import { OUTPUT_FORMATS } from '../credentials/formats.js';
 import { formatDuration, parseDuration } from '../duration.js';
 
+/** The shortest renewal interval for a bot that writes a Secrets Manager secret (an output or its storage). */
+export const SECRET_WRITE_MIN_INTERVAL_MS = 10 * 60_000;
+
+/** Why: versions pile up faster than AWS removes them, until PutSecretValue fails on the version quota. */
+export const SECRET_WRITE_GUIDANCE =
+  'Secrets Manager keeps every version of a secret younger than 24 hours and advises at most one write per secret per 10 minutes';
+
 const duration = (what: string) =>
   z
     .string()
@@ -47,6 +54,8 @@ const databaseOutput = z.strictObject({
   credential_ttl: duration('credential_ttl').optional(),
   renewal_interval: duration('renewal_interval').optional(),
 });
+
+type DatabaseOutput = z.output<typeof databaseOutput>;
 
 const tokenRef = z
   .string()
@@ -96,6 +105,35 @@ export const botConfigSchema = z
         'renewal_interval',
       ]);
     });
+    // Secrets Manager's version quota: each secretsmanager output is written once per its own interval;
+    // a secretsmanager storage once per cycle, and a cycle comes every shortest interval.
+    const flagged = new Set<string>();
+    const tooOften = (interval: number, at: (string | number)[], what: string) => {
+      if (interval >= SECRET_WRITE_MIN_INTERVAL_MS || flagged.has(at.join('.'))) return;
+      flagged.add(at.join('.'));
+      ctx.addIssue({
+        code: 'custom',
+        path: at,
+        message: `renewal_interval (${formatDuration(interval)}) writes ${what} more often than every 10m0s: ${SECRET_WRITE_GUIDANCE}; use at least 10m, or a directory destination`,
+      });
+    };
+    const ownPath = (o: DatabaseOutput, i: number) =>
+      o.renewal_interval === undefined ? ['renewal_interval'] : ['outputs', i, 'renewal_interval'];
+    cfg.outputs.forEach((o, i) => {
+      if (o.destination.type === 'secretsmanager')
+        tooOften(
+          o.renewal_interval ?? cfg.renewal_interval,
+          ownPath(o, i),
+          `secret ${JSON.stringify(o.destination.name)}`,
+        );
+    });
+    if (cfg.storage.type === 'secretsmanager') {
+      const storage = `the identity to storage secret ${JSON.stringify(cfg.storage.name)} (once per cycle)`;
+      tooOften(cfg.renewal_interval, ['renewal_interval'], storage);
+      cfg.outputs.forEach((o, i) => {
+        if (o.renewal_interval !== undefined) tooOften(o.renewal_interval, ownPath(o, i), storage);
+      });
+    }
     const seen = new Set<string>();
     cfg.outputs.forEach((o, i) => {
       const id =

@@ -1,5 +1,5 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
-import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Authority } from '../../cdk/constructs/authority.js';
 import { Bot, type BotProps } from '../../cdk/constructs/bot.js';
@@ -307,14 +307,6 @@ describe('Bot', () => {
       EvaluationPeriods: 50,
     });
   });
-
-  it('warns when renewals would exceed one Secrets Manager write per secret per 10 minutes', () => {
-    const { stack } = makeBot({}, withInterval('5m'));
-    Annotations.fromStack(stack).hasWarning(
-      '/S/Bot',
-      Match.stringLikeRegexp('more often than Secrets Manager'),
-    );
-  });
 });
 
 describe('Bot props', () => {
@@ -373,9 +365,27 @@ describe('Bot props', () => {
 
   it('refuses a renewal interval EventBridge Scheduler cannot express', () => {
     fails(
-      withInterval('90s'),
-      /orders\.yaml renewal_interval is "1m30s": not a whole number of minutes.*; use e\.g\. "20m"/,
+      withInterval('10m30s'),
+      /orders\.yaml renewal_interval is "10m30s": not a whole number of minutes.*; use e\.g\. "20m"/,
     );
+  });
+
+  it('refuses at synth a renewal interval under 10 minutes, with the Secrets Manager version rule', () => {
+    // Through parseBotConfig: the output secrets inherit the 5m interval.
+    fails(
+      withInterval('5m'),
+      /orders\.yaml: .*renewal_interval: renewal_interval \(5m0s\) writes secret "broker\/orders\/orders-postgres" more often than every 10m0s: Secrets Manager keeps every version of a secret younger than 24 hours and advises at most one write per secret per 10 minutes/,
+    );
+    // Through the schedule: every output overrides 20m, but the top-level 5m sets the schedule's rate.
+    const overridden = withInterval('5m').replace(
+      /username: (\w+)/g,
+      'username: $1\n    renewal_interval: 20m',
+    );
+    fails(
+      overridden,
+      /S\/Bot: orders\.yaml renewal_interval is "5m0s": every run writes every output secret, more often than every 10m0s: Secrets Manager keeps every version .* per 10 minutes; use at least "10m"/,
+    );
+    expect(() => makeBot({}, withInterval('10m'))).not.toThrow();
   });
 
   it('refuses a timeout not shorter than the renewal interval', () => {

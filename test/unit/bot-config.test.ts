@@ -151,6 +151,59 @@ describe('parseBotConfig: renewal must come before expiry', () => {
   });
 });
 
+describe('parseBotConfig: the Secrets Manager version quota', () => {
+  const RULE =
+    'Secrets Manager keeps every version of a secret younger than 24 hours and advises at most one write per secret per 10 minutes';
+  const toSecret = (text: string) =>
+    text.replace(
+      'destination: { type: directory, path: /var/lib/broker/out }',
+      'destination: { type: secretsmanager, name: broker/out }',
+    );
+
+  it('refuses a secretsmanager output renewed more often than every 10 minutes, naming path, value and rule', () => {
+    const top = configError(toSecret(config({ top: 'renewal_interval: 9m' })));
+    expect(top.message).toContain(
+      `renewal_interval: renewal_interval (9m0s) writes secret "broker/out" more often than every 10m0s: ${RULE}; use at least 10m, or a directory destination`,
+    );
+    const own = configError(toSecret(config({ output: '    renewal_interval: 5m' })));
+    expect(own.message).toContain(
+      'outputs.0.renewal_interval: renewal_interval (5m0s) writes secret "broker/out"',
+    );
+    expect(own.message).toContain(RULE);
+  });
+
+  it('refuses a secretsmanager storage when any cycle comes sooner than 10 minutes', () => {
+    const storage = (extra: { top?: string; output?: string }) =>
+      config(extra).replace(
+        'storage: { type: memory }',
+        'storage: { type: secretsmanager, name: broker/id }',
+      );
+    expect(configError(storage({ top: 'renewal_interval: 5m' })).message).toContain(
+      `renewal_interval: renewal_interval (5m0s) writes the identity to storage secret "broker/id" (once per cycle) more often than every 10m0s: ${RULE}`,
+    );
+    // A directory output's own short interval sets the cycle, and every cycle saves the identity.
+    expect(configError(storage({ output: '    renewal_interval: 2m' })).message).toContain(
+      'outputs.0.renewal_interval: renewal_interval (2m0s) writes the identity to storage secret "broker/id"',
+    );
+  });
+
+  it('accepts 10 minutes for secrets, and keeps short intervals for directory destinations', () => {
+    expect(
+      parseBotConfig(toSecret(config({ top: 'renewal_interval: 10m' })), 'bot.yaml').renewal_interval,
+    ).toBe(600_000);
+    expect(parseBotConfig(config({ top: 'renewal_interval: 1m' }), 'bot.yaml').renewal_interval).toBe(60_000);
+    // A secretsmanager output on its own 20m beside a directory output renewed every minute.
+    const mixed = toSecret(config({ top: 'renewal_interval: 20m' })).replace(
+      'outputs:\n',
+      'outputs:\n  - type: database\n    destination: { type: directory, path: /var/lib/broker/fast }\n    service: example-server\n    database: example\n    username: bob\n    renewal_interval: 1m\n',
+    );
+    expect(parseBotConfig(mixed, 'bot.yaml').outputs.map((o) => o.renewal_interval)).toEqual([
+      60_000,
+      undefined,
+    ]);
+  });
+});
+
 describe('parseBotConfig: bad fields and values', () => {
   it('names an unknown top-level field and lists the allowed ones', () => {
     const err = configError(config({ top: 'renewl_interval: 10m' }));

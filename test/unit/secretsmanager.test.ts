@@ -428,7 +428,10 @@ describe('SecretsManagerDestination: throttling and errors (aws-sdk-client-mock)
         },
       });
       await dest.write(b);
-      expect(mock.commandCalls(PutSecretValueCommand)).toHaveLength(3);
+      // Every attempt carries the one version token, so a throttled retry can never add a version.
+      expect(mock.commandCalls(PutSecretValueCommand).map((c) => c.args[0].input.ClientRequestToken)).toEqual(
+        [token, token, token],
+      );
       expect(delays).toEqual([99, 149]); // 100 × 2^0, then min(150, 100 × 2^1), times the jitter factor
       const updates = mock.commandCalls(UpdateSecretVersionStageCommand).map((c) => c.args[0].input);
       expect(updates).toEqual([
