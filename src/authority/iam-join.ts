@@ -1,5 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
-import { CHALLENGE_HEADER, GET_CALLER_IDENTITY_BODY, type SignedStsRequest } from '../credentials/iam.js';
+import {
+  CHALLENGE_HEADER,
+  GET_CALLER_IDENTITY_BODY,
+  type SignedStsRequest,
+  stsHostOf,
+} from '../credentials/iam.js';
 import { AccessDeniedError, BrokerError } from '../errors.js';
 
 /**
@@ -11,9 +16,10 @@ import { AccessDeniedError, BrokerError } from '../errors.js';
  */
 
 /**
- * Regions whose STS endpoint is `sts.<region>.amazonaws.com`: the `aws` and `aws-us-gov` partitions as the
- * AWS SDK for JavaScript v3 (3.1164) lists them. The China (`amazonaws.com.cn`), European Sovereign Cloud
- * (`amazonaws.eu`) and ISO partitions use other domains and are not accepted. A new region is added here.
+ * Regions whose STS endpoint the authority accepts (`stsHostOf`): the `aws`, `aws-us-gov` and `aws-cn`
+ * partitions as the AWS SDK for JavaScript v3 (3.1164) lists them; China's STS is
+ * `sts.<region>.amazonaws.com.cn`. The European Sovereign Cloud (`amazonaws.eu`) and ISO partitions use other
+ * domains and are not accepted. A new region is added here.
  */
 export const KNOWN_AWS_REGIONS: readonly string[] = [
   'af-south-1',
@@ -33,6 +39,8 @@ export const KNOWN_AWS_REGIONS: readonly string[] = [
   'ap-southeast-7',
   'ca-central-1',
   'ca-west-1',
+  'cn-north-1',
+  'cn-northwest-1',
   'eu-central-1',
   'eu-central-2',
   'eu-north-1',
@@ -123,12 +131,16 @@ export function checkStsRequest(
     refuse('the URL does not parse');
   }
   const host = parsed.hostname;
-  const match = /^sts\.([a-z0-9-]+)\.amazonaws\.com$/.exec(host);
-  const region = host === GLOBAL_STS_HOST ? GLOBAL_STS_REGION : match?.[1];
+  // The region is read from the host, which must then be that region's own endpoint: a cn- region is
+  // reached only under amazonaws.com.cn, any other only under amazonaws.com.
+  const match = /^sts\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/.exec(host);
+  const named = host === GLOBAL_STS_HOST ? GLOBAL_STS_REGION : match?.[1];
+  const region =
+    named !== undefined && (host === GLOBAL_STS_HOST || stsHostOf(named) === host) ? named : undefined;
   if (parsed.protocol !== 'https:') refuse(`the URL must be https, not ${parsed.protocol}`);
   if (region === undefined || !KNOWN_AWS_REGIONS.includes(region) || !allowedRegions.includes(region))
     refuse(
-      `the host ${JSON.stringify(host)} is not an AWS STS endpoint this authority accepts (sts.amazonaws.com or sts.<region>.amazonaws.com for ${allowedRegions === KNOWN_AWS_REGIONS ? 'a known AWS region' : `one of ${allowedRegions.join(', ')}`})`,
+      `the host ${JSON.stringify(host)} is not an AWS STS endpoint this authority accepts (sts.amazonaws.com, sts.<region>.amazonaws.com, or sts.<region>.amazonaws.com.cn for China, for ${allowedRegions === KNOWN_AWS_REGIONS ? 'a known AWS region' : `one of ${allowedRegions.join(', ')}`})`,
     );
   // The exact canonical form: no port, credentials, path, query or fragment can slip through.
   if (request.url !== `https://${host}/`) refuse(`the URL must be exactly https://${host}/`);

@@ -3,7 +3,12 @@ import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { Clock } from '../clock.js';
 import { ConfigError } from '../config/errors.js';
-import { CHALLENGE_HEADER, GET_CALLER_IDENTITY_BODY, type SignedStsRequest } from '../credentials/iam.js';
+import {
+  CHALLENGE_HEADER,
+  GET_CALLER_IDENTITY_BODY,
+  type SignedStsRequest,
+  stsHostOf,
+} from '../credentials/iam.js';
 
 /** AWS credentials as the SDK resolves them (a role session has a session token). */
 export interface AwsCredentials {
@@ -13,10 +18,11 @@ export interface AwsCredentials {
 }
 
 /**
- * Builds the proof of the `iam` join method: an `sts:GetCallerIdentity` request to the regional STS endpoint,
- * SigV4-signed with the bot's AWS credentials, with the authority's challenge in the signed header
- * `x-broker-challenge`. The request is not sent: the authority forwards it to STS, which tells it who signed.
- * The result holds a signature valid for 15 minutes for this one challenge; it is never logged.
+ * Builds the proof of the `iam` join method: an `sts:GetCallerIdentity` request to the regional STS endpoint
+ * (`.amazonaws.com.cn` in China), SigV4-signed with the bot's AWS credentials, with the authority's challenge
+ * in the signed header `x-broker-challenge`. The request is not sent: the authority forwards it to STS, which
+ * tells it who signed. The result holds a signature valid for 15 minutes for this one challenge; it is never
+ * logged.
  */
 export async function signedGetCallerIdentity(input: {
   region: string;
@@ -26,7 +32,7 @@ export async function signedGetCallerIdentity(input: {
 }): Promise<SignedStsRequest> {
   if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(input.region))
     throw new ConfigError(`${JSON.stringify(input.region)} is not an AWS region name (e.g. eu-west-1)`);
-  const hostname = `sts.${input.region}.amazonaws.com`;
+  const hostname = stsHostOf(input.region);
   const request = new HttpRequest({
     method: 'POST',
     protocol: 'https:',

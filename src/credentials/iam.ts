@@ -13,3 +13,11 @@ export interface SignedStsRequest {
   headers: Record<string, string>;
   body: string;
 }
+
+/**
+ * The regional STS endpoint of `region`, signed with that region: `sts.<region>.amazonaws.com`, or
+ * `.amazonaws.com.cn` in the China partition (`cn-*` regions).
+ */
+export function stsHostOf(region: string): string {
+  return `sts.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}`;
+}

@@ -232,6 +232,21 @@ describe('the bot side: signedGetCallerIdentity', () => {
     expect(req.headers.authorization).toMatch(/SignedHeaders=[^,]*\bhost\b/);
   });
 
+  it.each(['cn-north-1', 'cn-northwest-1'])(
+    'signs for the China partition at https://sts.%s.amazonaws.com.cn/ with that region',
+    async (region) => {
+      const req = await signedGetCallerIdentity({
+        region,
+        credentials: credentialsOf(BOT),
+        challenge: 'c'.repeat(64),
+        clock: new ManualClock('2026-03-01T12:00:00Z'),
+      });
+      expect(req.url).toBe(`https://sts.${region}.amazonaws.com.cn/`);
+      expect(req.headers.host).toBe(`sts.${region}.amazonaws.com.cn`);
+      expect(req.headers.authorization).toContain(`/20260301/${region}/sts/aws4_request,`);
+    },
+  );
+
   it('refuses a region name that is not one', async () => {
     await expect(
       signedGetCallerIdentity({
@@ -307,6 +322,56 @@ describe('iam join: accepted', () => {
   });
 });
 
+describe('iam join: the China partition', () => {
+  it.each(['cn-north-1', 'cn-northwest-1'])(
+    'accepts sts.%s.amazonaws.com.cn signed for its own region, and forwards it there',
+    async (region) => {
+      const { challengeId, challenge } = await ctx.authority.createChallenge();
+      const stsRequest = await signedGetCallerIdentity({
+        region,
+        credentials: credentialsOf(BOT),
+        challenge,
+        clock: ctx.clock,
+      });
+      expect((await join(challengeId, stsRequest)).generation).toBe(1);
+      expect(ctx.forwarded).toEqual([`https://sts.${region}.amazonaws.com.cn/`]);
+      expect(sts.requests.at(-1)).toMatchObject({ host: `sts.${region}.amazonaws.com.cn`, outcome: 'OK' });
+    },
+  );
+
+  it.each([
+    [
+      'a China region under amazonaws.com',
+      'sts.cn-north-1.amazonaws.com',
+      'cn-north-1',
+      /is not an AWS STS endpoint/,
+    ],
+    [
+      'another region under amazonaws.com.cn',
+      'sts.eu-west-1.amazonaws.com.cn',
+      'eu-west-1',
+      /is not an AWS STS endpoint/,
+    ],
+    [
+      'a global endpoint under amazonaws.com.cn',
+      'sts.amazonaws.com.cn',
+      'cn-north-1',
+      /is not an AWS STS endpoint/,
+    ],
+    [
+      'a China host signed for the other China region',
+      'sts.cn-north-1.amazonaws.com.cn',
+      'cn-northwest-1',
+      /the signature is scoped to region cn-northwest-1, but the request goes to sts\.cn-north-1\.amazonaws\.com\.cn/,
+    ],
+  ])('refuses %s before any forwarding', async (_what, hostname, region, message) => {
+    const { challengeId, challenge } = await ctx.authority.createChallenge();
+    const stsRequest = await signCustom({ hostname, region, body: GET_CALLER_IDENTITY_BODY, challenge });
+    await expectRefused(join(challengeId, stsRequest), message);
+    expect(ctx.forwarded).toHaveLength(0);
+  });
+});
+
 describe('iam join: refused', () => {
   it('a replayed request (same challenge) is refused without reaching STS', async () => {
     const { challengeId, stsRequest } = await signedJoin();
@@ -371,7 +436,12 @@ describe('iam join: refused', () => {
       /is not an AWS STS endpoint/,
     ],
     ['an unknown region', 'sts.xx-fake-1.amazonaws.com', 'xx-fake-1', /is not an AWS STS endpoint/],
-    ['the China partition', 'sts.cn-north-1.amazonaws.com.cn', 'cn-north-1', /is not an AWS STS endpoint/],
+    [
+      'a partition this authority does not target',
+      'sts.eusc-de-east-1.amazonaws.eu',
+      'eusc-de-east-1',
+      /is not an AWS STS endpoint/,
+    ],
   ])('a request to %s is refused before any forwarding', async (_what, hostname, region, message) => {
     const { challengeId, challenge } = await ctx.authority.createChallenge();
     const stsRequest = await signCustom({ hostname, region, body: GET_CALLER_IDENTITY_BODY, challenge });

@@ -7,7 +7,7 @@
  * ARN, user id) are registered up front; the Authorization header is parsed, the signature is recomputed with
  * `@smithy/signature-v4` over exactly the headers the request lists in SignedHeaders (with the payload hash of
  * the body actually received) and compared; the credential scope must name service `sts`, the date of
- * X-Amz-Date and the endpoint's region (us-east-1 for sts.amazonaws.com); X-Amz-Date must be within 15
+ * X-Amz-Date and the endpoint's region (us-east-1 for sts.amazonaws.com; China's hosts end in .com.cn); X-Amz-Date must be within 15
  * minutes of the double's clock. Answers are the XML STS sends: a GetCallerIdentityResponse, or an
  * ErrorResponse with status 403 (SignatureDoesNotMatch, IncompleteSignature, InvalidClientTokenId,
  * ExpiredToken) or 400 (InvalidAction, MissingAuthenticationToken).
@@ -59,7 +59,8 @@ export interface StsRequestRecord {
 
 const MAX_SKEW_MS = 15 * 60_000;
 const XMLNS = 'https://sts.amazonaws.com/doc/2011-06-15/';
-const STS_HOST = /^sts(\.[a-z0-9-]+)?\.amazonaws\.com$/;
+/** Global and regional endpoints, China's (`sts.cn-*.amazonaws.com.cn`) included. */
+const STS_HOST = /^sts(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?$/;
 const AUTHORIZATION =
   /^AWS4-HMAC-SHA256 Credential=([^/\s]+)\/(\d{8})\/([^/\s]+)\/([^/\s]+)\/aws4_request, ?SignedHeaders=([^,\s]+), ?Signature=([0-9a-f]{64})$/;
 
@@ -102,7 +103,7 @@ export class StsDouble extends HttpDouble {
   );
 
   /**
-   * A fetch that sends requests for `https://sts.amazonaws.com/` and `https://sts.<region>.amazonaws.com/`
+   * A fetch that sends requests for `https://sts.amazonaws.com/` and `https://sts.<region>.amazonaws.com[.cn]/`
    * to this double, over loopback when it listens (any other URL is an error: nothing in a test may reach
    * the network).
    */
@@ -195,7 +196,9 @@ export class StsDouble extends HttpDouble {
         `Signature expired: ${amzDate} is now earlier than ${new Date(now.getTime() - MAX_SKEW_MS).toISOString()} or later than ${new Date(now.getTime() + MAX_SKEW_MS).toISOString()}`,
       );
     const hostRegion =
-      host === 'sts.amazonaws.com' ? 'us-east-1' : /^sts\.([a-z0-9-]+)\.amazonaws\.com$/.exec(host)?.[1];
+      host === 'sts.amazonaws.com'
+        ? 'us-east-1'
+        : /^sts\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/.exec(host)?.[1];
     if (scopeService !== 'sts' || scopeDate !== amzDate.slice(0, 8) || scopeRegion !== hostRegion)
       throw stsFault(
         403,
