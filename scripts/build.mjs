@@ -1,17 +1,20 @@
 // Builds every artifact with esbuild and prints their sizes:
 //   dist/broker.mjs                      the `broker` CLI (dependencies stay external: installed beside it)
-//   dist/functions/authority/index.mjs   the authority Lambda   (everything bundled, minified, source map)
+//   dist/functions/authority/index.mjs   the authority Lambda   (everything bundled, minified)
 //   dist/functions/bot/index.mjs         the bot Lambda
 //   dist/proxy-container/proxy.mjs       the proxy sidecar container's entry point
 //   dist/client/index.mjs                the client module for Lambda workloads (`db-credential-broker/client`)
 // `--target NAME` builds one of: cli, client, functions, proxy-container.
-import { statSync } from 'node:fs';
+// Source maps (`<bundle>.map` beside each bundle) only with BROKER_SOURCEMAP=1: loading one with
+// --enable-source-maps adds about 40% to a Lambda cold start, so a stale map is removed otherwise.
+import { rmSync, statSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const only = process.argv.includes('--target')
   ? process.argv[process.argv.indexOf('--target') + 1]
   : undefined;
 const quiet = process.argv.includes('--quiet');
+const sourcemap = process.env.BROKER_SOURCEMAP === '1';
 
 // ESM bundles that inline CommonJS packages need `require` and `__dirname`.
 const cjsShim = [
@@ -28,7 +31,7 @@ const common = {
   platform: 'node',
   target: 'node20',
   format: 'esm',
-  sourcemap: true,
+  sourcemap,
   logLevel: 'warning',
 };
 
@@ -79,6 +82,7 @@ for (const [name, configs] of Object.entries(targets)) {
   for (const config of configs) {
     await build(config);
     const out = `${config.outdir}/${Object.keys(config.entryPoints)[0]}.mjs`;
+    if (!sourcemap) rmSync(`${out}.map`, { force: true });
     sizes.push([out, statSync(out).size]);
   }
 }

@@ -64,6 +64,12 @@ export interface AuthorityProps {
    */
   readonly timeout?: Duration;
   /**
+   * Stack traces through source maps (NODE_OPTIONS=--enable-source-maps); build with
+   * `BROKER_SOURCEMAP=1 npm run build` so the bundle ships its map. Off by default: it slows cold starts.
+   * @default false
+   */
+  readonly sourceMaps?: boolean;
+  /**
    * How long the authority's log group (which holds the audit trail) keeps logs.
    * @default logs.RetentionDays.ONE_YEAR
    */
@@ -203,6 +209,7 @@ export class Authority extends Construct {
       timeout: props.timeout ?? Duration.seconds(30),
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_YEAR,
       logRemovalPolicy: removalPolicy,
+      sourceMaps: props.sourceMaps ?? false,
       environment: {
         BROKER_TABLE_NAME: this.table.tableName,
         BROKER_CA_KEY_BOT: keys.bot.keyArn,
@@ -378,7 +385,7 @@ export class Authority extends Construct {
     const resources = `base64:${Buffer.from(this.renderResources(LONGEST)).toString('base64')}`;
     const keyArn = `arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/${'0'.repeat(36)}`;
     const estimate: Record<string, number> = {
-      NODE_OPTIONS: '--enable-source-maps'.length,
+      NODE_OPTIONS: '--enable-source-maps'.length, // with sourceMaps; an upper bound without
       BROKER_TABLE_NAME: 255,
       BROKER_CA_KEY_BOT: keyArn.length,
       BROKER_CA_KEY_DB_CLIENT: keyArn.length,

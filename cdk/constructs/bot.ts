@@ -85,6 +85,12 @@ export interface BotProps {
    */
   readonly timeout?: Duration;
   /**
+   * Stack traces through source maps (NODE_OPTIONS=--enable-source-maps); build with
+   * `BROKER_SOURCEMAP=1 npm run build` so the bundle ships its map. Off by default: it slows cold starts.
+   * @default false
+   */
+  readonly sourceMaps?: boolean;
+  /**
    * How long the bot's log group keeps logs.
    * @default logs.RetentionDays.THREE_MONTHS
    */
@@ -263,6 +269,7 @@ export class Bot extends Construct {
       memorySize: props.memorySize ?? 1024,
       timeout,
       logRetention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      sourceMaps: props.sourceMaps ?? false,
       environment: {
         BROKER_BOT_CONFIG: configValue,
         BROKER_AUTHORITY_FUNCTION: props.authority.function.functionArn,

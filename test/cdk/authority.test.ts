@@ -31,7 +31,19 @@ beforeAll(() => {
 });
 
 describe('Authority', () => {
-  it('runs on the newest Node.js runtime, ARM64, with source maps and its own log group kept a year', () => {
+  it('enables source maps only when asked (sourceMaps: true)', () => {
+    const stack = new Stack(new App(), 'S');
+    new Authority(stack, 'Authority', {
+      resourcesYaml: read('examples/aws/resources.yaml'),
+      code: inlineCode(),
+      sourceMaps: true,
+    });
+    expect(lambdaEnv(Template.fromStack(stack), 'AuthorityFunction').NODE_OPTIONS).toBe(
+      '--enable-source-maps',
+    );
+  });
+
+  it('runs on the newest Node.js runtime, ARM64, without source maps, and its own log group kept a year', () => {
     template.hasResourceProperties('AWS::Lambda::Function', {
       Description: Match.stringLikeRegexp('authority'),
       Runtime: 'nodejs24.x',
@@ -39,7 +51,8 @@ describe('Authority', () => {
       Handler: 'index.handler',
       LoggingConfig: { LogGroup: { Ref: Match.stringLikeRegexp('^AuthorityFunctionLogGroup') } },
     });
-    expect(env.NODE_OPTIONS).toBe('--enable-source-maps');
+    // Source maps are opt-in (sourceMaps: true): loading them slows every cold start.
+    expect(env.NODE_OPTIONS).toBeUndefined();
     const group = resourcesOf(template, 'AWS::Logs::LogGroup')[
       logicalId(template, 'AWS::Logs::LogGroup', 'AuthorityFunctionLogGroup')
     ];

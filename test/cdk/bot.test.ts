@@ -62,7 +62,7 @@ describe('Bot', () => {
       expect(vars.BROKER_AUTHORITY_FUNCTION).toEqual({
         'Fn::GetAtt': [logicalId(template, 'AWS::Lambda::Function', 'AuthorityFunction'), 'Arn'],
       });
-      expect(vars.NODE_OPTIONS).toBe('--enable-source-maps');
+      expect(vars.NODE_OPTIONS).toBeUndefined(); // source maps are opt-in
       const group = resourceOf(template, 'AWS::Logs::LogGroup', `Bot${bot}FunctionLogGroup`);
       expect(group.Properties.RetentionInDays).toBe(90);
     }
@@ -297,6 +297,13 @@ describe('Bot', () => {
         TreatMissingData: 'breaching',
         AlarmActions: [{ Ref: Match.stringLikeRegexp('^AlarmsTopic') }],
       });
+  });
+
+  it('enables source maps only when asked (sourceMaps: true)', () => {
+    const env = (props: Partial<BotProps>) =>
+      lambdaEnv(Template.fromStack(makeBot(props).stack), 'BotFunction');
+    expect(env({}).NODE_OPTIONS).toBeUndefined();
+    expect(env({ sourceMaps: true }).NODE_OPTIONS).toBe('--enable-source-maps');
   });
 
   it('takes a configurable expiry margin', () => {

@@ -30,6 +30,7 @@ let assembly: CloudAssembly;
 beforeAll(() => {
   execFileSync(process.execPath, ['scripts/build.mjs', '--target', 'functions', '--quiet'], {
     cwd: REPO_ROOT,
+    env: { ...process.env, BROKER_SOURCEMAP: '' },
   });
   app = new App({ outdir: tempDir(), context: cdkJsonContext() });
   const config = loadBrokerConfig(app.node);
@@ -104,6 +105,19 @@ describe('the example app (cdk/app.ts with examples/aws)', () => {
     );
   });
 
+  it('builds source maps only with BROKER_SOURCEMAP=1, and removes a stale one otherwise', () => {
+    const map = path.join(REPO_ROOT, 'dist', 'client', 'index.mjs.map');
+    const build = (flag: string) =>
+      execFileSync(process.execPath, ['scripts/build.mjs', '--target', 'client', '--quiet'], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, BROKER_SOURCEMAP: flag },
+      });
+    build('1');
+    expect(existsSync(map)).toBe(true);
+    build('');
+    expect(existsSync(map)).toBe(false);
+  });
+
   it('synthesizes with the real esbuild bundles as the Lambda assets', () => {
     const stack = assembly.getStackByName('Broker');
     const template = stack.template as {
@@ -136,7 +150,8 @@ describe('the example app (cdk/app.ts with examples/aws)', () => {
         readFileSync(path.join(REPO_ROOT, 'dist', 'functions', name, 'index.mjs')),
       );
       expect(same, `${staged}/index.mjs is dist/functions/${name}/index.mjs`).toBe(true);
-      expect(existsSync(path.join(staged, 'index.mjs.map'))).toBe(true);
+      // Source maps are opt-in (BROKER_SOURCEMAP=1): a default build ships none, not even a stale one.
+      expect(existsSync(path.join(staged, 'index.mjs.map'))).toBe(false);
       expect(fn.Properties.Handler).toBe('index.handler');
     }
     // `index.handler` is what the bundles export. Imported by plain Node (not through vitest's transform):
