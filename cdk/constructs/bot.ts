@@ -16,6 +16,7 @@ import {
   SECRET_WRITE_GUIDANCE,
   SECRET_WRITE_MIN_INTERVAL_MS,
 } from '../../src/bot/config.js';
+import { checkBotOutputs, describeRefusal } from '../../src/cli/check.js';
 import { formatDuration } from '../../src/duration.js';
 import { type Authority, LAMBDA_ENVIRONMENT_MAX_BYTES, METRIC_NAMESPACE } from './authority.js';
 import { BotOutput } from './bot-output.js';
@@ -398,6 +399,21 @@ export class Bot extends Construct {
           'add the db resource or fix the name',
         );
     });
+    // The authority's own access decision for every output: one it would refuse fails synth, not each run.
+    const refused = checkBotOutputs({
+      resources: authority.resources,
+      config: c,
+      botName: this.botName,
+    }).outputs.filter((o) => !o.allowed);
+    const first = refused[0];
+    if (first)
+      badProp(
+        this,
+        `${file} outputs[${first.index}]`,
+        first.output,
+        `${describeRefusal(first)}${refused.length > 1 ? ` (and ${refused.length - 1} more output(s) of this bot)` : ''}`,
+        'change the roles in the resources or the output; `broker check -f RESOURCES -c BOT_CONFIG` runs the same check',
+      );
   }
 
   private createAlarms(margin: Duration | undefined, file: string): void {

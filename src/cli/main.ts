@@ -3,6 +3,7 @@ import { BrokerError } from '../errors.js';
 import { redact } from '../log.js';
 import { DEFAULT_STATE_DIR, registerAuthorityCommands } from './authority-commands.js';
 import { registerBotCommands } from './bot-commands.js';
+import { registerCheckCommand } from './check-commands.js';
 import { registerDemoCommand } from './demo.js';
 import { exitCodeOf } from './errors.js';
 import { registerProxyCommands } from './proxy-commands.js';
@@ -27,6 +28,7 @@ export function buildProgram(out: (line: string) => void = (l) => process.stdout
     .configureOutput({ writeErr: (s) => process.stderr.write(redact(s)) });
   registerAuthorityCommands(program, out);
   registerBotCommands(program, out);
+  registerCheckCommand(program, out);
   registerDemoCommand(program, out);
   registerProxyCommands(program, out);
   registerRbacCommands(program, out);
