@@ -15,6 +15,8 @@ import { decodeText, parseEnv } from './env.js';
 const envSchema = z.object({
   BROKER_BOT_CONFIG: z.string().min(1),
   BROKER_AUTHORITY_FUNCTION: z.string().min(1),
+  /** The stack's name, a dimension of every metric, so two stacks in one account and region keep apart. */
+  BROKER_STACK_NAME: z.string().min(1),
   AWS_REGION: z.string().min(1),
   AWS_ACCESS_KEY_ID: z.string().min(1),
   AWS_SECRET_ACCESS_KEY: z.string().min(1),
@@ -68,7 +70,7 @@ export function createBotHandler(deps: BotHandlerDeps): () => Promise<BotRunSumm
         writeLine(
           emfLine(
             'Broker',
-            { Output: `${o.username}@${o.service}/${o.database}` },
+            { Stack: env.BROKER_STACK_NAME, Output: `${o.username}@${o.service}/${o.database}` },
             [{ name: 'RenderFailures', value: 1, unit: 'Count' }],
             now,
           ),
@@ -87,7 +89,10 @@ export function createBotHandler(deps: BotHandlerDeps): () => Promise<BotRunSumm
       writeLine(
         emfLine(
           'Broker',
-          { Output: `${r.route.username}@${r.route.service}/${r.route.database}` },
+          {
+            Stack: env.BROKER_STACK_NAME,
+            Output: `${r.route.username}@${r.route.service}/${r.route.database}`,
+          },
           metrics,
           now,
         ),

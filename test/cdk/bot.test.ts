@@ -62,6 +62,7 @@ describe('Bot', () => {
       expect(vars.BROKER_AUTHORITY_FUNCTION).toEqual({
         'Fn::GetAtt': [logicalId(template, 'AWS::Lambda::Function', 'AuthorityFunction'), 'Arn'],
       });
+      expect(vars.BROKER_STACK_NAME).toBe('Broker'); // the metrics' Stack dimension
       expect(vars.NODE_OPTIONS).toBeUndefined(); // source maps are opt-in
       const group = resourceOf(template, 'AWS::Logs::LogGroup', `Bot${bot}FunctionLogGroup`);
       expect(group.Properties.RetentionInDays).toBe(90);
@@ -181,7 +182,7 @@ describe('Bot', () => {
       },
       {
         Effect: 'Allow',
-        Action: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'],
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
         Resource: { 'Fn::GetAtt': [logicalId(template, 'AWS::KMS::Key', 'BotreportsSecretsKey'), 'Arn'] },
         Condition: {
           StringEquals: {
@@ -287,7 +288,10 @@ describe('Bot', () => {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Namespace: 'Broker',
         MetricName: 'SecondsToExpiry',
-        Dimensions: [{ Name: 'Output', Value: dim }],
+        Dimensions: [
+          { Name: 'Output', Value: dim },
+          { Name: 'Stack', Value: 'Broker' },
+        ],
         Statistic: 'Maximum',
         Period: 60,
         EvaluationPeriods: 40,

@@ -95,6 +95,30 @@ describe('least privilege across the stack', () => {
   });
 });
 
+describe('KMS actions each principal uses', () => {
+  it('grants kms:Encrypt to no principal, in no identity policy and no key policy', () => {
+    // Secrets Manager writes a version under a data key (kms:GenerateDataKey) and reads it with kms:Decrypt;
+    // SNS and CloudWatch use the alarm key the same way. Nothing in the stack calls kms:Encrypt. (The keys'
+    // default statement for the account root, `kms:*`, only delegates to IAM policies, checked here too.)
+    const keyPolicies = Object.values(resourcesOf(template, 'AWS::KMS::Key')).flatMap(
+      (k) => (k.Properties.KeyPolicy as { Statement: Statement[] }).Statement,
+    );
+    expect(keyPolicies.length).toBeGreaterThan(0);
+    for (const s of [...identityStatements(), ...keyPolicies])
+      expect(actionsOf(s).filter((a) => a === 'kms:Encrypt' || a.startsWith('kms:ReEncrypt'))).toEqual([]);
+  });
+
+  it('gives each bot exactly kms:GenerateDataKey and kms:Decrypt on its secrets key', () => {
+    const writers = identityStatements()
+      .filter(
+        (s) => actionsOf(s).includes('kms:GenerateDataKey') && actionsOf(s).some((a) => a === 'kms:Decrypt'),
+      )
+      .filter((s) => s.Condition?.StringEquals?.['kms:ViaService'] !== undefined);
+    expect(writers).toHaveLength(2);
+    for (const s of writers) expect([...actionsOf(s)].sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey']);
+  });
+});
+
 describe('encryption and retention', () => {
   it('encrypts every secret with a customer-managed key of the stack, every queue and the alarm topic', () => {
     const keys = Object.keys(resourcesOf(template, 'AWS::KMS::Key'));

@@ -267,6 +267,7 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
       env: {
         BROKER_BOT_CONFIG: BOT_CONFIG,
         BROKER_AUTHORITY_FUNCTION: authorityFunction,
+        BROKER_STACK_NAME: 'Broker',
         AWS_REGION: REGION,
         AWS_ACCESS_KEY_ID: principal.accessKeyId,
         AWS_SECRET_ACCESS_KEY: principal.secretAccessKey,
@@ -442,9 +443,10 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
     // The EMF metric line CloudWatch turns into SecondsToExpiry.
     const emf = botLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => '_aws' in l);
     expect(emf).toMatchObject({
+      Stack: 'Broker',
       Output: `alice@${SERVICE}/example`,
       RenderFailures: 0,
-      _aws: { CloudWatchMetrics: [{ Namespace: 'Broker', Dimensions: [['Output']] }] },
+      _aws: { CloudWatchMetrics: [{ Namespace: 'Broker', Dimensions: [['Stack', 'Output']] }] },
     });
     expect(emf?.SecondsToExpiry).toBeGreaterThan(3500);
     expect(emf?.SecondsToExpiry).toBeLessThanOrEqual(3600);

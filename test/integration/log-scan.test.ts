@@ -124,7 +124,8 @@ const runs = [['good', bot], ['other role', other], ['wrong secret', { ...bot, s
   ['expired', expired], ['good again', bot]];
 for (const [name, p] of runs) {
   const handler = createBotHandler({
-    env: { BROKER_BOT_CONFIG: config, BROKER_AUTHORITY_FUNCTION: 'broker-authority', AWS_REGION: 'us-east-1',
+    env: { BROKER_BOT_CONFIG: config, BROKER_AUTHORITY_FUNCTION: 'broker-authority', BROKER_STACK_NAME: 'Broker',
+      AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: p.accessKeyId, AWS_SECRET_ACCESS_KEY: p.secretAccessKey,
       ...(p.sessionToken ? { AWS_SESSION_TOKEN: p.sessionToken } : {}) },
     lambda: lambda.client({ maxAttempts: 2 }), secretsManager: sm.client() });

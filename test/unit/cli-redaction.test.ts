@@ -113,6 +113,7 @@ describe('CLI errors never echo a private key', () => {
 describe('Lambda entry points throw scrubbed errors', () => {
   it('the bot function: a token pasted into the bot config', async () => {
     vi.stubEnv('BROKER_AUTHORITY_FUNCTION', 'broker-authority');
+    vi.stubEnv('BROKER_STACK_NAME', 'Broker');
     vi.stubEnv('AWS_REGION', 'eu-west-1');
     vi.stubEnv('AWS_ACCESS_KEY_ID', 'ASIATESTREDACTION001');
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test-secret-access-key');
