@@ -274,6 +274,7 @@ export class Bot extends Construct {
       environment: {
         BROKER_BOT_CONFIG: configValue,
         BROKER_AUTHORITY_FUNCTION: props.authority.function.functionArn,
+        BROKER_STACK_NAME: Stack.of(this).stackName,
       },
     });
     const role = this.function.executionRole;
@@ -293,9 +294,11 @@ export class Bot extends Construct {
         resources: secretArns,
       }),
     );
+    // Secrets Manager encrypts a new version under a data key (kms:GenerateDataKey) and reads one back
+    // (kms:Decrypt); it never calls kms:Encrypt with the secret's key.
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
-        actions: ['kms:Encrypt', 'kms:GenerateDataKey', 'kms:Decrypt'],
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
         resources: [this.encryptionKey.keyArn],
         conditions: {
           StringEquals: {
@@ -475,7 +478,8 @@ export class Bot extends Construct {
       const metric = new cloudwatch.Metric({
         namespace: METRIC_NAMESPACE,
         metricName: 'SecondsToExpiry',
-        dimensionsMap: { Output: output.metricDimension },
+        // Stack keeps the series of two stacks in one account and region apart (the bot emits the same pair).
+        dimensionsMap: { Stack: Stack.of(this).stackName, Output: output.metricDimension },
         statistic: cloudwatch.Stats.MAXIMUM,
         period: Duration.minutes(1),
       });
