@@ -1,5 +1,4 @@
 import type { Clock } from '../clock.js';
-import type { SignedStsRequest } from '../credentials/iam.js';
 import type { DatabaseRoute } from '../credentials/route.js';
 import type { CaRecord, CaType } from '../pki/ca.js';
 import type { Proof } from '../pki/proof.js';
@@ -16,7 +15,7 @@ import {
   type IssuedDatabaseCertificate,
   type IssuedDatabaseServerCertificate,
 } from './issuance.js';
-import { Joins } from './joins.js';
+import { type IamJoinInput, Joins, type TokenJoinInput } from './joins.js';
 import { DEFAULT_CERT_TTL_MS } from './limits.js';
 import { Locks } from './locks.js';
 import { renew } from './renewal.js';
@@ -159,24 +158,12 @@ export class Authority {
   // ---- joins, identities, renewal ----------------------------------------------------------------------
 
   /** Joins a bot with a one-time `token`: consumes the token and issues generation 1 of its identity. */
-  joinWithToken(input: {
-    token: string;
-    publicKeyPem: string;
-    ttlMs?: number;
-    requestId?: string;
-  }): Promise<IssuedIdentity> {
+  joinWithToken(input: TokenJoinInput): Promise<IssuedIdentity> {
     return this.joins.joinWithToken(input);
   }
 
   /** Joins a bot with the `iam` method against a challenge from `createChallenge`. */
-  joinWithIam(input: {
-    tokenName: string;
-    challengeId: string;
-    stsRequest: SignedStsRequest;
-    publicKeyPem: string;
-    ttlMs?: number;
-    requestId?: string;
-  }): Promise<IssuedIdentity> {
+  joinWithIam(input: IamJoinInput): Promise<IssuedIdentity> {
     return this.joins.joinWithIam(input);
   }
 

@@ -11,6 +11,24 @@ import type { Locks } from './locks.js';
 import { tokenId } from './secrets.js';
 import { type StoredToken, stateKeys } from './state-keys.js';
 
+/** What a `token` join sends: the one-time token and the public key of the identity to issue. */
+export interface TokenJoinInput {
+  token: string;
+  publicKeyPem: string;
+  ttlMs?: number;
+  requestId?: string;
+}
+
+/** What an `iam` join sends: the iam token's name, the challenge it answers and the signed STS request. */
+export interface IamJoinInput {
+  tokenName: string;
+  challengeId: string;
+  stsRequest: SignedStsRequest;
+  publicKeyPem: string;
+  ttlMs?: number;
+  requestId?: string;
+}
+
 /** How bots get their first identity: a one-time token, or an AWS identity proven through STS. */
 export class Joins {
   private readonly challenges: Challenges;
@@ -24,12 +42,7 @@ export class Joins {
   }
 
   /** Joins a bot with a one-time `token`: consumes the token and issues generation 1 of its identity. */
-  async joinWithToken(input: {
-    token: string;
-    publicKeyPem: string;
-    ttlMs?: number;
-    requestId?: string;
-  }): Promise<IssuedIdentity> {
+  async joinWithToken(input: TokenJoinInput): Promise<IssuedIdentity> {
     const id = tokenId(input.token);
     const deny = (reason: string, bot?: string) =>
       this.ctx.deny(
@@ -82,14 +95,7 @@ export class Joins {
    * allow rules and issues generation 1 of an identity. The token is not consumed: such bots join on every
    * run. Every decision is audited with the AWS account and ARN (never the signature).
    */
-  async joinWithIam(input: {
-    tokenName: string;
-    challengeId: string;
-    stsRequest: SignedStsRequest;
-    publicKeyPem: string;
-    ttlMs?: number;
-    requestId?: string;
-  }): Promise<IssuedIdentity> {
+  async joinWithIam(input: IamJoinInput): Promise<IssuedIdentity> {
     const { state, clock } = this.ctx;
     const id = tokenId(input.tokenName);
     let caller: AwsCallerIdentity | undefined;

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ConfigError } from '../config/errors.js';
 import { parseYamlDocuments, type SourceDocument, validateDocument } from '../config/yaml.js';
 import { splitPemBundle } from '../credentials/pem.js';
-import { DB_PROTOCOLS, HOST_PORT_HINT, HOST_PORT_PATTERN, parseHostPort } from '../credentials/route.js';
+import { DB_PROTOCOLS, HOST_PORT_HINT, HOST_PORT_PATTERN } from '../credentials/route.js';
 import { parseDuration } from '../duration.js';
 import { arnPatternAccount, arnPatternProblem } from './arn.js';
 import { rolePatternIssues, unsupportedRoleFields } from './rbac/validate.js';
@@ -257,7 +257,5 @@ function excerpt(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
-/** Host part of a `host:port` uri. */
-export function hostOf(uri: string): string {
-  return parseHostPort(uri)?.host ?? uri.slice(0, uri.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
-}
+/** Host part of a `host:port` uri (the one definition lives with the route vocabulary). */
+export { hostOf } from '../credentials/route.js';
