@@ -1,6 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { z } from 'zod';
+import * as z from 'zod';
 import { handleApiRequest } from '../src/api/handler.js';
 import type { ApiResponse } from '../src/api/protocol.js';
 import {

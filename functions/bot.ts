@@ -1,6 +1,6 @@
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { z } from 'zod';
+import * as z from 'zod';
 import { LambdaInvokeTransport } from '../src/api/lambda-transport.js';
 import type { OutputResult } from '../src/bot/bot.js';
 import { parseBotConfig } from '../src/bot/config.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The authority API, version 1: JSON request/response messages, the same over every transport (in-process,

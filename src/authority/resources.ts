@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigError } from '../config/errors.js';
 import { parseYamlDocuments, type SourceDocument, validateDocument } from '../config/yaml.js';
 import { splitPemBundle } from '../credentials/pem.js';

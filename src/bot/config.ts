@@ -1,10 +1,12 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigError } from '../config/errors.js';
-import { parseYamlDocuments, validateDocument } from '../config/yaml.js';
-import { OUTPUT_FORMATS } from '../credentials/formats.js';
+import { parseYamlDocuments, type SourceDocument, validateDocument } from '../config/yaml.js';
+import { OUTPUT_FORMATS, type OutputFormat } from '../credentials/formats.js';
 import { formatDuration, parseDuration } from '../duration.js';
+import { type ConfigIssue, tbotRefusals } from './config-tbot.js';
+import { migrateV1 } from './config-v1.js';
 
 /** The shortest renewal interval for a bot that writes a Secrets Manager secret (an output or its storage). */
 export const SECRET_WRITE_MIN_INTERVAL_MS = 10 * 60_000;
@@ -21,11 +23,25 @@ const duration = (what: string) =>
     })
     .transform((s) => parseDuration(s) as number);
 
+/** tbot's `symlinks` and `acls` settings of a directory (see toDirectory for what each means here). */
+const symlinksMode = z.enum(['secure', 'try-secure', 'insecure']);
+const aclsMode = z.enum(['off', 'try', 'required']);
+/** tbot's `readers`: users and groups that tbot grants read access with filesystem ACLs. */
+const aclReader = z.union([
+  z.strictObject({ user: z.union([z.string().min(1), z.number().int()]) }),
+  z.strictObject({ group: z.union([z.string().min(1), z.number().int()]) }),
+]);
+
 const directoryDestination = z.strictObject({
   type: z.literal('directory'),
   path: z.string().min(1),
-  /** Widen file modes for a reader in the group (0640 files, 0750 directories). */
-  readers: z.enum(['owner', 'group']).default('owner'),
+  /**
+   * The project's `owner` | `group` (0640 files and 0750 directories for the directory's group), or tbot's
+   * list of `{ user: }` / `{ group: }` ACL readers.
+   */
+  readers: z.union([z.enum(['owner', 'group']), z.array(aclReader)]).default('owner'),
+  symlinks: symlinksMode.optional(),
+  acls: aclsMode.optional(),
 });
 const secretsManagerDestination = z.strictObject({
   type: z.literal('secretsmanager'),
@@ -39,8 +55,7 @@ export const destinationSchema = z.discriminatedUnion('type', [
   memoryDestination,
 ]);
 
-const databaseOutput = z.strictObject({
-  type: z.literal('database'),
+const databaseOutputFields = {
   destination: destinationSchema,
   service: z.string().min(1),
   /**
@@ -49,13 +64,36 @@ const databaseOutput = z.strictObject({
    * leave it out; for the others the roles decide (only a `'*'` in db_names allows an output without one).
    */
   database: z.string().min(1).optional(),
-  username: z.string().min(1),
-  format: z.enum(OUTPUT_FORMATS).default(''),
+  /** Optional in tbot, where Teleport's proxy takes the user at connect time; `broker start` needs it. */
+  username: z.string().min(1).optional(),
+  format: z.enum(OUTPUT_FORMATS).optional(),
+  /** tbot 14's name for `format`. */
+  subtype: z.enum(OUTPUT_FORMATS).optional(),
+  /** tbot's role subset for this output; see README (Teleport compatibility) for what it means here. */
+  roles: z.array(z.string().min(1)).optional(),
+  /** tbot's optional output name, used in logs. */
+  name: z.string().min(1).optional(),
   credential_ttl: duration('credential_ttl').optional(),
   renewal_interval: duration('renewal_interval').optional(),
+};
+const databaseOutput = z.strictObject({ type: z.literal('database'), ...databaseOutputFields });
+
+/** tbot's `database-tunnel` service: a local listener that opens each connection with a fresh certificate. */
+const databaseTunnelService = z.strictObject({
+  type: z.literal('database-tunnel'),
+  listen: z
+    .string()
+    .min(1)
+    .refine((s) => parseTunnelListen(s) !== undefined, {
+      message: 'must be tcp://HOST:PORT or unix:///PATH, as in tbot (e.g. tcp://127.0.0.1:25432)',
+    }),
+  roles: z.array(z.string().min(1)).optional(),
+  service: z.string().min(1),
+  database: z.string().min(1),
+  username: z.string().min(1),
 });
 
-type DatabaseOutput = z.output<typeof databaseOutput>;
+const serviceSchema = z.discriminatedUnion('type', [databaseOutput, databaseTunnelService]);
 
 const tokenRef = z
   .string()
@@ -65,110 +103,354 @@ const tokenRef = z
     message: 'env:// needs a variable name',
   });
 
-export const botConfigSchema = z
-  .strictObject({
-    version: z.literal('v2'),
-    auth_server: z.string().min(1),
-    ca_pins: z
-      .array(
-        z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits> as `broker status` prints'),
-      )
-      .default([]),
-    onboarding: z.strictObject({ join_method: z.enum(['token', 'iam']), token: tokenRef }),
-    storage: z.discriminatedUnion('type', [
-      z.strictObject({ type: z.literal('directory'), path: z.string().min(1) }),
-      z.strictObject({ type: z.literal('memory') }),
+const caPinSchema = z
+  .string()
+  .regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits> as `broker status` prints');
+
+/** Where tbot keeps its identity when `storage` is left out. */
+export const DEFAULT_STORAGE_PATH = '/var/lib/teleport/bot';
+
+const rawBotConfigSchema = z.strictObject({
+  version: z.literal('v2'),
+  auth_server: z.string().min(1),
+  /** The project's spelling; tbot's is onboarding.ca_pins. Both are read. */
+  ca_pins: z.array(caPinSchema).optional(),
+  onboarding: z.strictObject({
+    join_method: z.enum(['token', 'iam']),
+    token: tokenRef,
+    ca_pins: z.array(caPinSchema).optional(),
+    /** A PEM file with the authority's CA certificate(s): trusted as if pinned. */
+    ca_path: z.string().min(1).optional(),
+  }),
+  storage: z
+    .discriminatedUnion('type', [
       z.strictObject({
-        type: z.literal('secretsmanager'),
-        name: z.string().min(1),
+        type: z.literal('directory'),
+        path: z.string().min(1),
+        symlinks: symlinksMode.optional(),
+        acls: aclsMode.optional(),
+        readers: z.array(aclReader).optional(),
       }),
-    ]),
-    credential_ttl: duration('credential_ttl').default(3_600_000),
-    renewal_interval: duration('renewal_interval').default(20 * 60_000),
-    oneshot: z.boolean().default(false),
-    outputs: z.array(databaseOutput).min(1, 'configure at least one output'),
-  })
-  .superRefine((cfg, ctx) => {
-    const check = (ttl: number, interval: number, at: (string | number)[]) => {
-      if (interval >= ttl)
-        ctx.addIssue({
-          code: 'custom',
-          path: at,
-          message: `renewal_interval (${formatDuration(interval)}) must be shorter than credential_ttl (${formatDuration(ttl)}), or certificates expire before they are renewed`,
-        });
-    };
-    check(cfg.credential_ttl, cfg.renewal_interval, ['renewal_interval']);
-    cfg.outputs.forEach((o, i) => {
-      check(o.credential_ttl ?? cfg.credential_ttl, o.renewal_interval ?? cfg.renewal_interval, [
-        'outputs',
-        i,
-        'renewal_interval',
-      ]);
-    });
-    // Secrets Manager's version quota: each secretsmanager output is written once per its own interval;
-    // a secretsmanager storage once per cycle, and a cycle comes every shortest interval.
-    const flagged = new Set<string>();
-    const tooOften = (interval: number, at: (string | number)[], what: string) => {
-      if (interval >= SECRET_WRITE_MIN_INTERVAL_MS || flagged.has(at.join('.'))) return;
-      flagged.add(at.join('.'));
-      ctx.addIssue({
-        code: 'custom',
-        path: at,
-        message: `renewal_interval (${formatDuration(interval)}) writes ${what} more often than every 10m0s: ${SECRET_WRITE_GUIDANCE}; use at least 10m, or a directory destination`,
-      });
-    };
-    const ownPath = (o: DatabaseOutput, i: number) =>
-      o.renewal_interval === undefined ? ['renewal_interval'] : ['outputs', i, 'renewal_interval'];
-    cfg.outputs.forEach((o, i) => {
-      if (o.destination.type === 'secretsmanager')
-        tooOften(
-          o.renewal_interval ?? cfg.renewal_interval,
-          ownPath(o, i),
-          `secret ${JSON.stringify(o.destination.name)}`,
-        );
-    });
-    if (cfg.storage.type === 'secretsmanager') {
-      const storage = `the identity to storage secret ${JSON.stringify(cfg.storage.name)} (once per cycle)`;
-      tooOften(cfg.renewal_interval, ['renewal_interval'], storage);
-      cfg.outputs.forEach((o, i) => {
-        if (o.renewal_interval !== undefined) tooOften(o.renewal_interval, ownPath(o, i), storage);
-      });
+      z.strictObject({ type: z.literal('memory') }),
+      z.strictObject({ type: z.literal('secretsmanager'), name: z.string().min(1) }),
+    ])
+    .optional(),
+  credential_ttl: duration('credential_ttl').optional(),
+  /** tbot's older name for credential_ttl. */
+  certificate_ttl: duration('certificate_ttl').optional(),
+  renewal_interval: duration('renewal_interval').optional(),
+  oneshot: z.boolean().default(false),
+  /** tbot's debug logging. */
+  debug: z.boolean().default(false),
+  /** Where tbot serves /livez, /readyz and /metrics. */
+  diag_addr: z.string().min(1).optional(),
+  /** Only `false` gets this far: config-tbot.ts refuses `true` with the reason. */
+  fips: z.literal(false).optional(),
+  insecure: z.literal(false).optional(),
+  outputs: z.array(databaseOutput).nullish(),
+  services: z.array(serviceSchema).nullish(),
+});
+
+type RawBotConfig = z.output<typeof rawBotConfigSchema>;
+type RawOutput = z.output<typeof databaseOutput>;
+type RawDestination = z.output<typeof destinationSchema>;
+
+/** A destination as the bot uses it: tbot's `readers` list is kept apart from the project's readers mode. */
+export type DestinationConfig =
+  | {
+      type: 'directory';
+      path: string;
+      readers: 'owner' | 'group';
+      /** tbot's ACL readers: kept to warn about, as tbot does where it cannot set ACLs. */
+      aclReaders: z.output<typeof aclReader>[];
+      symlinks?: z.output<typeof symlinksMode> | undefined;
+      acls?: z.output<typeof aclsMode> | undefined;
     }
-    const seen = new Set<string>();
-    cfg.outputs.forEach((o, i) => {
-      const id =
-        o.destination.type === 'directory'
-          ? `dir:${path.resolve(o.destination.path)}`
-          : o.destination.type === 'secretsmanager'
-            ? `sm:${o.destination.name}`
-            : `mem:${i}`;
-      if (seen.has(id))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['outputs', i, 'destination'],
-          message: 'two outputs write to the same destination',
-        });
-      seen.add(id);
+  | Exclude<RawDestination, { type: 'directory' }>;
+
+/** A `database` output (from `outputs`, or a `database` entry of `services`). */
+export interface DatabaseOutputConfig {
+  type: 'database';
+  destination: DestinationConfig;
+  service: string;
+  database?: string | undefined;
+  username?: string | undefined;
+  format: OutputFormat;
+  roles?: string[] | undefined;
+  name?: string | undefined;
+  credential_ttl?: number | undefined;
+  renewal_interval?: number | undefined;
+  /** Where it sits in the file (`outputs.0`, `services.2`), for messages. */
+  origin: string;
+}
+
+/** A `database-tunnel` service. */
+export interface DatabaseTunnelConfig {
+  listen: string;
+  roles?: string[] | undefined;
+  service: string;
+  database: string;
+  username: string;
+  origin: string;
+}
+
+/** The bot configuration as the bot runs it: tbot's spellings and defaults resolved. */
+export interface BotConfig {
+  version: 'v2';
+  auth_server: string;
+  ca_pins: string[];
+  ca_path?: string | undefined;
+  onboarding: { join_method: 'token' | 'iam'; token: string };
+  storage:
+    | { type: 'directory'; path: string; symlinks?: string | undefined; acls?: string | undefined }
+    | { type: 'memory' }
+    | { type: 'secretsmanager'; name: string };
+  credential_ttl: number;
+  renewal_interval: number;
+  oneshot: boolean;
+  debug: boolean;
+  diag_addr?: string | undefined;
+  outputs: DatabaseOutputConfig[];
+  tunnels: DatabaseTunnelConfig[];
+  /** What tbot would log as a warning about this configuration (the bot logs them at start). */
+  warnings: string[];
+}
+
+/** `tcp://HOST:PORT` or `unix:///PATH` (tbot's listen URLs). */
+export function parseTunnelListen(
+  listen: string,
+): { host: string; port: number } | { unixPath: string } | undefined {
+  let url: URL;
+  try {
+    url = new URL(listen);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol === 'unix:') return url.pathname ? { unixPath: url.pathname } : undefined;
+  if (url.protocol !== 'tcp:' || !url.hostname || !url.port || url.pathname.replace('/', ''))
+    return undefined;
+  const port = Number(url.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return undefined;
+  return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+function toDestination(d: RawDestination): DestinationConfig {
+  if (d.type !== 'directory') return d;
+  const { readers, ...rest } = d;
+  return Array.isArray(readers)
+    ? { ...rest, readers: 'owner', aclReaders: readers }
+    : { ...rest, readers, aclReaders: [] };
+}
+
+function toOutput(o: RawOutput, origin: string): DatabaseOutputConfig {
+  const { subtype, format, destination, ...rest } = o;
+  return { ...rest, destination: toDestination(destination), format: format ?? subtype ?? '', origin };
+}
+
+type Issue = { path: (string | number)[]; message: string };
+
+/** Checks tbot and the project place on the combination of fields; returns refusals and warnings. */
+function crossCheck(cfg: BotConfig, raw: RawBotConfig): { issues: Issue[]; warnings: string[] } {
+  const issues: Issue[] = [];
+  const warnings: string[] = [];
+  const at = (o: DatabaseOutputConfig) => o.origin.split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+  if (raw.credential_ttl !== undefined && raw.certificate_ttl !== undefined)
+    issues.push({
+      path: ['certificate_ttl'],
+      message: 'give credential_ttl or its older name certificate_ttl, not both',
     });
+  if (raw.ca_pins?.length && raw.onboarding.ca_path)
+    issues.push({
+      path: ['onboarding', 'ca_path'],
+      message: 'ca_pins and onboarding.ca_path are mutually exclusive, as in tbot; give one',
+    });
+  if (raw.onboarding.ca_pins?.length && raw.onboarding.ca_path)
+    issues.push({
+      path: ['onboarding', 'ca_path'],
+      message: 'onboarding.ca_pins and onboarding.ca_path are mutually exclusive, as in tbot; give one',
+    });
+  const slow = (ttl: number, interval: number, where: string) => {
+    if (!cfg.oneshot && interval >= ttl)
+      warnings.push(
+        `${where}: renewal_interval (${formatDuration(interval)}) is not shorter than credential_ttl (${formatDuration(ttl)}): certificates expire before they are renewed; shorten renewal_interval or lengthen credential_ttl`,
+      );
+  };
+  slow(cfg.credential_ttl, cfg.renewal_interval, 'renewal_interval');
+  for (const o of cfg.outputs) {
+    if ((o.credential_ttl === undefined) !== (o.renewal_interval === undefined))
+      issues.push({
+        path: [...at(o), o.credential_ttl === undefined ? 'renewal_interval' : 'credential_ttl'],
+        message:
+          'an output sets credential_ttl and renewal_interval together or neither, as in tbot; add the other one',
+      });
+    else if (o.credential_ttl !== undefined && o.renewal_interval !== undefined)
+      slow(o.credential_ttl, o.renewal_interval, `${o.origin}.renewal_interval`);
+    if (o.destination.type === 'directory') {
+      if (o.destination.acls === 'required')
+        issues.push({
+          path: [...at(o), 'destination', 'acls'],
+          message:
+            "required: this broker sets no filesystem ACLs, and tbot refuses `required` where it cannot set them; use acls: try or off, and readers: group for a reader in the directory's group",
+        });
+      else if (o.destination.aclReaders.length > 0 && o.destination.acls !== 'off')
+        warnings.push(
+          `${o.origin}.destination.readers: ACL readers are not set by this broker (as tbot does where ACLs are unavailable, they are left out); use readers: group for a reader in the directory's group`,
+        );
+    }
+  }
+  // Two writers of one place: tbot logs an error and goes on; a Secrets Manager secret is the project's own
+  // destination, and two writers there would fight over its version stages, so that stays refused.
+  const seen = new Map<string, string>();
+  if (cfg.storage.type === 'directory') seen.set(`dir:${path.resolve(cfg.storage.path)}`, 'storage');
+  for (const o of cfg.outputs) {
+    const d = o.destination;
+    const id =
+      d.type === 'directory'
+        ? `dir:${path.resolve(d.path)}`
+        : d.type === 'secretsmanager'
+          ? `sm:${d.name}`
+          : undefined;
+    if (id === undefined) continue;
+    const other = seen.get(id);
+    if (other !== undefined) {
+      if (d.type === 'secretsmanager')
+        issues.push({
+          path: [...at(o), 'destination'],
+          message: `two outputs write to the same destination (also ${other})`,
+        });
+      else
+        warnings.push(
+          `${o.origin}.destination: ${other} uses the same directory; identical destinations can produce unusable results (tbot logs the same)`,
+        );
+    }
+    seen.set(id, o.origin);
+  }
+  return { issues, warnings };
+}
+
+function secretWriteIssues(cfg: BotConfig): Issue[] {
+  // Secrets Manager's version quota: each secretsmanager output is written once per its own interval;
+  // a secretsmanager storage once per cycle, and a cycle comes every shortest interval.
+  const issues: Issue[] = [];
+  const flagged = new Set<string>();
+  const tooOften = (interval: number, at: (string | number)[], what: string) => {
+    if (interval >= SECRET_WRITE_MIN_INTERVAL_MS || flagged.has(at.join('.'))) return;
+    flagged.add(at.join('.'));
+    issues.push({
+      path: at,
+      message: `renewal_interval (${formatDuration(interval)}) writes ${what} more often than every 10m0s: ${SECRET_WRITE_GUIDANCE}; use at least 10m, or a directory destination`,
+    });
+  };
+  const ownPath = (o: DatabaseOutputConfig) =>
+    o.renewal_interval === undefined
+      ? ['renewal_interval']
+      : [...o.origin.split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p)), 'renewal_interval'];
+  for (const o of cfg.outputs)
+    if (o.destination.type === 'secretsmanager')
+      tooOften(
+        o.renewal_interval ?? cfg.renewal_interval,
+        ownPath(o),
+        `secret ${JSON.stringify(o.destination.name)}`,
+      );
+  if (cfg.storage.type === 'secretsmanager') {
+    const storage = `the identity to storage secret ${JSON.stringify(cfg.storage.name)} (once per cycle)`;
+    tooOften(cfg.renewal_interval, ['renewal_interval'], storage);
+    for (const o of cfg.outputs)
+      if (o.renewal_interval !== undefined) tooOften(o.renewal_interval, ownPath(o), storage);
+  }
+  return issues;
+}
+
+/** The validated document, with tbot's aliases and defaults resolved and every cross-field rule checked. */
+export const botConfigSchema = rawBotConfigSchema.transform((raw, ctx): BotConfig => {
+  const outputs = (raw.outputs ?? []).map((o, i) => toOutput(o, `outputs.${i}`));
+  const tunnels: DatabaseTunnelConfig[] = [];
+  (raw.services ?? []).forEach((s, i) => {
+    if (s.type === 'database') outputs.push(toOutput(s, `services.${i}`));
+    else {
+      const { type: _type, ...tunnel } = s;
+      tunnels.push({ ...tunnel, origin: `services.${i}` });
+    }
   });
+  const cfg: BotConfig = {
+    version: 'v2',
+    auth_server: raw.auth_server,
+    ca_pins: [...(raw.ca_pins ?? []), ...(raw.onboarding.ca_pins ?? [])],
+    ca_path: raw.onboarding.ca_path,
+    onboarding: { join_method: raw.onboarding.join_method, token: raw.onboarding.token },
+    storage: raw.storage ?? { type: 'directory', path: DEFAULT_STORAGE_PATH },
+    credential_ttl: raw.credential_ttl ?? raw.certificate_ttl ?? 3_600_000,
+    renewal_interval: raw.renewal_interval ?? 20 * 60_000,
+    oneshot: raw.oneshot,
+    debug: raw.debug,
+    diag_addr: raw.diag_addr,
+    outputs,
+    tunnels,
+    warnings: [],
+  };
+  const { issues, warnings } = crossCheck(cfg, raw);
+  for (const issue of [...issues, ...secretWriteIssues(cfg)]) ctx.addIssue({ code: 'custom', ...issue });
+  cfg.warnings = warnings;
+  return cfg;
+});
 
-export type BotConfig = z.output<typeof botConfigSchema>;
-export type DatabaseOutputConfig = BotConfig['outputs'][number];
-export type DestinationConfig = z.output<typeof destinationSchema>;
+/** The refusals before the schema (or of the v1 migration) as one message, like validateDocument's. */
+function issuesError(
+  file: string,
+  doc: SourceDocument,
+  issues: readonly ConfigIssue[],
+  note = '',
+): ConfigError {
+  const problems = issues.slice(0, 5).map((issue) => {
+    const where = doc.locate(issue.path);
+    return `${issue.path.join('.') || '(document)'}: ${issue.message}${where ? ` at ${where}` : ''}`;
+  });
+  const more = issues.length > 5 ? ` (and ${issues.length - 5} more)` : '';
+  return new ConfigError(`${file}: document ${doc.index} (bot config${note}): ${problems.join('; ')}${more}`);
+}
 
-/** Parses a bot configuration (one YAML document). Errors name the file, path, value and what is allowed. */
+const isSecretPath = (p: readonly PropertyKey[]) =>
+  p.length === 0 || p.includes('token') || p[0] === 'onboarding';
+
+/**
+ * Parses a bot configuration (one YAML document) as tbot reads it: v2, or v1 migrated in memory. Errors name
+ * the file, path, value and what is allowed; features that need a Teleport cluster are refused by name.
+ */
 export function parseBotConfig(text: string, file: string): BotConfig {
   const docs = parseYamlDocuments(text, file);
   if (docs.length !== 1)
     throw new ConfigError(`${file}: a bot configuration is exactly one YAML document (found ${docs.length})`);
+  let doc = docs[0]!;
+  const value = doc.value;
+  const warnings: string[] = [];
+  let note = '';
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    ((value as { version?: unknown }).version === undefined ||
+      (value as { version?: unknown }).version === 'v1')
+  ) {
+    const migrated = migrateV1(value as Record<string, unknown>);
+    if (migrated.issues.length) throw issuesError(file, doc, migrated.issues, ', version v1');
+    const original = doc;
+    // Positions of the v1 file do not match v2 paths; errors name the v2 path and say it was migrated.
+    doc = { index: original.index, value: migrated.value, locate: () => undefined };
+    note =
+      ', version v1 migrated to v2 as tbot does: destinations.N became outputs.N, certificate_ttl credential_ttl';
+    warnings.push(
+      'version v1 configuration: migrated to v2 in memory, as tbot does; `broker migrate -c FILE` prints the v2 file to keep',
+      ...migrated.warnings,
+    );
+  }
+  const refusals = tbotRefusals(doc.value);
+  if (refusals.length) throw issuesError(file, doc, refusals, note);
   // The token may sit elsewhere than onboarding.token by mistake (`onboarding: <token>`, a token pasted as
   // a key under onboarding, or the token file given as the configuration): nothing at those paths is
   // ever printed, values or key names.
-  return validateDocument(botConfigSchema, docs[0]!, {
-    file,
-    label: 'bot config',
-    isSecretPath: (p) => p.length === 0 || p.includes('token') || p[0] === 'onboarding',
-  });
+  const cfg = validateDocument(botConfigSchema, doc, { file, label: `bot config${note}`, isSecretPath });
+  cfg.warnings.unshift(...warnings);
+  return cfg;
 }
 
 export async function loadBotConfig(file: string): Promise<BotConfig> {
@@ -181,7 +463,10 @@ export async function loadBotConfig(file: string): Promise<BotConfig> {
   return parseBotConfig(text, file);
 }
 
-/** Resolves an onboarding token given inline, as `file://PATH` or as `env://VAR`. */
+/**
+ * Resolves an onboarding token given inline, as `file://PATH`, as `env://VAR`, or, as tbot reads it, as an
+ * absolute path to a file that holds it. Errors name the file or variable, never the token.
+ */
 export async function resolveToken(ref: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   if (ref.startsWith('env://')) {
     const name = ref.slice('env://'.length);
@@ -189,15 +474,19 @@ export async function resolveToken(ref: string, env: NodeJS.ProcessEnv = process
     if (!v) throw new ConfigError(`onboarding.token names environment variable ${name}, which is not set`);
     return v;
   }
-  if (ref.startsWith('file://')) {
-    const file = ref.slice('file://'.length);
-    try {
-      const v = (await fs.readFile(file, 'utf8')).trim();
-      if (!v) throw new Error('the file is empty');
-      return v;
-    } catch (err) {
-      throw new ConfigError(`onboarding.token: cannot read ${file}: ${(err as Error).message}`);
-    }
+  const file = ref.startsWith('file://')
+    ? ref.slice('file://'.length)
+    : path.isAbsolute(ref)
+      ? ref
+      : undefined;
+  if (file === undefined) return ref;
+  try {
+    const v = (await fs.readFile(file, 'utf8')).trim();
+    if (!v) throw new Error('the file is empty');
+    return v;
+  } catch (err) {
+    throw new ConfigError(
+      `onboarding.token: cannot read the token file ${file}: ${(err as Error).message}${ref === file ? ' (an absolute path is read as a file, as tbot does)' : ''}`,
+    );
   }
-  return ref;
 }

@@ -7,7 +7,7 @@
  * secret value (the key, certificate bodies and JSON text are never quoted).
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { BrokerError } from '../errors.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './formats.js';
 import { DB_PROTOCOLS, type DbProtocol, HOST_PORT_HINT, HOST_PORT_PATTERN, parseHostPort } from './route.js';

@@ -1,5 +1,5 @@
 /** The bot identity as a bot holds and stores it. Pure: schema and type only. */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** The identity a bot holds: its key, its certificate from the bot CA and the generation inside it. */
 export interface BotIdentity {
