@@ -1,10 +1,26 @@
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { isIP } from 'node:net';
-import forge from 'node-forge';
-import { encodeOid } from './oid-der.js';
-import type { Signer } from './signer.js';
-
-const { asn1, pki } = forge;
+import {
+  bitString,
+  booleanTrue,
+  bytesOf,
+  childrenOf,
+  contentsOf,
+  contextTag,
+  integerFromHex,
+  ipAddressBytes,
+  isIpAddress,
+  namedBits,
+  octetString,
+  oid,
+  readElement,
+  sequence,
+  set,
+  smallInteger,
+  tbsParts,
+  time,
+  utf8String,
+} from './der.js';
+import { type SignatureAlgorithm, type Signer, signatureAlgorithmOf } from './signer.js';
 
 /** Clock skew allowance: every certificate's notBefore is back-dated this much. */
 export const BACKDATE_MS = 60_000;
@@ -19,7 +35,7 @@ export type CertificateProfile = 'ca' | 'client' | 'server' | 'client-server';
 
 export interface CertificateTemplate {
   subject: DistinguishedName;
-  /** SPKI PEM of the subject's public key. */
+  /** SPKI PEM of the subject's public key (RSA or EC P-256). */
   publicKeyPem: string;
   /** Issue time; notBefore is this minus BACKDATE_MS. */
   issuedAt: Date;
@@ -45,19 +61,35 @@ export function randomSerialHex(): string {
   return (bytes[0] as number) >= 0x80 ? `00${hex}` : hex;
 }
 
-function subjectAttributes(dn: DistinguishedName): forge.pki.CertificateField[] {
-  const attrs: forge.pki.CertificateField[] = [];
-  if (dn.organization)
-    attrs.push({ shortName: 'O', value: dn.organization, valueTagClass: asn1.Type.UTF8 as never });
-  if (dn.organizationalUnit)
-    attrs.push({ shortName: 'OU', value: dn.organizationalUnit, valueTagClass: asn1.Type.UTF8 as never });
-  attrs.push({ shortName: 'CN', value: dn.commonName, valueTagClass: asn1.Type.UTF8 as never });
-  return attrs;
-}
+const OID = {
+  commonName: '2.5.4.3',
+  organization: '2.5.4.10',
+  organizationalUnit: '2.5.4.11',
+  basicConstraints: '2.5.29.19',
+  keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+  subjectKeyIdentifier: '2.5.29.14',
+  authorityKeyIdentifier: '2.5.29.35',
+  subjectAltName: '2.5.29.17',
+  serverAuth: '1.3.6.1.5.5.7.3.1',
+  clientAuth: '1.3.6.1.5.5.7.3.2',
+  ecPublicKey: '1.2.840.10045.2.1',
+} as const;
 
-/** SHA-1 of the subjectPublicKey bits, as RFC 5280 §4.2.1.2 method (1) describes; binary string. */
-function keyIdentifier(spkiDer: Buffer): string {
-  return createHash('sha1').update(subjectPublicKeyBits(spkiDer)).digest('binary');
+/** AlgorithmIdentifier of each signature: RSA carries NULL parameters, ECDSA none (RFC 5758 §3.2). */
+const SIGNATURE_ALGORITHM_DER: Record<SignatureAlgorithm, Buffer> = {
+  sha256WithRSAEncryption: Buffer.from('300d06092a864886f70d01010b0500', 'hex'),
+  'ecdsa-with-SHA256': Buffer.from('300a06082a8648ce3d040302', 'hex'),
+};
+
+/** Name ::= RDNSequence, O then OU then CN, each a UTF8String in its own RDN. */
+function encodeName(dn: DistinguishedName): Buffer {
+  const rdn = (type: string, value: string) => set(sequence(oid(type), utf8String(value)));
+  const parts: Buffer[] = [];
+  if (dn.organization) parts.push(rdn(OID.organization, dn.organization));
+  if (dn.organizationalUnit) parts.push(rdn(OID.organizationalUnit, dn.organizationalUnit));
+  parts.push(rdn(OID.commonName, dn.commonName));
+  return sequence(...parts);
 }
 
 /** DER bytes of an SPKI PEM, read without parsing the key (the caller validated it). */
@@ -66,154 +98,117 @@ export function spkiDerOf(publicKeyPem: string): Buffer {
   return Buffer.from(body, 'base64');
 }
 
-/** Reads a DER length at `offset`; returns [length, offset of the contents]. */
-function derLength(der: Buffer, offset: number): [number, number] {
-  const first = der[offset] as number;
-  if (first < 0x80) return [first, offset + 1];
-  const n = first & 0x7f;
-  let len = 0;
-  for (let i = 1; i <= n; i++) len = len * 256 + (der[offset + i] as number);
-  return [len, offset + 1 + n];
-}
-
-/** The subjectPublicKey bits of an SPKI (the BIT STRING contents after its unused-bits byte). */
-function subjectPublicKeyBits(spki: Buffer): Buffer {
-  // SEQUENCE { AlgorithmIdentifier SEQUENCE, BIT STRING }
-  const [, seqStart] = derLength(spki, 1);
-  const [algLen, algStart] = derLength(spki, seqStart + 1);
-  const bitTag = algStart + algLen;
-  const [bitLen, bitStart] = derLength(spki, bitTag + 1);
-  return spki.subarray(bitStart + 1, bitStart + bitLen);
-}
-
-function derHeader(tag: number, length: number): Buffer {
-  if (length < 0x80) return Buffer.from([tag, length]);
-  const bytes: number[] = [];
-  for (let l = length; l > 0; l = Math.floor(l / 256)) bytes.unshift(l & 0xff);
-  return Buffer.from([tag, 0x80 | bytes.length, ...bytes]);
-}
-
-// AlgorithmIdentifier { sha256WithRSAEncryption, NULL }
-const SHA256_WITH_RSA_ALGORITHM = Buffer.from('300d06092a864886f70d01010b0500', 'hex');
-
-// node-forge builds the SubjectPublicKeyInfo from a parsed key with big-integer arithmetic; the broker
-// already has the DER, so a fixed placeholder key goes through forge and its node is swapped for the real one.
-let placeholderKey: forge.pki.rsa.PublicKey | undefined;
-function placeholderPublicKey(): forge.pki.rsa.PublicKey {
-  placeholderKey ??= pki.rsa.setPublicKey(new forge.jsbn.BigInteger('3'), new forge.jsbn.BigInteger('3'));
-  return placeholderKey;
+/** SHA-1 of the subjectPublicKey bits, as RFC 5280 §4.2.1.2 method (1) describes. */
+function keyIdentifier(spkiDer: Buffer): Buffer {
+  // SubjectPublicKeyInfo ::= SEQUENCE { AlgorithmIdentifier, BIT STRING }; the bits follow the unused-bits byte.
+  const bits = childrenOf(spkiDer, readElement(spkiDer, 0))[1];
+  if (!bits) throw new Error('the public key is not an SPKI');
+  return createHash('sha1')
+    .update(spkiDer.subarray(bits.start + 1, bits.end))
+    .digest();
 }
 
 interface IssuerFacts {
-  attributes: forge.pki.CertificateField[];
-  keyId: string;
+  /** The issuer's subject Name, byte for byte as its certificate holds it (name matching compares bytes). */
+  name: Buffer;
+  keyId: Buffer;
 }
 
-// Parsing the CA certificate and its key costs more than the rest of a signature; an authority signs with
-// a handful of CAs, so their facts are kept (bounded, keyed by the PEM itself).
+// Reading the CA certificate costs more than the rest of a certificate; an authority signs with a handful of
+// CAs, so their facts are kept (bounded, keyed by the PEM itself).
 const issuerCache = new Map<string, IssuerFacts>();
 
 function issuerFacts(certificatePem: string): IssuerFacts {
   let facts = issuerCache.get(certificatePem);
   if (!facts) {
-    const issuerCert = pki.certificateFromPem(certificatePem);
-    facts = {
-      attributes: issuerCert.subject.attributes,
-      keyId: keyIdentifier(spkiDerOf(pki.publicKeyToPem(issuerCert.publicKey))),
-    };
+    const der = new X509Certificate(certificatePem).raw;
+    const { fields, hasVersion } = tbsParts(der);
+    const at = hasVersion ? 1 : 0;
+    // serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo
+    const subject = fields[at + 4];
+    const spki = fields[at + 5];
+    if (!subject || !spki) throw new Error('the CA certificate has no subject or public key');
+    facts = { name: bytesOf(der, subject), keyId: keyIdentifier(bytesOf(der, spki)) };
     if (issuerCache.size >= 64) issuerCache.clear();
     issuerCache.set(certificatePem, facts);
   }
   return facts;
 }
 
-/** Extension { extnID OID, extnValue OCTET STRING (UTF8String) }, built here because forge cannot encode large arcs. */
-function utf8Extension(id: string, value: string): forge.asn1.Asn1 {
-  const inner = asn1.toDer(
-    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.UTF8, false, forge.util.encodeUtf8(value)),
-  );
-  return asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, encodeOid(id).toString('binary')),
-    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, inner.getBytes()),
-  ]);
+const extension = (id: string, critical: boolean, value: Buffer) =>
+  critical ? sequence(oid(id), booleanTrue(), octetString(value)) : sequence(oid(id), octetString(value));
+
+/** True when the SPKI holds an EC key (id-ecPublicKey). */
+function isEcKey(spkiDer: Buffer): boolean {
+  const alg = childrenOf(spkiDer, readElement(spkiDer, 0))[0];
+  const algOid = alg ? childrenOf(spkiDer, alg)[0] : undefined;
+  return algOid !== undefined && contentsOf(spkiDer, algOid).equals(oid(OID.ecPublicKey).subarray(2));
 }
 
-function extensionsFor(template: CertificateTemplate, subjectKeyId: string, issuerKeyId: string): object[] {
-  const ext: object[] = [];
+function extensionsFor(
+  template: CertificateTemplate,
+  spkiDer: Buffer,
+  ids: { subject: Buffer; issuer: Buffer },
+): Buffer {
+  const ext: Buffer[] = [];
   if (template.profile === 'ca') {
-    ext.push({ name: 'basicConstraints', cA: true, critical: true });
-    ext.push({ name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true });
+    ext.push(extension(OID.basicConstraints, true, sequence(booleanTrue())));
+    // digitalSignature (0), keyCertSign (5), cRLSign (6)
+    ext.push(extension(OID.keyUsage, true, namedBits([0, 5, 6])));
   } else {
-    ext.push({ name: 'basicConstraints', cA: false, critical: true });
-    ext.push({ name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true });
-    ext.push({
-      name: 'extKeyUsage',
-      clientAuth: template.profile !== 'server',
-      serverAuth: template.profile === 'server' || template.profile === 'client-server',
-    });
+    ext.push(extension(OID.basicConstraints, true, sequence()));
+    // digitalSignature (0), and keyEncipherment (2) for RSA keys: an EC key cannot encipher (RFC 5480 §3).
+    ext.push(extension(OID.keyUsage, true, namedBits(isEcKey(spkiDer) ? [0] : [0, 2])));
+    const usages: Buffer[] = [];
+    if (template.profile !== 'server') usages.push(oid(OID.clientAuth));
+    if (template.profile !== 'client') usages.push(oid(OID.serverAuth));
+    ext.push(extension(OID.extKeyUsage, false, sequence(...usages)));
   }
-  // Both key identifiers are given as encoded values: forge would otherwise derive the subject's from
-  // cert.publicKey, which here is a placeholder (see placeholderPublicKey).
-  const octets = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, subjectKeyId);
-  ext.push({ id: '2.5.29.14', critical: false, value: asn1.toDer(octets).getBytes() });
-  const aki = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-    asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, false, issuerKeyId),
-  ]);
-  ext.push({ id: '2.5.29.35', critical: false, value: asn1.toDer(aki).getBytes() });
+  ext.push(extension(OID.subjectKeyIdentifier, false, octetString(ids.subject)));
+  ext.push(extension(OID.authorityKeyIdentifier, false, sequence(contextTag(0, ids.issuer, false))));
   if (template.sans && template.sans.length > 0) {
-    ext.push({
-      name: 'subjectAltName',
-      altNames: template.sans.map((san) => (isIP(san) ? { type: 7, ip: san } : { type: 2, value: san })),
-    });
+    const names = template.sans.map((san) =>
+      isIpAddress(san)
+        ? contextTag(7, ipAddressBytes(san), false)
+        : contextTag(2, Buffer.from(san, 'ascii'), false),
+    );
+    ext.push(extension(OID.subjectAltName, false, sequence(...names)));
   }
-  return ext;
+  for (const [id, value] of Object.entries(template.privateExtensions ?? {}))
+    ext.push(extension(id, false, utf8String(value)));
+  return contextTag(3, sequence(...ext), true);
 }
 
 /**
- * Builds an X.509 v3 certificate with node-forge and signs its to-be-signed bytes through `issuer.signer`
- * (sha256WithRSAEncryption). Returns the certificate PEM and its serial (hex, without a leading 00).
+ * Builds an X.509 v3 certificate and signs its to-be-signed bytes through `issuer.signer`
+ * (sha256WithRSAEncryption or ecdsa-with-SHA256, after the CA key). Returns the certificate PEM and its
+ * serial (hex, without a leading 00).
  */
 export async function buildCertificate(
   template: CertificateTemplate,
   issuer: Issuer,
 ): Promise<{ certificatePem: string; serial: string }> {
-  const cert = pki.createCertificate();
   const spkiDer = spkiDerOf(template.publicKeyPem);
-  cert.publicKey = placeholderPublicKey();
   const subjectKeyId = keyIdentifier(spkiDer);
   const serial = randomSerialHex();
-  cert.serialNumber = serial;
-  cert.validity.notBefore = new Date(template.issuedAt.getTime() - BACKDATE_MS);
-  cert.validity.notAfter = template.notAfter;
-  cert.setSubject(subjectAttributes(template.subject));
-  let issuerKeyId = subjectKeyId;
-  if (issuer.certificatePem) {
-    const facts = issuerFacts(issuer.certificatePem);
-    cert.setIssuer(facts.attributes);
-    issuerKeyId = facts.keyId;
-  } else {
-    cert.setIssuer(subjectAttributes(template.subject));
-  }
-  cert.setExtensions(extensionsFor(template, subjectKeyId, issuerKeyId));
-
-  cert.siginfo.algorithmOid = pki.oids.sha256WithRSAEncryption as string;
-  const tbs = (
-    pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }
-  ).getTBSCertificate(cert);
-  const tbsParts = tbs.value as forge.asn1.Asn1[];
-  tbsParts[6] = asn1.fromDer(forge.util.createBuffer(spkiDer.toString('binary')));
-  // extensions: [3] { SEQUENCE OF Extension } is the last element of the TBS.
-  const extensions = (
-    (tbsParts[tbsParts.length - 1] as forge.asn1.Asn1).value as forge.asn1.Asn1[]
-  )[0] as forge.asn1.Asn1;
-  for (const [id, value] of Object.entries(template.privateExtensions ?? {}))
-    (extensions.value as forge.asn1.Asn1[]).push(utf8Extension(id, value));
-  const tbsDer = Buffer.from(asn1.toDer(tbs).getBytes(), 'binary');
-  const signature = Buffer.from(await issuer.signer.sign(tbsDer));
+  const subjectName = encodeName(template.subject);
+  const facts = issuer.certificatePem
+    ? issuerFacts(issuer.certificatePem)
+    : { name: subjectName, keyId: subjectKeyId };
+  const algorithm = SIGNATURE_ALGORITHM_DER[signatureAlgorithmOf(issuer.signer)];
+  const tbs = sequence(
+    contextTag(0, smallInteger(2), true), // version v3
+    integerFromHex(serial),
+    algorithm,
+    facts.name,
+    sequence(time(new Date(template.issuedAt.getTime() - BACKDATE_MS)), time(template.notAfter)),
+    subjectName,
+    spkiDer,
+    extensionsFor(template, spkiDer, { subject: subjectKeyId, issuer: facts.keyId }),
+  );
+  const signature = Buffer.from(await issuer.signer.sign(tbs));
   // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }
-  const bitString = Buffer.concat([derHeader(0x03, signature.length + 1), Buffer.from([0]), signature]);
-  const body = Buffer.concat([tbsDer, SHA256_WITH_RSA_ALGORITHM, bitString]);
-  const certificatePem = toPem('CERTIFICATE', Buffer.concat([derHeader(0x30, body.length), body]));
+  const certificatePem = toPem('CERTIFICATE', sequence(tbs, algorithm, bitString(signature)));
   return { certificatePem, serial: serial.replace(/^00/, '') };
 }
 

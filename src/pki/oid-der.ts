@@ -1,5 +1,5 @@
 /**
- * OBJECT IDENTIFIER contents encoding with arbitrary-size arcs. node-forge limits arcs to 32 bits, which
+ * OBJECT IDENTIFIER contents encoding with arbitrary-size arcs. Many ASN.1 libraries limit arcs to 32 bits, which
  * a `2.25.<uuid>` arc (128 bits) exceeds, so the broker encodes its own OIDs.
  */
 export function encodeOid(oid: string): Buffer {

@@ -1,6 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import forge from 'node-forge';
 import { BrokerError } from '../errors.js';
+import { childrenOf, contentsOf, readElement, TAG, tbsParts } from './der.js';
 import { decodeOid } from './oid-der.js';
 
 export interface CertificateInfo {
@@ -19,30 +19,27 @@ export interface CertificateInfo {
   sans: string[];
 }
 
-type Node = forge.asn1.Asn1;
-
 /**
- * Reads the `2.25.*` extensions (UTF8String values) straight from the DER: node-forge's certificate parser
- * cannot decode OIDs with arcs over 32 bits.
+ * Reads the `2.25.*` extensions (UTF8String values) straight from the DER: Node's X509Certificate does not
+ * expose extensions it does not know.
  */
 function readPrivateExtensions(der: Buffer): Record<string, string> {
   const out: Record<string, string> = {};
-  const cert = forge.asn1.fromDer(forge.util.createBuffer(der.toString('binary')));
-  const tbs = (cert.value as Node[])[0] as Node;
-  const explicit = (tbs.value as Node[]).find(
-    (n) => n.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && n.type === 3,
-  );
-  const list = explicit ? ((explicit.value as Node[])[0]?.value as Node[] | undefined) : undefined;
-  for (const ext of list ?? []) {
-    const parts = ext.value as Node[];
+  const { fields } = tbsParts(der);
+  const explicit = fields.find((f) => f.tag === 0xa3);
+  const list = explicit ? childrenOf(der, explicit)[0] : undefined;
+  for (const ext of list ? childrenOf(der, list) : []) {
+    const parts = childrenOf(der, ext);
     const idNode = parts[0];
     const valueNode = parts[parts.length - 1];
-    if (!idNode || !valueNode || idNode.type !== forge.asn1.Type.OID) continue;
-    const id = decodeOid(Buffer.from(idNode.value as string, 'binary'));
+    if (!idNode || !valueNode || idNode.tag !== TAG.oid || valueNode.tag !== TAG.octetString) continue;
+    const id = decodeOid(contentsOf(der, idNode));
     if (!id.startsWith('2.25.')) continue;
     try {
-      const inner = forge.asn1.fromDer(forge.util.createBuffer(valueNode.value as string));
-      out[id] = forge.util.decodeUtf8(inner.value as string);
+      const value = contentsOf(der, valueNode);
+      const inner = readElement(value, 0);
+      if (inner.tag !== TAG.utf8String || inner.end !== value.length) continue;
+      out[id] = new TextDecoder('utf-8', { fatal: true }).decode(contentsOf(value, inner));
     } catch {
       // An extension we cannot read is not ours to interpret; leave it out.
     }
