@@ -6,7 +6,8 @@
  * (`SecretsManagerDouble.start()`, for integration tests and child processes). See ./http-double.ts.
  *
  * What it models, after the AWS API reference:
- * - CreateSecret (with or without an initial SecretString/SecretBinary; the first version gets AWSCURRENT),
+ * - CreateSecret (with or without an initial SecretString/SecretBinary; the first version gets AWSCURRENT; a
+ *   retry with the same ClientRequestToken and value is ignored and answers as the first call did),
  *   PutSecretValue, GetSecretValue, DescribeSecret, UpdateSecretVersionStage, ListSecretVersionIds; secrets
  *   are found by name or by full ARN.
  * - Version stages: one version per label. PutSecretValue without VersionStages moves AWSCURRENT to the new
@@ -313,11 +314,23 @@ export class SecretsManagerDouble extends HttpDouble {
       );
     const token = this.token(body.ClientRequestToken) ?? randomUUID();
     const value = this.value(body);
-    if (this.secrets.has(name))
+    const existing = this.secrets.get(name);
+    if (existing) {
+      // A retried CreateSecret: "If a version with this value already exists and the version SecretString
+      // and SecretBinary values are the same as those in the request, then the request is ignored" (API
+      // reference, CreateSecret, ClientRequestToken). Anything else names a secret that exists.
+      const retried = value ? existing.versions.get(token) : undefined;
+      if (
+        retried &&
+        retried.secretString === value?.secretString &&
+        retried.secretBinary === value?.secretBinary
+      )
+        return { ARN: existing.arn, Name: name, VersionId: token };
       throw new AwsFault(
         'ResourceExistsException',
         `The operation failed because the secret ${name} already exists.`,
       );
+    }
     const now = new Date();
     const secret: StoredSecret = {
       name,
