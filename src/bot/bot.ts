@@ -11,10 +11,11 @@ import type { Destination } from '../destinations/destination.js';
 import { formatDuration } from '../duration.js';
 import { AccessDeniedError, BrokerError, errorMessage, GenerationMismatchError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { generateRsaKeyPair, type KeyPairPem } from '../pki/keys.js';
+import { DEFAULT_KEY_ALGORITHM, generateKeyPairOf, type KeyAlgorithm, type KeyPairPem } from '../pki/keys.js';
 import { parseCertificate } from '../pki/parse.js';
 import type { BotConfig, DatabaseOutputConfig } from './config.js';
 import type { IdentityStore } from './identity-store.js';
+import { StorageError } from './private-dir.js';
 
 export interface BotDependencies {
   config: BotConfig;
@@ -30,7 +31,12 @@ export interface BotDependencies {
   iamJoin?: (client: AuthorityClient, publicKeyPem: string, ttlMs: number) => Promise<IdentityResult>;
   clock: Clock;
   log: Logger;
-  generateKeyPair?: () => Promise<KeyPairPem>;
+  /**
+   * Checks what can be checked before a one-time join token is spent (destinations, outputs) and fixes what
+   * it safely can; returns what it changed. Runs after the identity store's own `prepare`.
+   */
+  preflight?: () => Promise<string[]>;
+  generateKeyPair?: (algorithm: KeyAlgorithm) => Promise<KeyPairPem>;
   random?: () => number;
 }
 
@@ -70,19 +76,59 @@ export function routeOf(o: DatabaseOutputConfig): DatabaseRoute {
 export class Bot {
   private identity: BotIdentity | undefined;
   private pendingRenewal: { requestId: string; keys: KeyPairPem; generation: number } | undefined;
+  /** An identity the authority issued that storage has not taken yet: kept, and saved first every cycle. */
+  private unsaved: BotIdentity | undefined;
+  private preflightDone = false;
   private readonly lastRendered = new Map<number, number>();
   private readonly deps: BotDependencies;
-  private readonly genKeys: () => Promise<KeyPairPem>;
+  private readonly genKeys: (algorithm: KeyAlgorithm) => Promise<KeyPairPem>;
+  /** The identity key's algorithm, and every output's that names none. */
+  private readonly keyAlgorithm: KeyAlgorithm;
 
   constructor(deps: BotDependencies) {
     this.deps = deps;
-    this.genKeys = deps.generateKeyPair ?? generateRsaKeyPair;
+    this.genKeys = deps.generateKeyPair ?? generateKeyPairOf;
+    this.keyAlgorithm = deps.config.key_algorithm ?? DEFAULT_KEY_ALGORITHM;
+  }
+
+  /**
+   * Everything that can fail before a join, checked before the join: the storage directory (created, or
+   * tightened when `mkdir -p` left it open to others), a write into it, and the outputs' destinations.
+   */
+  async preflight(): Promise<void> {
+    const { identityStore, log } = this.deps;
+    const changes = [
+      ...((await identityStore.prepare?.()) ?? []),
+      ...((await this.deps.preflight?.()) ?? []),
+    ];
+    for (const change of changes) log.info({ storage: identityStore.description }, change);
+    this.preflightDone = true;
+  }
+
+  /**
+   * Saves an identity the authority issued. It is the bot's identity from now on whether or not the save
+   * works: a join token is spent and the old generation is dead, so it is kept in memory and saved again
+   * at the start of every cycle until storage takes it.
+   */
+  private async keep(identity: BotIdentity, what: string): Promise<void> {
+    this.identity = identity;
+    this.unsaved = identity;
+    try {
+      await this.deps.identityStore.save(identity);
+      this.unsaved = undefined;
+    } catch (err) {
+      throw new StorageError(
+        `${what}, but could not save the identity to ${this.deps.identityStore.description}: ${errorMessage(err)}. It is kept in memory and saved as soon as storage works (no new join token is needed while this process runs): fix the storage`,
+        { cause: err },
+      );
+    }
   }
 
   /** Loads the stored identity or joins with the onboarding token. */
   async ensureIdentity(): Promise<{ identity: BotIdentity; joined: boolean }> {
     const { log, clock, identityStore, config } = this.deps;
     const iam = config.onboarding.join_method === 'iam';
+    if (this.unsaved) await this.keep(this.unsaved, 'the bot holds an identity it was issued');
     if (!iam) this.identity ??= await identityStore.load();
     const now = clock.now();
     if (!iam && this.identity && new Date(this.identity.expires) > now)
@@ -92,7 +138,9 @@ export class Bot {
         { expired: this.identity.expires },
         'the stored bot identity has expired; joining again with the onboarding token',
       );
-    const keys = await this.genKeys();
+    // A token is spent by the join: everything that could make the bot fail right after it is checked first.
+    if (!iam && !this.preflightDone) await this.preflight();
+    const keys = await this.genKeys(this.keyAlgorithm);
     let result: IdentityResult;
     try {
       if (iam) {
@@ -120,8 +168,8 @@ export class Bot {
       expires: result.expires,
       botCaPem: result.botCaPem,
     };
-    if (!iam) await identityStore.save(identity);
-    this.identity = identity;
+    if (iam) this.identity = identity;
+    else await this.keep(identity, 'joined the authority');
     this.checkSkew(result.certificatePem);
     log.info(
       {
@@ -141,13 +189,13 @@ export class Bot {
     // its first answer instead of seeing a second renewal from the old generation (which would lock the bot).
     this.pendingRenewal ??= {
       requestId: randomUUID(),
-      keys: await this.genKeys(),
+      keys: await this.genKeys(this.keyAlgorithm),
       generation: current.generation,
     };
     if (this.pendingRenewal.generation !== current.generation)
       this.pendingRenewal = {
         requestId: randomUUID(),
-        keys: await this.genKeys(),
+        keys: await this.genKeys(this.keyAlgorithm),
         generation: current.generation,
       };
     const { keys, requestId } = this.pendingRenewal;
@@ -165,8 +213,7 @@ export class Bot {
       expires: result.expires,
       botCaPem: result.botCaPem,
     };
-    await this.deps.identityStore.save(identity);
-    this.identity = identity;
+    await this.keep(identity, `renewed the identity to generation ${identity.generation}`);
     this.checkSkew(result.certificatePem);
     this.deps.log.info(
       { generation: identity.generation, serial: result.serial, expires: identity.expires },
@@ -191,7 +238,7 @@ export class Bot {
     const route = routeOf(output);
     const name = describeOutput(output);
     const ttl = output.credential_ttl ?? this.deps.config.credential_ttl;
-    const keys = await this.genKeys();
+    const keys = await this.genKeys(output.key_algorithm ?? this.keyAlgorithm);
     const issued = await this.deps.client.issueDatabaseCertificate(identity, route, keys.publicKeyPem, ttl);
     const files = renderDatabaseArtifacts(output.format, {
       certificatePem: issued.certificatePem,
@@ -298,7 +345,10 @@ export class Bot {
         failures++;
         delay = this.backoffMs(failures);
         force = true;
-        const retryable = !(err instanceof BrokerError) || err.code === 'authority_unavailable';
+        const retryable =
+          !(err instanceof BrokerError) ||
+          err instanceof StorageError ||
+          err.code === 'authority_unavailable';
         this.deps.log.error(
           { err, retryInSeconds: Math.round(delay / 1000), failures },
           `renewal failed${retryable ? '' : ' (the authority refused)'}; the last good outputs stay in place: ${errorMessage(err)}`,

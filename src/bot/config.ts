@@ -4,16 +4,13 @@ import * as z from 'zod';
 import { ConfigError } from '../config/errors.js';
 import { parseYamlDocuments, type SourceDocument, validateDocument } from '../config/yaml.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../credentials/formats.js';
-import { formatDuration, parseDuration } from '../duration.js';
+import { parseDuration } from '../duration.js';
+import { KEY_ALGORITHMS, type KeyAlgorithm } from '../pki/keys.js';
+import { crossCheck, secretWriteIssues } from './config-rules.js';
 import { type ConfigIssue, tbotRefusals } from './config-tbot.js';
 import { migrateV1 } from './config-v1.js';
 
-/** The shortest renewal interval for a bot that writes a Secrets Manager secret (an output or its storage). */
-export const SECRET_WRITE_MIN_INTERVAL_MS = 10 * 60_000;
-
-/** Why: versions pile up faster than AWS removes them, until PutSecretValue fails on the version quota. */
-export const SECRET_WRITE_GUIDANCE =
-  'Secrets Manager keeps every version of a secret younger than 24 hours and advises at most one write per secret per 10 minutes';
+export { SECRET_WRITE_GUIDANCE, SECRET_WRITE_MIN_INTERVAL_MS } from './config-rules.js';
 
 const duration = (what: string) =>
   z
@@ -75,6 +72,8 @@ const databaseOutputFields = {
   name: z.string().min(1).optional(),
   credential_ttl: duration('credential_ttl').optional(),
   renewal_interval: duration('renewal_interval').optional(),
+  /** The key the bot generates for this output's certificate; the bot's own key_algorithm when left out. */
+  key_algorithm: z.enum(KEY_ALGORITHMS).optional(),
 };
 const databaseOutput = z.strictObject({ type: z.literal('database'), ...databaseOutputFields });
 
@@ -139,6 +138,8 @@ const rawBotConfigSchema = z.strictObject({
   /** tbot's older name for credential_ttl. */
   certificate_ttl: duration('certificate_ttl').optional(),
   renewal_interval: duration('renewal_interval').optional(),
+  /** The bot identity's key, and every output's unless it names its own (README: Key algorithms). */
+  key_algorithm: z.enum(KEY_ALGORITHMS).optional(),
   oneshot: z.boolean().default(false),
   /** tbot's debug logging. */
   debug: z.boolean().default(false),
@@ -151,7 +152,6 @@ const rawBotConfigSchema = z.strictObject({
   services: z.array(serviceSchema).nullish(),
 });
 
-type RawBotConfig = z.output<typeof rawBotConfigSchema>;
 type RawOutput = z.output<typeof databaseOutput>;
 type RawDestination = z.output<typeof destinationSchema>;
 
@@ -174,12 +174,14 @@ export interface DatabaseOutputConfig {
   destination: DestinationConfig;
   service: string;
   database?: string | undefined;
-  username?: string | undefined;
+  /** Empty when the file leaves it out (tbot allows that); `broker start` refuses such an output by name. */
+  username: string;
   format: OutputFormat;
   roles?: string[] | undefined;
   name?: string | undefined;
   credential_ttl?: number | undefined;
   renewal_interval?: number | undefined;
+  key_algorithm?: KeyAlgorithm | undefined;
   /** Where it sits in the file (`outputs.0`, `services.2`), for messages. */
   origin: string;
 }
@@ -207,6 +209,8 @@ export interface BotConfig {
     | { type: 'secretsmanager'; name: string };
   credential_ttl: number;
   renewal_interval: number;
+  /** The identity key's algorithm and the outputs' default; DEFAULT_KEY_ALGORITHM when left out. */
+  key_algorithm?: KeyAlgorithm | undefined;
   oneshot: boolean;
   debug: boolean;
   diag_addr?: string | undefined;
@@ -243,122 +247,14 @@ function toDestination(d: RawDestination): DestinationConfig {
 }
 
 function toOutput(o: RawOutput, origin: string): DatabaseOutputConfig {
-  const { subtype, format, destination, ...rest } = o;
-  return { ...rest, destination: toDestination(destination), format: format ?? subtype ?? '', origin };
-}
-
-type Issue = { path: (string | number)[]; message: string };
-
-/** Checks tbot and the project place on the combination of fields; returns refusals and warnings. */
-function crossCheck(cfg: BotConfig, raw: RawBotConfig): { issues: Issue[]; warnings: string[] } {
-  const issues: Issue[] = [];
-  const warnings: string[] = [];
-  const at = (o: DatabaseOutputConfig) => o.origin.split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p));
-  if (raw.credential_ttl !== undefined && raw.certificate_ttl !== undefined)
-    issues.push({
-      path: ['certificate_ttl'],
-      message: 'give credential_ttl or its older name certificate_ttl, not both',
-    });
-  if (raw.ca_pins?.length && raw.onboarding.ca_path)
-    issues.push({
-      path: ['onboarding', 'ca_path'],
-      message: 'ca_pins and onboarding.ca_path are mutually exclusive, as in tbot; give one',
-    });
-  if (raw.onboarding.ca_pins?.length && raw.onboarding.ca_path)
-    issues.push({
-      path: ['onboarding', 'ca_path'],
-      message: 'onboarding.ca_pins and onboarding.ca_path are mutually exclusive, as in tbot; give one',
-    });
-  const slow = (ttl: number, interval: number, where: string) => {
-    if (!cfg.oneshot && interval >= ttl)
-      warnings.push(
-        `${where}: renewal_interval (${formatDuration(interval)}) is not shorter than credential_ttl (${formatDuration(ttl)}): certificates expire before they are renewed; shorten renewal_interval or lengthen credential_ttl`,
-      );
+  const { subtype, format, destination, username, ...rest } = o;
+  return {
+    ...rest,
+    username: username ?? '',
+    destination: toDestination(destination),
+    format: format ?? subtype ?? '',
+    origin,
   };
-  slow(cfg.credential_ttl, cfg.renewal_interval, 'renewal_interval');
-  for (const o of cfg.outputs) {
-    if ((o.credential_ttl === undefined) !== (o.renewal_interval === undefined))
-      issues.push({
-        path: [...at(o), o.credential_ttl === undefined ? 'renewal_interval' : 'credential_ttl'],
-        message:
-          'an output sets credential_ttl and renewal_interval together or neither, as in tbot; add the other one',
-      });
-    else if (o.credential_ttl !== undefined && o.renewal_interval !== undefined)
-      slow(o.credential_ttl, o.renewal_interval, `${o.origin}.renewal_interval`);
-    if (o.destination.type === 'directory') {
-      if (o.destination.acls === 'required')
-        issues.push({
-          path: [...at(o), 'destination', 'acls'],
-          message:
-            "required: this broker sets no filesystem ACLs, and tbot refuses `required` where it cannot set them; use acls: try or off, and readers: group for a reader in the directory's group",
-        });
-      else if (o.destination.aclReaders.length > 0 && o.destination.acls !== 'off')
-        warnings.push(
-          `${o.origin}.destination.readers: ACL readers are not set by this broker (as tbot does where ACLs are unavailable, they are left out); use readers: group for a reader in the directory's group`,
-        );
-    }
-  }
-  // Two writers of one place: tbot logs an error and goes on; a Secrets Manager secret is the project's own
-  // destination, and two writers there would fight over its version stages, so that stays refused.
-  const seen = new Map<string, string>();
-  if (cfg.storage.type === 'directory') seen.set(`dir:${path.resolve(cfg.storage.path)}`, 'storage');
-  for (const o of cfg.outputs) {
-    const d = o.destination;
-    const id =
-      d.type === 'directory'
-        ? `dir:${path.resolve(d.path)}`
-        : d.type === 'secretsmanager'
-          ? `sm:${d.name}`
-          : undefined;
-    if (id === undefined) continue;
-    const other = seen.get(id);
-    if (other !== undefined) {
-      if (d.type === 'secretsmanager')
-        issues.push({
-          path: [...at(o), 'destination'],
-          message: `two outputs write to the same destination (also ${other})`,
-        });
-      else
-        warnings.push(
-          `${o.origin}.destination: ${other} uses the same directory; identical destinations can produce unusable results (tbot logs the same)`,
-        );
-    }
-    seen.set(id, o.origin);
-  }
-  return { issues, warnings };
-}
-
-function secretWriteIssues(cfg: BotConfig): Issue[] {
-  // Secrets Manager's version quota: each secretsmanager output is written once per its own interval;
-  // a secretsmanager storage once per cycle, and a cycle comes every shortest interval.
-  const issues: Issue[] = [];
-  const flagged = new Set<string>();
-  const tooOften = (interval: number, at: (string | number)[], what: string) => {
-    if (interval >= SECRET_WRITE_MIN_INTERVAL_MS || flagged.has(at.join('.'))) return;
-    flagged.add(at.join('.'));
-    issues.push({
-      path: at,
-      message: `renewal_interval (${formatDuration(interval)}) writes ${what} more often than every 10m0s: ${SECRET_WRITE_GUIDANCE}; use at least 10m, or a directory destination`,
-    });
-  };
-  const ownPath = (o: DatabaseOutputConfig) =>
-    o.renewal_interval === undefined
-      ? ['renewal_interval']
-      : [...o.origin.split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p)), 'renewal_interval'];
-  for (const o of cfg.outputs)
-    if (o.destination.type === 'secretsmanager')
-      tooOften(
-        o.renewal_interval ?? cfg.renewal_interval,
-        ownPath(o),
-        `secret ${JSON.stringify(o.destination.name)}`,
-      );
-  if (cfg.storage.type === 'secretsmanager') {
-    const storage = `the identity to storage secret ${JSON.stringify(cfg.storage.name)} (once per cycle)`;
-    tooOften(cfg.renewal_interval, ['renewal_interval'], storage);
-    for (const o of cfg.outputs)
-      if (o.renewal_interval !== undefined) tooOften(o.renewal_interval, ownPath(o), storage);
-  }
-  return issues;
 }
 
 /** The validated document, with tbot's aliases and defaults resolved and every cross-field rule checked. */
@@ -381,6 +277,7 @@ export const botConfigSchema = rawBotConfigSchema.transform((raw, ctx): BotConfi
     storage: raw.storage ?? { type: 'directory', path: DEFAULT_STORAGE_PATH },
     credential_ttl: raw.credential_ttl ?? raw.certificate_ttl ?? 3_600_000,
     renewal_interval: raw.renewal_interval ?? 20 * 60_000,
+    key_algorithm: raw.key_algorithm,
     oneshot: raw.oneshot,
     debug: raw.debug,
     diag_addr: raw.diag_addr,

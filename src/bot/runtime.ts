@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AuthorityClient, type AuthorityTransport } from '../api/client.js';
 import { HttpTransport } from '../api/transports.js';
@@ -8,10 +9,12 @@ import { DirectoryDestination } from '../destinations/directory.js';
 import { MemoryDestination } from '../destinations/memory.js';
 import { SecretsManagerDestination } from '../destinations/secretsmanager.js';
 import type { Logger } from '../log.js';
+import { caPin } from '../pki/parse.js';
 import { Bot } from './bot.js';
 import { type BotConfig, type DatabaseOutputConfig, resolveToken } from './config.js';
 import { type AwsCredentials, signedGetCallerIdentity } from './iam.js';
 import { DirectoryIdentityStore, type IdentityStore, MemoryIdentityStore } from './identity-store.js';
+import { preflightOutputs } from './preflight.js';
 import { SecretsManagerIdentityStore } from './secretsmanager-identity-store.js';
 
 /** What the bot needs to use AWS (in the bot Lambda): clients and credentials, injected by the handler. */
@@ -78,7 +81,8 @@ export function createBot(
       'join_method iam is for bots running in AWS (the bot Lambda); on a host use join_method: token',
     );
   const clock = options.clock ?? systemClock;
-  const transport = options.transport ?? new HttpTransport(config.auth_server, config.ca_pins);
+  const transport =
+    options.transport ?? new HttpTransport(authorityAddress(config.auth_server), trustedPins(config));
   const destinations = new Map<DatabaseOutputConfig, Destination>();
   for (const output of config.outputs) destinations.set(output, destinationFor(output, aws, options.log));
   return new Bot({
@@ -104,7 +108,36 @@ export function createBot(
       : {}),
     clock,
     log: options.log,
+    preflight: () => preflightOutputs(config),
   });
+}
+
+/**
+ * tbot's `auth_server` is usually `HOST:PORT` without a scheme; the authority speaks HTTPS there. A URL
+ * (`unix:///…`, `https://…`) is taken as it is.
+ */
+export function authorityAddress(authServer: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(authServer) ? authServer : `https://${authServer}`;
+}
+
+/** The pins the bot trusts the authority by: `ca_pins`, or one per certificate in `onboarding.ca_path`. */
+export function trustedPins(config: BotConfig): string[] {
+  if (!config.ca_path) return config.ca_pins;
+  let text: string;
+  try {
+    text = readFileSync(config.ca_path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`onboarding.ca_path: cannot read ${config.ca_path}: ${(err as Error).message}`);
+  }
+  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  try {
+    if (pems.length === 0) throw new Error('it holds no PEM certificate');
+    return pems.map((pem) => caPin(pem));
+  } catch (err) {
+    throw new ConfigError(
+      `onboarding.ca_path: ${config.ca_path} is not the authority's CA certificate in PEM: ${(err as Error).message}`,
+    );
+  }
 }
 
 /** A `wait` for Bot.runLoop driven by process signals: SIGHUP wakes it, SIGTERM and SIGINT stop it. */
