@@ -193,7 +193,8 @@ export class DirectoryDestination implements Destination {
     const top = new Set(Object.keys(files).map((rel) => rel.split('/')[0] as string));
     for (const entry of top) await this.ensureLink(dir, entry);
 
-    // The switch: one rename of the `.current` link.
+    // The switch: one rename of the `.current` link. The version it pointed to stays as the previous one.
+    const previous = await fs.readlink(path.join(this.dir, CURRENT)).catch(() => undefined);
     await replaceSymlink(dir, CURRENT, path.join(VERSIONS, name));
 
     for (const entry of await dir.list()) {
@@ -207,7 +208,7 @@ export class DirectoryDestination implements Destination {
       if ((await fs.readlink(link).catch(() => '')) === path.join(CURRENT, entry)) await dir.unlink(entry);
     }
     try {
-      await this.pruneVersions(pinned, name);
+      await this.pruneVersions(pinned, name, previous === undefined ? undefined : path.basename(previous));
     } catch (err) {
       throw new DestinationError(
         `wrote the new output to ${this.dir}, but stopped removing old versions: ${(err as Error).message}`,
@@ -242,19 +243,16 @@ export class DirectoryDestination implements Destination {
   }
 
   /**
-   * Keeps the current and the newest previous version (a reader may still be reading it) and removes the
-   * rest, including staging directories left by a crashed write (we hold the lock, so none is in use).
-   * Only directories named as the bot names them are touched; anything else in `.versions` is left alone.
+   * Keeps the current version and the one `.current` pointed to before the switch (a reader may still be
+   * reading it) and removes the rest, including staging directories and versions that never became current,
+   * left by a crashed write (we hold the lock, so none is in use). Only directories named as the bot names
+   * them are touched; anything else in `.versions` is left alone.
    */
-  private async pruneVersions(versions: PinnedDirectory, current: string): Promise<void> {
-    const others: { e: string; t: number }[] = [];
+  private async pruneVersions(versions: PinnedDirectory, current: string, previous?: string): Promise<void> {
     for (const e of await versions.list()) {
-      if (e === current || !(VERSION.test(e) || STAGING.test(e))) continue;
-      const st = await versions.lstat(e);
-      if (st.isDirectory()) others.push({ e, t: st.mtimeMs });
+      if (e === current || e === previous || !(VERSION.test(e) || STAGING.test(e))) continue;
+      if ((await versions.lstat(e)).isDirectory()) await versions.removeTree(e);
     }
-    const previous = others.filter((o) => VERSION.test(o.e)).sort((a, b) => b.t - a.t)[0];
-    for (const { e } of others) if (e !== previous?.e) await versions.removeTree(e);
   }
 
   async read(): Promise<CredentialBundle | undefined> {
