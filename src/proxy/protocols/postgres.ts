@@ -36,8 +36,14 @@ export function takeStartupPacket(buf: Buffer): { packet: Buffer; rest: Buffer }
 /** Interprets one complete startup-phase packet. */
 export function parseStartupPacket(packet: Buffer): StartupPacket {
   const code = packet.readInt32BE(4);
-  if (code === SSL_REQUEST_CODE && packet.length === 8) return { kind: 'ssl' };
-  if (code === GSSENC_REQUEST_CODE && packet.length === 8) return { kind: 'gssenc' };
+  if (code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE) {
+    const kind = code === SSL_REQUEST_CODE ? 'ssl' : 'gssenc';
+    if (packet.length !== 8)
+      throw new PostgresProtocolError(
+        `${kind === 'ssl' ? 'SSLRequest' : 'GSSENCRequest'} of length ${packet.length}; it is always 8 bytes`,
+      );
+    return { kind };
+  }
   if (code === CANCEL_REQUEST_CODE) {
     if (packet.length < 16) throw new PostgresProtocolError('truncated CancelRequest');
     return { kind: 'cancel', processId: packet.readInt32BE(8), secretKey: Buffer.from(packet.subarray(12)) };

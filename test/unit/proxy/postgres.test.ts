@@ -139,6 +139,19 @@ describe('parseStartupPacket', () => {
     );
   });
 
+  it.each([
+    ['SSLRequest', SSL_REQUEST_CODE],
+    ['GSSENCRequest', GSSENC_REQUEST_CODE],
+  ])('refuses a %s of any other length than 8, naming it', (name, code) => {
+    for (const extra of [1, 4, 8, 100]) {
+      const packet = packetWith(code, Buffer.alloc(extra));
+      expect(() => parseStartupPacket(packet)).toThrow(PostgresProtocolError);
+      expect(() => parseStartupPacket(packet)).toThrow(
+        `${name} of length ${8 + extra}; it is always 8 bytes`,
+      );
+    }
+  });
+
   it('reads a CancelRequest, including the longer secret keys of protocol 3.2', () => {
     const key = Buffer.alloc(32, 7);
     expect(parseStartupPacket(serializeCancel(-5, key))).toEqual({
