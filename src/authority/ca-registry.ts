@@ -44,7 +44,7 @@ export class CaRegistry {
     }
     await state.put(stateKeys.cluster, { name: clusterName, createdAt: clock.now().toISOString() }, 'absent');
     for (const type of CA_TYPES) {
-      const key = await createLocalCa(type, clusterName, clock);
+      const key = await createLocalCa(type, clusterName, clock, { keyAlgorithm: this.ctx.caKeyAlgorithm });
       await state.put(stateKeys.ca(type), { type, keys: [key] }, 'absent');
       await this.ctx.record({ event: 'ca.create', outcome: 'success', kind: 'ca', name: type });
     }

@@ -1,6 +1,7 @@
 import { type Clock, systemClock } from '../clock.js';
 import { AccessDeniedError } from '../errors.js';
 import { createLocalCa, localSignerFactory, type ServiceCaFactory, type SignerFactory } from '../pki/ca.js';
+import type { KeyAlgorithm } from '../pki/keys.js';
 import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import { type IamJoinVerifier, verifyIamJoin } from './iam-join.js';
@@ -11,6 +12,8 @@ export interface AuthorityOptions {
   audit: AuditSink;
   clock?: Clock;
   signerFactory?: SignerFactory;
+  /** The key of each CA this authority makes itself (embedded mode): rsa2048 (default) or ecdsa-p256. */
+  caKeyAlgorithm?: KeyAlgorithm;
   /**
    * Makes the first key of a database service's client CA when the service first needs one; by default a
    * fresh local key (embedded mode). AWS mode makes it from the service's KMS key.
@@ -33,6 +36,7 @@ export class AuthorityContext {
   readonly audit: AuditSink;
   readonly clock: Clock;
   readonly signerFactory: SignerFactory;
+  readonly caKeyAlgorithm: KeyAlgorithm;
   readonly serviceCaFactory: ServiceCaFactory;
   readonly iamVerifier: IamJoinVerifier;
 
@@ -42,9 +46,11 @@ export class AuthorityContext {
     this.audit = options.audit;
     this.clock = options.clock ?? systemClock;
     this.signerFactory = options.signerFactory ?? localSignerFactory;
+    this.caKeyAlgorithm = options.caKeyAlgorithm ?? 'rsa2048';
     this.serviceCaFactory =
       options.serviceCaFactory ??
-      ((service, clusterName) => createLocalCa('db-client', clusterName, this.clock, service));
+      ((service, clusterName) =>
+        createLocalCa('db-client', clusterName, this.clock, { service, keyAlgorithm: this.caKeyAlgorithm }));
     this.iamVerifier =
       options.iamVerifier ?? ((request, challenge) => verifyIamJoin(request, challenge, { fetch }));
   }

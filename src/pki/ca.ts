@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { buildCertificate, type DistinguishedName } from './certificate.js';
-import { generateRsaKeyPair } from './keys.js';
+import { generateKeyPairOf, type KeyAlgorithm } from './keys.js';
 import { LocalSigner, type Signer } from './signer.js';
 
 /** The three certificate authorities. */
@@ -67,14 +67,22 @@ export const localSignerFactory: SignerFactory = (key) => {
 
 const CA_VALIDITY_MS = 10 * 365 * 24 * 3_600_000;
 
-/** Creates a self-signed CA with a fresh RSA-2048 key, valid ten years; `service` for a service's client CA. */
+/** How a local CA is made: `service` for a service's client CA; the key RSA-2048 unless said otherwise. */
+export interface LocalCaOptions {
+  service?: string | undefined;
+  keyAlgorithm?: KeyAlgorithm | undefined;
+}
+
+/** Creates a self-signed CA with a fresh key, valid ten years; a string names the service (see LocalCaOptions). */
 export async function createLocalCa(
   type: CaType,
   clusterName: string,
   clock: Clock,
-  service?: string,
+  options: string | LocalCaOptions = {},
 ): Promise<CaKey> {
-  const keys = await generateRsaKeyPair();
+  const { service, keyAlgorithm } =
+    typeof options === 'string' ? { service: options, keyAlgorithm: undefined } : options;
+  const keys = await generateKeyPairOf(keyAlgorithm ?? 'rsa2048');
   const now = clock.now();
   const { certificatePem } = await buildCertificate(
     {
