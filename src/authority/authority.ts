@@ -20,11 +20,12 @@ import { DEFAULT_CERT_TTL_MS } from './limits.js';
 import { Locks } from './locks.js';
 import { renew } from './renewal.js';
 import type { Bot, Resource } from './resources.js';
+import { type RotateRequest, type RotationOutcome, Rotations } from './rotations.js';
 import type { Lock, NamedKind, NamedResource, StoredToken } from './state-keys.js';
 import { type AuthorityStatus, authorityStatus } from './status.js';
 
 export { DEFAULT_TOKEN_TTL_MS } from './administration.js';
-export type { AuthorityOptions } from './context.js';
+export type { AuthorityOptions, RotationKeyFactory, RotationKeyRequest } from './context.js';
 export type { IssuedIdentity } from './identity.js';
 export {
   type DatabaseServerOptions,
@@ -32,6 +33,12 @@ export {
   type IssuedDatabaseCertificate,
 } from './issuance.js';
 export { DEFAULT_CERT_TTL_MS } from './limits.js';
+export {
+  AUTO_REFUSED,
+  DEFAULT_GRACE_PERIOD_MS,
+  type RotateRequest,
+  type RotationOutcome,
+} from './rotations.js';
 export { tokenId } from './secrets.js';
 export type { BotState, Lock, StoredToken } from './state-keys.js';
 
@@ -52,6 +59,7 @@ export class Authority {
   private readonly joins: Joins;
   private readonly issuance: Issuance;
   private readonly context: AuthorityContext;
+  private readonly rotations: Rotations;
 
   constructor(options: AuthorityOptions) {
     const ctx = new AuthorityContext(options);
@@ -65,6 +73,7 @@ export class Authority {
     this.identities = new Identities(ctx, this.cas, this.locks);
     this.joins = new Joins(ctx, this.identities, this.locks);
     this.issuance = new Issuance(ctx, this.cas, this.locks);
+    this.rotations = new Rotations(ctx);
   }
 
   // ---- CAs ---------------------------------------------------------------------------------------------
@@ -82,6 +91,14 @@ export class Authority {
   /** PEM bundle of every active certificate of a CA. */
   caBundle(type: CaType): Promise<string> {
     return this.cas.caBundle(type);
+  }
+
+  /**
+   * Moves a CA (or every db-client CA) to a rotation phase (`broker auth rotate`): checked against every CA
+   * first, one conditional write each, audited.
+   */
+  rotateCa(request: RotateRequest): Promise<RotationOutcome[]> {
+    return this.rotations.rotate(request);
   }
 
   /** The client CA bundle of database service `service`, what its database trusts; refuses when it has none. */

@@ -7,6 +7,7 @@ import { ConflictError, StateError } from '../state/errors.js';
 import type { AuthorityContext } from './context.js';
 import { AlreadyExistsError, NotFoundError } from './errors.js';
 import { resourceName } from './resources.js';
+import { advanceDueRotation } from './rotations.js';
 import { type StateKey, stateKeys } from './state-keys.js';
 
 /** How many parsed certificates, signers and bundles each cache holds before it starts over. */
@@ -139,10 +140,13 @@ export class CaRegistry {
   private async read(key: StateKey<CaRecord>, what: string): Promise<CaRecord | undefined> {
     const item = await this.ctx.state.get(key);
     if (!item || item.value.keys.length === 0) return undefined;
-    const notAfter = this.expiry(signingKey(item.value).certificatePem);
+    // An automatic rotation moves on at the first read after its phase is due: no timer needed.
+    const record =
+      item.value.rotation?.mode === 'auto' ? await advanceDueRotation(this.ctx, key, item) : item.value;
+    const notAfter = this.expiry(signingKey(record).certificatePem);
     if (notAfter < this.ctx.clock.now())
       throw new StateError(`${what} expired at ${notAfter.toISOString()}; rotate it before issuing anything`);
-    return item.value;
+    return record;
   }
 
   private bundleOf(ca: CaRecord): string {

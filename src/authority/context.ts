@@ -1,6 +1,14 @@
 import { type Clock, systemClock } from '../clock.js';
+import { ConfigError } from '../config/errors.js';
 import { AccessDeniedError } from '../errors.js';
-import { createLocalCa, localSignerFactory, type ServiceCaFactory, type SignerFactory } from '../pki/ca.js';
+import {
+  type CaKey,
+  type CaType,
+  createLocalCa,
+  localSignerFactory,
+  type ServiceCaFactory,
+  type SignerFactory,
+} from '../pki/ca.js';
 import type { KeyAlgorithm } from '../pki/keys.js';
 import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
@@ -21,7 +29,24 @@ export interface AuthorityOptions {
   serviceCaFactory?: ServiceCaFactory;
   /** Verifies iam joins; by default forwards the signed request to the real AWS STS with global fetch. */
   iamVerifier?: IamJoinVerifier;
+  /** Makes the new key of a CA rotation; by default a fresh local key (embedded mode). */
+  rotationKeyFactory?: RotationKeyFactory;
+  /**
+   * Told about each key a finished rotation or rollback removed from its CA, once it is trusted nowhere; AWS
+   * mode schedules the KMS key's deletion. Returns what was done, for the audit line.
+   */
+  retireCaKey?: (key: CaKey) => Promise<string>;
 }
+
+/** The CA a rotation makes a key for; `kmsKeyId` names the key the stack created for it (AWS mode). */
+export interface RotationKeyRequest {
+  type: CaType;
+  service?: string | undefined;
+  clusterName: string;
+  kmsKeyId?: string | undefined;
+}
+
+export type RotationKeyFactory = (request: RotationKeyRequest) => Promise<CaKey>;
 
 /** An audit event as a decision point states it: the time and, for a refusal, the outcome are added. */
 export type Decision = Omit<AuditEvent, 'time' | 'outcome'>;
@@ -39,6 +64,8 @@ export class AuthorityContext {
   readonly caKeyAlgorithm: KeyAlgorithm;
   readonly serviceCaFactory: ServiceCaFactory;
   readonly iamVerifier: IamJoinVerifier;
+  readonly rotationKeyFactory: RotationKeyFactory;
+  readonly retireCaKey: ((key: CaKey) => Promise<string>) | undefined;
 
   constructor(options: AuthorityOptions) {
     this.store = options.store;
@@ -53,6 +80,16 @@ export class AuthorityContext {
         createLocalCa('db-client', clusterName, this.clock, { service, keyAlgorithm: this.caKeyAlgorithm }));
     this.iamVerifier =
       options.iamVerifier ?? ((request, challenge) => verifyIamJoin(request, challenge, { fetch }));
+    this.rotationKeyFactory =
+      options.rotationKeyFactory ??
+      (async ({ type, service, clusterName, kmsKeyId }) => {
+        if (kmsKeyId !== undefined)
+          throw new ConfigError(
+            'this authority keeps its CA keys in its state directory; a KMS key id is for an authority whose CAs are in KMS (AWS mode)',
+          );
+        return createLocalCa(type, clusterName, this.clock, { service, keyAlgorithm: this.caKeyAlgorithm });
+      });
+    this.retireCaKey = options.retireCaKey;
   }
 
   /** Writes an audit event stamped with the authority's clock. */

@@ -16,3 +16,11 @@ export class AlreadyExistsError extends BrokerError {
     super('already_exists', message);
   }
 }
+
+/** A CA rotation request that does not fit the CA's phase; the message names the phase and what comes next. */
+export class RotationError extends BrokerError {
+  override name = 'RotationError';
+  constructor(message: string) {
+    super('rotation_phase', message);
+  }
+}

@@ -1,11 +1,18 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { type Authority, DEFAULT_SERVER_CERT_TTL_MS } from '../authority/authority.js';
+import {
+  type Authority,
+  DEFAULT_GRACE_PERIOD_MS,
+  DEFAULT_SERVER_CERT_TTL_MS,
+  type RotationOutcome,
+} from '../authority/authority.js';
 import { ConfigError } from '../config/errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../pki/ca.js';
+import { ROTATION_PHASES, type RotationPhase } from '../pki/ca-rotation.js';
 import { writeFileAtomic } from '../state/file-store.js';
+import { rotationSteps } from './auth-rotation-steps.js';
 import { UsageError } from './errors.js';
 
 type Out = (line: string) => void;
@@ -33,6 +40,34 @@ function durationOption(text: string, flag: string): number {
   if (ms === undefined || ms <= 0)
     throw new UsageError(`${flag} ${JSON.stringify(text)} is not a duration; use e.g. 30m, 1h, 8h`);
   return ms;
+}
+
+interface RotateOptions {
+  type: string;
+  service?: string;
+  phase?: string;
+  manual: boolean;
+  gracePeriod: string;
+  kmsKey?: string;
+}
+
+function caTypeOption(text: string): CaType {
+  if (!(CA_TYPES as readonly string[]).includes(text))
+    throw new UsageError(
+      `--type must be one of ${CA_TYPES.map((t) => `${t} (${CA_DESCRIPTIONS[t]})`).join('; ')}`,
+    );
+  return text as CaType;
+}
+
+/** `db-server CA: init -> update_clients (manual rotation 1f…)`, or that it already was there. */
+function describeOutcome(o: RotationOutcome): string {
+  const r = o.record.rotation;
+  if (!o.changed) return `${o.ca} CA: already in phase ${o.to}`;
+  const how =
+    r?.mode === 'auto' && r.schedule
+      ? ` (automatic: update_clients at ${r.schedule.updateClients}, update_servers at ${r.schedule.updateServers}, standby at ${r.schedule.standby})`
+      : '';
+  return `${o.ca} CA: ${o.from} -> ${o.to}${how}${o.retired ? `; the key that left it: ${o.retired}` : ''}`;
 }
 
 const exists = (file: string) =>
@@ -97,6 +132,41 @@ export function registerAuthCommands(program: Command, out: Out, open: () => Pro
         );
     });
   auth
+    .command('rotate')
+    .description(
+      'move a CA through a rotation (`tctl auth rotate`): init (new key trusted) -> update_clients (new key signs) -> update_servers -> standby (old key removed); rollback before standby',
+    )
+    .requiredOption('--type <type>', `one of ${CA_TYPES.join(', ')}`)
+    .option('--service <name>', "with --type db-client: only this database service's client CA")
+    .option('--phase <phase>', `target phase: ${ROTATION_PHASES.join(', ')} (default init)`)
+    .option('--manual', 'the operator sets every phase (required for db-client and db-server)', false)
+    .option(
+      '--grace-period <duration>',
+      'automatic mode: the phases are spread evenly over it',
+      formatDuration(DEFAULT_GRACE_PERIOD_MS),
+    )
+    .option('--kms-key <id>', 'AWS mode, --phase init: the KMS key the stack created as the next key')
+    .action(async (opts: RotateOptions) => {
+      const type = caTypeOption(opts.type);
+      const phase = opts.phase ?? 'init';
+      if (!(ROTATION_PHASES as readonly string[]).includes(phase))
+        throw new UsageError(`--phase must be one of ${ROTATION_PHASES.join(', ')}`);
+      if (opts.service !== undefined && type !== 'db-client')
+        throw new UsageError('--service goes with --type db-client only');
+      const authority = await open();
+      const outcomes = await authority.rotateCa({
+        type,
+        service: opts.service,
+        phase: phase as RotationPhase,
+        mode: opts.manual ? 'manual' : 'auto',
+        gracePeriodMs: durationOption(opts.gracePeriod, '--grace-period'),
+        kmsKeyId: opts.kmsKey,
+      });
+      for (const o of outcomes) out(describeOutcome(o));
+      out('');
+      for (const line of rotationSteps(type, phase as RotationPhase, outcomes)) out(line);
+    });
+  auth
     .command('export')
     .description('print a CA certificate bundle (every active certificate)')
     .requiredOption('--type <type>', `one of ${CA_TYPES.join(', ')}`)
@@ -105,10 +175,7 @@ export function registerAuthCommands(program: Command, out: Out, open: () => Pro
       'with --type db-client: the client CA of this database service (what its database trusts)',
     )
     .action(async (opts: { type: string; service?: string }) => {
-      if (!(CA_TYPES as readonly string[]).includes(opts.type))
-        throw new UsageError(
-          `--type must be one of ${CA_TYPES.map((t) => `${t} (${CA_DESCRIPTIONS[t]})`).join('; ')}`,
-        );
+      caTypeOption(opts.type);
       if (opts.service !== undefined && opts.type !== 'db-client')
         throw new UsageError('--service goes with --type db-client only');
       const authority = await open();

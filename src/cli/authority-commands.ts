@@ -278,12 +278,15 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
       const s = await (await open()).status();
       out(`Cluster     ${s.cluster}`);
       out(`State dir   ${stateDir()}`);
+      // One row per active key: during a rotation a CA has two, the signing one first (src/authority/status.ts).
+      const rows = (name: string, c: (typeof s.cas)[number]) =>
+        c.activeKeys.map((k, i) => [i === 0 ? name : '', i === 0 ? c.phase : '', k.role, k.expires, k.pin]);
       out(
         table(
-          ['CA', 'Keys', 'Expires', 'Pin'],
+          ['CA', 'Phase', 'Key', 'Expires', 'Pin'],
           [
-            ...s.cas.map((c) => [c.type, String(c.keys), c.expires, c.pin]),
-            ...s.serviceCas.map((c) => [`db-client/${c.service}`, String(c.keys), c.expires, c.pin]),
+            ...s.cas.flatMap((c) => rows(c.type, c)),
+            ...s.serviceCas.flatMap((c) => rows(`db-client/${c.service}`, { ...c, type: 'db-client' })),
           ],
         ),
       );

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import type { CaRotation } from './ca-rotation.js';
 import { buildCertificate, type DistinguishedName } from './certificate.js';
 import { generateKeyPairOf, type KeyAlgorithm } from './keys.js';
 import { LocalSigner, type Signer } from './signer.js';
@@ -32,6 +33,8 @@ export interface CaRecord {
   /** Set on the client CA of one database service: it signs only certificates for that service. */
   service?: string;
   keys: CaKey[];
+  /** Absent until the first rotation (src/authority/rotation.ts). */
+  rotation?: CaRotation;
 }
 
 /**
