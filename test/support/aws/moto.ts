@@ -58,7 +58,21 @@ export interface StartMotoOptions {
    * `unauthenticatedActions` requests (moto's INITIAL_NO_AUTH_ACTION_COUNT; those create the users).
    */
   authAfter?: number;
+  /**
+   * Serves one request at a time. moto's threaded server checks a DynamoDB condition and then writes without
+   * a lock, so two concurrent conditional writes on one item can both succeed (lost compare-and-swap
+   * updates); AWS documents conditional writes as atomic. Serialised requests give each write that
+   * atomicity, while read-modify-write cycles of concurrent clients still interleave and conflict.
+   */
+  oneRequestAtATime?: boolean;
 }
+
+/** `moto_server` as its own main() runs it, without threads. */
+const SERIAL_SERVER = [
+  'from werkzeug.serving import run_simple',
+  'from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app',
+  'run_simple("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=False, request_handler=MotoRequestHandler)',
+].join('\n');
 
 /** Starts `moto_server` on 127.0.0.1 and a free port (moto picks it for port 0 and prints it). */
 export async function startMoto(file: string, options: StartMotoOptions = {}): Promise<MotoServer> {
@@ -66,7 +80,10 @@ export async function startMoto(file: string, options: StartMotoOptions = {}): P
   // A developer's AWS profile must not leak in; moto needs none.
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('AWS_')) env[k] = v;
   if (options.authAfter !== undefined) env.INITIAL_NO_AUTH_ACTION_COUNT = String(options.authAfter);
-  const child: ChildProcess = spawn(file, ['-H', '127.0.0.1', '-p', '0'], {
+  const [program, args] = options.oneRequestAtATime
+    ? [path.join(path.dirname(file), 'python'), ['-c', SERIAL_SERVER]]
+    : [file, ['-H', '127.0.0.1', '-p', '0']];
+  const child: ChildProcess = spawn(program, args, {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
