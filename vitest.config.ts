@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // Integration tests start real database servers; in CI their files run one by one to keep a 2-core machine
@@ -8,6 +9,14 @@ const ci = process.env.CI === 'true';
 const cores = availableParallelism();
 
 export default defineConfig({
+  // The package's own exports, as examples/aws/app.ts imports them, resolve to the sources here (tsconfig.json
+  // maps them the same way for tsc and tsx); an installed package resolves them to dist/.
+  resolve: {
+    alias: {
+      'db-credential-broker/cdk': fileURLToPath(new URL('./cdk/index.ts', import.meta.url)),
+      'db-credential-broker/client': fileURLToPath(new URL('./src/client/index.ts', import.meta.url)),
+    },
+  },
   test: {
     testTimeout: 30_000,
     hookTimeout: 60_000,

@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Node } from 'constructs';
 import { parseResources } from '../src/authority/resources.js';
 import { parseBotConfig } from '../src/bot/config.js';
-import type { BrokerBotDefinition, BrokerStackProps } from './broker-stack.js';
+import type { BrokerStackProps } from './broker-stack.js';
+import type { BrokerBotDefinition } from './constructs/credential-broker.js';
 import { BrokerPropError } from './constructs/props.js';
 
 /**
@@ -37,14 +38,42 @@ export interface BrokerAppConfig extends BrokerStackProps {
   readonly stackName: string;
 }
 
-function readText(file: string, key: string): string {
+/** Where file names came from, for the error that names a missing one: CDK context, or construct props. */
+export type BrokerFilesSource = 'context' | 'props';
+
+function readText(file: string, key: 'resources' | 'bots', source: BrokerFilesSource): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new BrokerPropError(
-      `context ${key}: cannot read ${file} (${(err as Error).message}); pass an existing file with -c ${key}=PATH`,
-    );
+    const [prop, fix] =
+      source === 'context'
+        ? [`context ${key}`, `pass an existing file with -c ${key}=PATH`]
+        : [key === 'resources' ? 'resourcesFile' : 'botConfigFiles', 'name an existing file'];
+    throw new BrokerPropError(`${prop}: cannot read ${file} (${(err as Error).message}); ${fix}`);
   }
+}
+
+/**
+ * Reads a resource file and bot configuration files (paths relative to the working directory), each
+ * validated with parseResources / parseBotConfig so that a bad file fails synth with its name, the path
+ * inside it and the bad value. Each bot is named after its file (`bots/orders.yaml` → bot `orders`).
+ */
+export function readBrokerFiles<F extends string | undefined>(
+  resourcesFile: F,
+  botFiles: readonly string[],
+  source: BrokerFilesSource = 'props',
+): { resourcesYaml: F extends string ? string : undefined; bots: BrokerBotDefinition[] } {
+  let resourcesYaml: string | undefined;
+  if (resourcesFile !== undefined) {
+    resourcesYaml = readText(resourcesFile, 'resources', source);
+    parseResources(resourcesYaml, resourcesFile);
+  }
+  const bots = botFiles.map((file) => {
+    const configYaml = readText(file, 'bots', source);
+    parseBotConfig(configYaml, file);
+    return { name: path.basename(file).replace(/\.ya?ml$/i, ''), configYaml, configFile: file };
+  });
+  return { resourcesYaml: resourcesYaml as F extends string ? string : undefined, bots };
 }
 
 function contextString(node: Node, key: string): string | undefined {
@@ -68,9 +97,6 @@ export function loadBrokerConfig(node: Node): BrokerAppConfig {
     throw new BrokerPropError(
       `context ${CONTEXT_KEYS.resources} is not set: pass -c resources=PATH (cdk.json points it at examples/aws/resources.yaml)`,
     );
-  const resourcesYaml = readText(resourcesFile, CONTEXT_KEYS.resources);
-  parseResources(resourcesYaml, resourcesFile);
-
   const botFiles = (contextString(node, CONTEXT_KEYS.bots) ?? '')
     .split(',')
     .map((f) => f.trim())
@@ -79,11 +105,7 @@ export function loadBrokerConfig(node: Node): BrokerAppConfig {
     throw new BrokerPropError(
       `context ${CONTEXT_KEYS.bots} is not set: pass -c bots=a.yaml,b.yaml (each bot is named after its file)`,
     );
-  const bots: BrokerBotDefinition[] = botFiles.map((file) => {
-    const configYaml = readText(file, CONTEXT_KEYS.bots);
-    parseBotConfig(configYaml, file);
-    return { name: path.basename(file).replace(/\.ya?ml$/i, ''), configYaml, configFile: file };
-  });
+  const { resourcesYaml, bots } = readBrokerFiles(resourcesFile, botFiles, 'context');
 
   const alarmTopic = contextString(node, CONTEXT_KEYS.alarmTopic);
   if (alarmTopic !== undefined && alarmTopic !== 'true' && alarmTopic !== 'false')

@@ -22,6 +22,8 @@ const envSchema = z.object({
   BROKER_CA_KEY_DB_SERVER: z.string().min(1),
   BROKER_RESOURCES: z.string().min(1),
   BROKER_CLUSTER_NAME: z.string().default('broker'),
+  /** The stack's name, in every audit line: the dimension of the AuthorityDenials metric. */
+  BROKER_STACK_NAME: z.string().min(1).optional(),
   /** Each database service's client CA key, as JSON `{ "<service>": "<KMS key id>" }` (one key per db resource). */
   BROKER_DB_CLIENT_CA_KEYS: z
     .string()
@@ -66,7 +68,7 @@ export function createAuthorityHandler(deps: AuthorityHandlerDeps): (event: unkn
     dbClientCaKeyIds: env.BROKER_DB_CLIENT_CA_KEYS,
     resourcesYaml: decodeText(env.BROKER_RESOURCES),
     clusterName: env.BROKER_CLUSTER_NAME,
-    audit: new StdoutAuditLog(deps.writeLine),
+    audit: new StdoutAuditLog(deps.writeLine, env.BROKER_STACK_NAME ? { stack: env.BROKER_STACK_NAME } : {}),
     clock: systemClock,
     ...(deps.iamVerifier ? { iamVerifier: deps.iamVerifier } : {}),
   };

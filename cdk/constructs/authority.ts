@@ -216,6 +216,8 @@ export class Authority extends Construct {
         BROKER_CA_KEY_DB_CLIENT: keys['db-client'].keyArn,
         BROKER_CA_KEY_DB_SERVER: keys['db-server'].keyArn,
         BROKER_CLUSTER_NAME: clusterName,
+        // In every audit line, so that the denials metric of two stacks in one account and region keep apart.
+        BROKER_STACK_NAME: Stack.of(this).stackName,
         // Key ids, not ARNs: the authority signs in its own account, and ids keep the 4 KB environment small.
         BROKER_DB_CLIENT_CA_KEYS: Stack.of(this).toJsonString(
           Object.fromEntries(Object.entries(dbClientKeys).map(([service, key]) => [service, key.keyId])),
@@ -267,10 +269,13 @@ export class Authority extends Construct {
       metricNamespace: METRIC_NAMESPACE,
       metricName: 'AuthorityDenials',
       metricValue: '1',
+      // The audit line's `stack` (BROKER_STACK_NAME): the same Stack dimension as the bots' SecondsToExpiry.
+      dimensions: { Stack: '$.stack' },
     });
     this.denialsMetric = new cloudwatch.Metric({
       namespace: METRIC_NAMESPACE,
       metricName: 'AuthorityDenials',
+      dimensionsMap: { Stack: Stack.of(this).stackName },
       statistic: cloudwatch.Stats.SUM,
       period,
     });
@@ -391,6 +396,7 @@ export class Authority extends Construct {
       BROKER_CA_KEY_DB_CLIENT: keyArn.length,
       BROKER_CA_KEY_DB_SERVER: keyArn.length,
       BROKER_CLUSTER_NAME: 50,
+      BROKER_STACK_NAME: 128,
       BROKER_DB_CLIENT_CA_KEYS: JSON.stringify(
         Object.fromEntries(
           this.resources.filter((r) => r.kind === 'db').map((r) => [r.metadata.name, '0'.repeat(36)]),

@@ -3,7 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { Construct } from 'constructs';
+import { Construct, DependencyGroup } from 'constructs';
 import type { DbProtocol } from '../../src/credentials/route.js';
 import { badProp } from './props.js';
 
@@ -75,6 +75,12 @@ export class BotOutput extends Construct {
   readonly protocol: DbProtocol | undefined;
   /** The value of the `Output` dimension of the bot's metrics (`username@service/database`, see functions/bot.ts). */
   readonly metricDimension: string;
+  /**
+   * Done when the bot's first run during the deployment wrote this output (BotProps.runOnDeploy); empty
+   * when the bot does not run on deploy. Consumers made with grantRead, bindToFunction or the proxy sidecar
+   * depend on it, so they are created only once a bundle exists.
+   */
+  readonly firstRun = new DependencyGroup();
 
   constructor(scope: Construct, id: string, props: BotOutputProps) {
     super(scope, id);
@@ -162,6 +168,8 @@ export class BotOutput extends Construct {
     });
     secret.assertSuccess();
     key.assertSuccess();
+    // The consumer is created after the bot's first run, so its first read finds a bundle.
+    if (Construct.isConstruct(grantee)) grantee.node.addDependency(this.firstRun);
     return secret.combine(key);
   }
 

@@ -8,6 +8,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as triggers from 'aws-cdk-lib/triggers';
 import { Construct } from 'constructs';
 import { resourceName } from '../../src/authority/resources.js';
 import {
@@ -120,6 +121,16 @@ export interface BotProps {
    */
   readonly expiryAlarmMargin?: Duration;
   /**
+   * Run the bot once during `cdk deploy` (an aws-cdk-lib `triggers.Trigger` invoking its Lambda and waiting
+   * for the result), after the authority and the bot's own resources exist and again whenever the bot's
+   * function changes, so that every output holds a bundle when the deployment ends. Consumers made with
+   * grantRead, bindToFunction or DatabaseProxySidecar, and the expiry alarms, are created after it. A run
+   * that fails fails the deployment with the bot's error. With `false` the first bundle comes with the first
+   * scheduled run (within one renewal interval), and the expiry alarms fire until then.
+   * @default true
+   */
+  readonly runOnDeploy?: boolean;
+  /**
    * What happens to the output secrets and their key when they leave the stack. Bundles are short-lived
    * and the bot writes new ones, so nothing is kept by default.
    * @default RemovalPolicy.DESTROY
@@ -146,6 +157,8 @@ export class Bot extends Construct {
   /** The schedule's period: the shortest renewal interval of the bot and its outputs. */
   readonly renewalInterval: Duration;
   readonly alarms: cloudwatch.Alarm[] = [];
+  /** The run during `cdk deploy` (runOnDeploy), if any. */
+  readonly firstRun: triggers.Trigger | undefined;
 
   constructor(scope: Construct, id: string, props: BotProps) {
     super(scope, id);
@@ -341,7 +354,26 @@ export class Bot extends Construct {
       }),
     });
 
+    this.firstRun = (props.runOnDeploy ?? true) ? this.runOnDeploy(props.authority, timeout) : undefined;
     this.createAlarms(props.expiryAlarmMargin, file);
+  }
+
+  /**
+   * Invokes the bot once during the deployment, synchronously, after everything its run needs: the
+   * authority (function, table, CA keys, the iam token in its resources) and this bot's role, policies and
+   * secrets. Re-runs when the function's code or configuration changes (a new version).
+   */
+  private runOnDeploy(authority: Authority, timeout: Duration): triggers.Trigger {
+    const needs = [authority, ...this.node.children];
+    const trigger = new triggers.Trigger(this, 'FirstRun', {
+      handler: this.function,
+      invocationType: triggers.InvocationType.REQUEST_RESPONSE,
+      // The provider waits for the synchronous invoke: the bot's own timeout and a minute for the cold start.
+      timeout: Duration.seconds(Math.min(timeout.toSeconds() + 60, 900)),
+      executeAfter: needs,
+    });
+    for (const output of this.outputs) output.firstRun.add(trigger);
+    return trigger;
   }
 
   /** The output writing to the secret `secretName` (the config's destination.name). */
@@ -483,16 +515,18 @@ export class Bot extends Construct {
         statistic: cloudwatch.Stats.MAXIMUM,
         period: Duration.minutes(1),
       });
-      this.alarms.push(
-        metric.createAlarm(this, `ExpiryAlarm${i}`, {
-          alarmDescription: `The credentials of ${output.metricDimension} (secret ${output.secretName}) expire within ${formatDuration(marginMs)}: broker bot ${this.botName} has not written them for ${formatDuration(window)}.`,
-          threshold: marginMs / 1000,
-          comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-          evaluationPeriods: periods,
-          datapointsToAlarm: periods,
-          treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-        }),
-      );
+      const alarm = metric.createAlarm(this, `ExpiryAlarm${i}`, {
+        alarmDescription: `The credentials of ${output.metricDimension} (secret ${output.secretName}) expire within ${formatDuration(marginMs)}: broker bot ${this.botName} has not written them for ${formatDuration(window)}.`,
+        threshold: marginMs / 1000,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        evaluationPeriods: periods,
+        datapointsToAlarm: periods,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      });
+      // Created after the first run: there is no "before the first bundle" for the alarm to count as
+      // breaching. (CloudWatch evaluates a new alarm with the datapoints from before it was created.)
+      if (this.firstRun) alarm.node.addDependency(this.firstRun);
+      this.alarms.push(alarm);
     });
   }
 }

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
@@ -8,8 +8,31 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { BrokerPropError, checkDuration, checkInteger } from './props.js';
 
-/** The repository root (cdk/constructs/ is two levels down). */
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The npm package's name: the library is `db-credential-broker/cdk`, the client module `…/client`. */
+export const PACKAGE_NAME = 'db-credential-broker';
+
+/**
+ * The directory of this package's package.json: the repository root when the constructs run from source
+ * (cdk/constructs/), the installed package when they run from its bundle (dist/cdk/index.mjs). The Lambda
+ * bundles (dist/functions) and the proxy image's Dockerfile are found from here in both cases.
+ */
+export function packageRoot(from: string = fileURLToPath(import.meta.url)): string {
+  for (let dir = path.dirname(from); ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    if (
+      existsSync(manifest) &&
+      (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === PACKAGE_NAME
+    )
+      return dir;
+    if (path.dirname(dir) === dir)
+      throw new Error(
+        `no package.json of ${PACKAGE_NAME} above ${from}: the constructs must run from the package`,
+      );
+  }
+}
+
+/** The package root (see packageRoot): the repository, or the installed package. */
+export const REPO_ROOT = packageRoot();
 
 /** The newest Node.js Lambda runtime aws-cdk-lib 2.276 offers (NODEJS_24_X); cdk-nag's AwsSolutions-L1 checks it. */
 export const BROKER_LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;

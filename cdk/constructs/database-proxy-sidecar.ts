@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Aspects, Duration, type IAspect, IgnoreMode } from 'aws-cdk-lib';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -8,6 +9,14 @@ import type { DbProtocol } from '../../src/credentials/route.js';
 import type { BotOutput } from './bot-output.js';
 import { REPO_ROOT } from './broker-function.js';
 import { badProp, checkDuration, checkInteger } from './props.js';
+import { ProxySidecarFindings } from './sidecar-findings.js';
+
+/**
+ * The only directory the proxy's unix socket may live in: proxy-container/Dockerfile creates it owned by the
+ * image's `node` user (mode 0700) and declares it a VOLUME, so the task volume mounted here starts with that
+ * owner. Any other directory would be a root-owned 0755 bind mount the proxy cannot create a socket in.
+ */
+export const PROXY_SOCKET_DIRECTORY = '/var/run/broker';
 
 /** The port a protocol's clients expect, the proxy's default listening port for an output. */
 export const DEFAULT_PORTS: Record<DbProtocol, number> = {
@@ -19,7 +28,7 @@ export const DEFAULT_PORTS: Record<DbProtocol, number> = {
 };
 
 /** What proxy-container/Dockerfile copies from the repository root; nothing else enters the build context. */
-const BUILD_CONTEXT = [
+const SOURCE_BUILD_CONTEXT = [
   'package.json',
   'package-lock.json',
   'tsconfig.json',
@@ -29,6 +38,28 @@ const BUILD_CONTEXT = [
   'proxy-container',
   'examples',
 ];
+/** What it copies from an installed package (PROXY_BUNDLE=prebuilt): the bundle `npm run build` made. */
+const PREBUILT_BUILD_CONTEXT = [
+  'proxy-container/Dockerfile',
+  'proxy-container/healthcheck.mjs',
+  'dist/proxy-container',
+];
+
+/**
+ * The proxy image built from this package: from the sources in the repository, or from the prebuilt bundle
+ * in an installed package (which ships no sources).
+ */
+function proxyImageAsset(architecture: ecs.CpuArchitecture | undefined): ecs.ContainerImage {
+  const fromSources = existsSync(path.join(REPO_ROOT, 'src', 'cli', 'main.ts'));
+  const context = fromSources ? SOURCE_BUILD_CONTEXT : PREBUILT_BUILD_CONTEXT;
+  return ecs.ContainerImage.fromAsset(REPO_ROOT, {
+    file: 'proxy-container/Dockerfile',
+    ignoreMode: IgnoreMode.DOCKER,
+    exclude: ['*', ...context.map((p) => `!${p}`)],
+    buildArgs: { PROXY_BUNDLE: fromSources ? 'build' : 'prebuilt' },
+    platform: architecture === ecs.CpuArchitecture.ARM64 ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
+  });
+}
 
 export interface DatabaseProxySidecarProps {
   /**
@@ -56,9 +87,10 @@ export interface AddProxySidecarOptions {
    */
   readonly port?: number;
   /**
-   * Listen on this unix socket instead (mode 0600, owned by the image's `node` user, uid 1000). The
-   * directory is a task volume mounted into every container of the task at the same path, so the
-   * application must run as uid 1000 to connect.
+   * Listen on this unix socket instead: a file name in `/var/run/broker` (PROXY_SOCKET_DIRECTORY), e.g.
+   * `/var/run/broker/db.sock`; any other path is refused. The socket is mode 0600, owned by the image's
+   * `node` user (uid 1000); the directory is a task volume mounted into every container of the task at the
+   * same path, so the application must run as uid 1000 to connect.
    * @default - a TCP port
    */
   readonly unixSocket?: string;
@@ -112,6 +144,8 @@ export interface AddProxySidecarOptions {
 
 /** Broker proxy containers per task definition: they never wait for each other. */
 const proxiesOf = new WeakMap<ecs.TaskDefinition, Set<ecs.ContainerDefinition>>();
+/** The socket volumes added to each task definition. */
+const socketVolumes = new WeakMap<ecs.TaskDefinition, Set<string>>();
 
 /**
  * Makes every container of a task definition that is not a broker proxy wait until the proxy is HEALTHY
@@ -150,15 +184,7 @@ export class DatabaseProxySidecar extends Construct {
 
   constructor(scope: Construct, id: string, props: DatabaseProxySidecarProps = {}) {
     super(scope, id);
-    this.image =
-      props.image ??
-      ecs.ContainerImage.fromAsset(REPO_ROOT, {
-        file: 'proxy-container/Dockerfile',
-        ignoreMode: IgnoreMode.DOCKER,
-        exclude: ['*', ...BUILD_CONTEXT.map((p) => `!${p}`)],
-        platform:
-          props.cpuArchitecture === ecs.CpuArchitecture.ARM64 ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
-      });
+    this.image = props.image ?? proxyImageAsset(props.cpuArchitecture);
   }
 
   /** Adds the proxy for `options.output` to `taskDefinition` and returns its container. */
@@ -211,18 +237,27 @@ export class DatabaseProxySidecar extends Construct {
     let socketMount: ecs.MountPoint | undefined;
     if (options.unixSocket !== undefined) {
       const socket = options.unixSocket;
-      // sun_path holds 108 bytes with the terminating NUL.
-      if (!path.posix.isAbsolute(socket) || socket.length > 107 || path.posix.dirname(socket) === '/')
+      // The directory must be the image's VOLUME (owned by `node`); a socket file name, no subdirectory.
+      const name = path.posix.basename(socket);
+      if (
+        path.posix.dirname(socket) !== PROXY_SOCKET_DIRECTORY ||
+        path.posix.normalize(socket) !== socket ||
+        !/^[A-Za-z0-9._-]{1,80}$/.test(name) ||
+        name.startsWith('.')
+      )
         badProp(
           this,
           'unixSocket',
           socket,
-          'not an absolute path of at most 107 characters inside a directory',
-          'use e.g. /var/run/broker/db.sock',
+          `not a socket file directly in ${PROXY_SOCKET_DIRECTORY}, the one directory the proxy image owns (any other path is a root-owned bind mount on Fargate, where the proxy cannot create its socket)`,
+          `use e.g. ${PROXY_SOCKET_DIRECTORY}/db.sock`,
         );
-      const volume = `${containerName}-socket`;
-      taskDefinition.addVolume({ name: volume });
-      socketMount = { sourceVolume: volume, containerPath: path.posix.dirname(socket), readOnly: false };
+      // One volume per task, whichever proxies put their sockets in it.
+      const volume = 'broker-proxy-socket';
+      const volumes = socketVolumes.get(taskDefinition) ?? new Set<string>();
+      if (!volumes.has(volume)) taskDefinition.addVolume({ name: volume });
+      socketVolumes.set(taskDefinition, volumes.add(volume));
+      socketMount = { sourceVolume: volume, containerPath: PROXY_SOCKET_DIRECTORY, readOnly: false };
       environment.BROKER_PROXY_UNIX_SOCKET = socket;
     } else {
       const port = options.port ?? DEFAULT_PORTS[output.protocol ?? 'postgres'];
@@ -251,8 +286,9 @@ export class DatabaseProxySidecar extends Construct {
       stopTimeout,
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: containerName, logGroup }),
       healthCheck: {
-        // No curl in the image: the proxy asks its own /readyz (200 once a valid bundle is loaded).
-        command: ['CMD', 'node', '/app/proxy.mjs', 'healthcheck'],
+        // No curl in the image: a few lines of Node.js (proxy-container/healthcheck.mjs) ask the proxy's own
+        // /readyz (200 once a valid bundle is loaded), without loading the proxy bundle every 10 seconds.
+        command: ['CMD', 'node', '/app/healthcheck.mjs'],
         interval: Duration.seconds(10),
         timeout: Duration.seconds(5),
         retries: 3,
@@ -261,10 +297,18 @@ export class DatabaseProxySidecar extends Construct {
     });
     if (socketMount) container.addMountPoints(socketMount);
     const proxies = proxiesOf.get(taskDefinition) ?? new Set();
+    if (proxies.size === 0)
+      Aspects.of(taskDefinition).add(
+        new ProxySidecarFindings(taskDefinition, (name) =>
+          [...proxies].some((p) => p.containerName === name),
+        ),
+      );
     proxies.add(container);
     proxiesOf.set(taskDefinition, proxies);
     Aspects.of(taskDefinition).add(new WaitForProxy(taskDefinition, container, socketMount));
     output.grantRead(taskDefinition.taskRole);
+    // Created after the bot's first run (see BotProps.runOnDeploy): a service's first task finds a bundle.
+    taskDefinition.node.addDependency(output.firstRun);
     return container;
   }
 }

@@ -13,9 +13,13 @@ import { stateKeys, TypedState } from './state-keys.js';
 
 /** Audit events as JSON lines on stdout: in Lambda they land in CloudWatch Logs, one event per line. */
 export class StdoutAuditLog implements AuditSink {
-  constructor(private readonly write_: (line: string) => void = (l) => process.stdout.write(`${l}\n`)) {}
+  /** `fields` go into every line (the stack name, which the denials metric filter takes as a dimension). */
+  constructor(
+    private readonly write_: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+    private readonly fields: Readonly<Record<string, string>> = {},
+  ) {}
   async write(event: AuditEvent): Promise<void> {
-    this.write_(JSON.stringify({ audit: true, ...event }));
+    this.write_(JSON.stringify({ audit: true, ...this.fields, ...event }));
   }
 }
 

@@ -29,12 +29,22 @@ beforeAll(() => {
   template = Template.fromStack(stack);
 });
 
+/**
+ * The role of aws-cdk-lib's trigger provider (the Lambda behind each bot's run during `cdk deploy`): not the
+ * broker's code, checked on its own below.
+ */
+const TRIGGER_PROVIDER = 'AWSCDKTriggerCustomResourceProvider';
+const brokerRoles = () =>
+  Object.entries(resourcesOf(template, 'AWS::IAM::Role'))
+    .filter(([id]) => !id.startsWith(TRIGGER_PROVIDER))
+    .map(([, r]) => r);
+
 /** Every statement of every identity policy in the template (policies and roles' inline policies). */
 function identityStatements(): Statement[] {
   const policies = Object.values(resourcesOf(template, 'AWS::IAM::Policy')).map(
     (p) => p.Properties.PolicyDocument as { Statement: Statement[] },
   );
-  const inline = Object.values(resourcesOf(template, 'AWS::IAM::Role')).flatMap((r) =>
+  const inline = brokerRoles().flatMap((r) =>
     ((r.Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[] | undefined) ?? []).map(
       (p) => p.PolicyDocument,
     ),
@@ -59,9 +69,33 @@ describe('least privilege across the stack', () => {
 
   it('grants no wildcard action and uses no AWS managed policy', () => {
     for (const s of identityStatements()) for (const a of actionsOf(s)) expect(a).not.toContain('*');
-    for (const role of Object.values(resourcesOf(template, 'AWS::IAM::Role')))
-      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    for (const role of brokerRoles()) expect(role.Properties.ManagedPolicyArns).toBeUndefined();
     template.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
+  });
+
+  it("lets aws-cdk-lib's trigger provider write its logs and invoke the bots' function versions, nothing else", () => {
+    const [provider, ...more] = Object.entries(resourcesOf(template, 'AWS::IAM::Role')).filter(([id]) =>
+      id.startsWith(TRIGGER_PROVIDER),
+    );
+    expect(more).toEqual([]);
+    const props = provider?.[1].Properties as {
+      ManagedPolicyArns: unknown[];
+      Policies: { PolicyDocument: { Statement: Statement[] } }[];
+    };
+    expect(props.ManagedPolicyArns).toEqual([
+      { 'Fn::Sub': 'arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole' },
+    ]);
+    const statements = props.Policies.flatMap((p) => p.PolicyDocument.Statement);
+    expect(
+      statements.map((st) => [st.Effect, actionsOf(st), resourcesOfStatement(st).map(renderIntrinsic)]),
+    ).toEqual([
+      ['Allow', ['lambda:InvokeFunction'], [expect.stringMatching(/^<BotordersFunction[0-9A-F]+\.Arn>:\*$/)]],
+      [
+        'Allow',
+        ['lambda:InvokeFunction'],
+        [expect.stringMatching(/^<BotreportsFunction[0-9A-F]+\.Arn>:\*$/)],
+      ],
+    ]);
   });
 
   it('lets only the bots write secrets and only their own', () => {

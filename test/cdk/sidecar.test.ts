@@ -1,7 +1,8 @@
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerStack } from '../../cdk/broker-stack.js';
 import { DatabaseProxySidecar } from '../../cdk/constructs/database-proxy-sidecar.js';
@@ -78,7 +79,8 @@ describe('DatabaseProxySidecar', () => {
       StopTimeout: 30,
       ReadonlyRootFilesystem: true,
       HealthCheck: {
-        Command: ['CMD', 'node', '/app/proxy.mjs', 'healthcheck'],
+        // The image's few-line script (proxy-container/healthcheck.mjs), not the proxy bundle.
+        Command: ['CMD', 'node', '/app/healthcheck.mjs'],
         Interval: 10,
         Timeout: 5,
         Retries: 3,
@@ -168,9 +170,44 @@ describe('DatabaseProxySidecar', () => {
     expect(() => proxy.addTo(fargate, { output, port: 5432, unixSocket: '/run/x/s.sock' })).toThrow(
       /port and unixSocket .* both given; give one/,
     );
-    expect(() => proxy.addTo(fargate, { output, unixSocket: 'relative.sock' })).toThrow(
-      /unixSocket is "relative\.sock": not an absolute path/,
-    );
+    for (const elsewhere of [
+      'relative.sock',
+      '/run/x/s.sock',
+      '/var/run/broker/sub/s.sock',
+      '/var/run/broker/../s.sock',
+    ])
+      expect(() => proxy.addTo(fargate, { output, unixSocket: elsewhere })).toThrow(
+        `S/Proxy: unixSocket is ${JSON.stringify(elsewhere)}: not a socket file directly in /var/run/broker, the one directory the proxy image owns`,
+      );
+  });
+
+  it('acknowledges cdk-nag ECS2 on the task definition only while the proxy is the only container with environment variables', () => {
+    const acks = (task: ecs.TaskDefinition) => {
+      const app = task.node.root as App;
+      app.synth({ force: true });
+      return (task.node.defaultChild as IConstruct).node.metadata
+        .filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
+        .flatMap((m) => Object.keys(m.data as Record<string, string>));
+    };
+    const s1 = exampleStack();
+    const quiet = new ecs.FargateTaskDefinition(s1, 'T');
+    quiet.addContainer('app', { image: ecs.ContainerImage.fromRegistry('app:1') });
+    new DatabaseProxySidecar(s1, 'Proxy', { image }).addTo(quiet, {
+      output: s1.output('broker/orders/orders-postgres'),
+    });
+    expect(acks(quiet)).toEqual(['AwsSolutions-ECS2']);
+
+    const s2 = exampleStack();
+    const chatty = new ecs.FargateTaskDefinition(s2, 'T');
+    new DatabaseProxySidecar(s2, 'Proxy', { image }).addTo(chatty, {
+      output: s2.output('broker/orders/orders-postgres'),
+    });
+    // Added after the sidecar: the application's own variables are its owner's to acknowledge.
+    chatty.addContainer('app', {
+      image: ecs.ContainerImage.fromRegistry('app:1'),
+      environment: { PGHOST: '127.0.0.1' },
+    });
+    expect(acks(chatty)).toEqual([]);
   });
 });
 
