@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { formatDuration } from '../duration.js';
-import type { BotConfig, DatabaseOutputConfig } from './config.js';
 import type { ConfigIssue } from './config-tbot.js';
+import type { BotConfig, DatabaseOutputConfig } from './config-types.js';
 
 /** The shortest renewal interval for a bot that writes a Secrets Manager secret (an output or its storage). */
 export const SECRET_WRITE_MIN_INTERVAL_MS = 10 * 60_000;

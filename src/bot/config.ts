@@ -3,9 +3,9 @@ import path from 'node:path';
 import * as z from 'zod';
 import { ConfigError } from '../config/errors.js';
 import { parseYamlDocuments, type SourceDocument, validateDocument } from '../config/yaml.js';
-import { OUTPUT_FORMATS, type OutputFormat } from '../credentials/formats.js';
+import { OUTPUT_FORMATS } from '../credentials/formats.js';
 import { parseDuration } from '../duration.js';
-import { KEY_ALGORITHMS, type KeyAlgorithm } from '../pki/keys.js';
+import { KEY_ALGORITHMS } from '../pki/keys.js';
 import { crossCheck, secretWriteIssues } from './config-rules.js';
 import { type ConfigIssue, tbotRefusals } from './config-tbot.js';
 import { migrateV1 } from './config-v1.js';
@@ -152,73 +152,23 @@ const rawBotConfigSchema = z.strictObject({
   services: z.array(serviceSchema).nullish(),
 });
 
+type RawBotConfig = z.output<typeof rawBotConfigSchema>;
 type RawOutput = z.output<typeof databaseOutput>;
 type RawDestination = z.output<typeof destinationSchema>;
 
-/** A destination as the bot uses it: tbot's `readers` list is kept apart from the project's readers mode. */
-export type DestinationConfig =
-  | {
-      type: 'directory';
-      path: string;
-      readers: 'owner' | 'group';
-      /** tbot's ACL readers: kept to warn about, as tbot does where it cannot set ACLs. */
-      aclReaders: z.output<typeof aclReader>[];
-      symlinks?: z.output<typeof symlinksMode> | undefined;
-      acls?: z.output<typeof aclsMode> | undefined;
-    }
-  | Exclude<RawDestination, { type: 'directory' }>;
+import type {
+  BotConfig,
+  DatabaseOutputConfig,
+  DatabaseTunnelConfig,
+  DestinationConfig,
+} from './config-types.js';
 
-/** A `database` output (from `outputs`, or a `database` entry of `services`). */
-export interface DatabaseOutputConfig {
-  type: 'database';
-  destination: DestinationConfig;
-  service: string;
-  database?: string | undefined;
-  /** Empty when the file leaves it out (tbot allows that); `broker start` refuses such an output by name. */
-  username: string;
-  format: OutputFormat;
-  roles?: string[] | undefined;
-  name?: string | undefined;
-  credential_ttl?: number | undefined;
-  renewal_interval?: number | undefined;
-  key_algorithm?: KeyAlgorithm | undefined;
-  /** Where it sits in the file (`outputs.0`, `services.2`), for messages. */
-  origin: string;
-}
-
-/** A `database-tunnel` service. */
-export interface DatabaseTunnelConfig {
-  listen: string;
-  roles?: string[] | undefined;
-  service: string;
-  database: string;
-  username: string;
-  origin: string;
-}
-
-/** The bot configuration as the bot runs it: tbot's spellings and defaults resolved. */
-export interface BotConfig {
-  version: 'v2';
-  auth_server: string;
-  ca_pins: string[];
-  ca_path?: string | undefined;
-  onboarding: { join_method: 'token' | 'iam'; token: string };
-  storage:
-    | { type: 'directory'; path: string; symlinks?: string | undefined; acls?: string | undefined }
-    | { type: 'memory' }
-    | { type: 'secretsmanager'; name: string };
-  credential_ttl: number;
-  renewal_interval: number;
-  /** The identity key's algorithm and the outputs' default; DEFAULT_KEY_ALGORITHM when left out. */
-  key_algorithm?: KeyAlgorithm | undefined;
-  oneshot: boolean;
-  debug: boolean;
-  diag_addr?: string | undefined;
-  outputs: DatabaseOutputConfig[];
-  tunnels: DatabaseTunnelConfig[];
-  /** What tbot would log as a warning about this configuration (the bot logs them at start). */
-  warnings: string[];
-}
+export type {
+  BotConfig,
+  DatabaseOutputConfig,
+  DatabaseTunnelConfig,
+  DestinationConfig,
+} from './config-types.js';
 
 /** `tcp://HOST:PORT` or `unix:///PATH` (tbot's listen URLs). */
 export function parseTunnelListen(
@@ -257,8 +207,11 @@ function toOutput(o: RawOutput, origin: string): DatabaseOutputConfig {
   };
 }
 
-/** The validated document, with tbot's aliases and defaults resolved and every cross-field rule checked. */
-export const botConfigSchema = rawBotConfigSchema.transform((raw, ctx): BotConfig => {
+/** The shape of the file, as tbot spells it (validateDocument lists its fields in messages). */
+export const botConfigSchema = rawBotConfigSchema;
+
+/** tbot's aliases and defaults resolved, and the rules across fields checked (refusals by path). */
+function resolveBotConfig(raw: RawBotConfig): { cfg: BotConfig; issues: ConfigIssue[] } {
   const outputs = (raw.outputs ?? []).map((o, i) => toOutput(o, `outputs.${i}`));
   const tunnels: DatabaseTunnelConfig[] = [];
   (raw.services ?? []).forEach((s, i) => {
@@ -286,10 +239,9 @@ export const botConfigSchema = rawBotConfigSchema.transform((raw, ctx): BotConfi
     warnings: [],
   };
   const { issues, warnings } = crossCheck(cfg, raw);
-  for (const issue of [...issues, ...secretWriteIssues(cfg)]) ctx.addIssue({ code: 'custom', ...issue });
   cfg.warnings = warnings;
-  return cfg;
-});
+  return { cfg, issues: [...issues, ...secretWriteIssues(cfg)] };
+}
 
 /** The refusals before the schema (or of the v1 migration) as one message, like validateDocument's. */
 function issuesError(
@@ -345,7 +297,9 @@ export function parseBotConfig(text: string, file: string): BotConfig {
   // The token may sit elsewhere than onboarding.token by mistake (`onboarding: <token>`, a token pasted as
   // a key under onboarding, or the token file given as the configuration): nothing at those paths is
   // ever printed, values or key names.
-  const cfg = validateDocument(botConfigSchema, doc, { file, label: `bot config${note}`, isSecretPath });
+  const raw = validateDocument(rawBotConfigSchema, doc, { file, label: `bot config${note}`, isSecretPath });
+  const { cfg, issues } = resolveBotConfig(raw);
+  if (issues.length) throw issuesError(file, doc, issues, note);
   cfg.warnings.unshift(...warnings);
   return cfg;
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { type BotIdentity, botIdentitySchema } from '../credentials/identity.js';
 import { BrokerError } from '../errors.js';
 import { writeFileAtomic } from '../state/file-store.js';
-import { ensurePrivateDirectory, ensurePrivateFile, probeWritable } from './private-dir.js';
+import { ensurePrivateDirectory, ensurePrivateFile, probeWritable, StorageError } from './private-dir.js';
 
 /** Where a bot keeps its renewable identity between runs. */
 export interface IdentityStore {
@@ -46,6 +46,8 @@ export class DirectoryIdentityStore implements IdentityStore {
       text = await fs.readFile(this.file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR')
+        throw new StorageError(`${this.key} ${this.dir} is not a directory`);
       throw new BrokerError(
         'bad_identity',
         `cannot read the bot identity ${this.file}: ${(err as Error).message}`,

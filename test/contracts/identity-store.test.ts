@@ -1,5 +1,5 @@
 /** The IdentityStore contract on every identity store: directory, Secrets Manager (in-process double), memory. */
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CreateSecretCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { afterAll } from 'vitest';
@@ -21,12 +21,16 @@ identityStoreContract(
   {
     failingSaves: [
       {
-        what: 'a storage directory others can read',
+        what: 'a storage path that became a symlink',
         save: async ({ store, dir }) => {
-          await chmod(dir, 0o755);
+          await rename(dir, `${dir}.real`);
+          await symlink(`${dir}.real`, dir);
           return store.save(await testIdentity(2, 1));
         },
-        repair: ({ dir }) => chmod(dir, 0o700),
+        repair: async ({ dir }) => {
+          await rm(dir);
+          await rename(`${dir}.real`, dir);
+        },
       },
     ],
     corrupt: async ({ dir }, text) => {

@@ -54,11 +54,12 @@ describe('parseBotConfig: the example and the defaults', () => {
     expect(cfg.outputs).toEqual([
       {
         type: 'database',
-        destination: { type: 'directory', path: 'var/out/example', readers: 'owner' },
+        destination: { type: 'directory', path: 'var/out/example', readers: 'owner', aclReaders: [] },
         service: 'example-server',
         database: 'example',
         username: 'alice',
         format: '',
+        origin: 'outputs.0',
       },
     ]);
   });
@@ -74,6 +75,7 @@ describe('parseBotConfig: the example and the defaults', () => {
       type: 'directory',
       path: '/var/lib/broker/out',
       readers: 'owner',
+      aclReaders: [],
     });
     expect(cfg.outputs[0]?.credential_ttl).toBeUndefined();
     expect(cfg.outputs[0]?.renewal_interval).toBeUndefined();
@@ -103,35 +105,39 @@ describe('parseBotConfig: the example and the defaults', () => {
   });
 });
 
-describe('parseBotConfig: renewal must come before expiry', () => {
-  it('refuses renewal_interval equal to credential_ttl, naming both values', () => {
-    const err = configError(config({ top: 'credential_ttl: 1h\nrenewal_interval: 1h' }));
-    expect(err.message).toContain('bot.yaml');
-    expect(err.message).toMatch(
-      /renewal_interval: renewal_interval \(1h0m0s\) must be shorter than credential_ttl \(1h0m0s\)/,
+describe('parseBotConfig: renewal after expiry is warned about, as tbot does', () => {
+  it('warns (does not refuse) about renewal_interval equal to credential_ttl, naming both values', () => {
+    const cfg = parseBotConfig(config({ top: 'credential_ttl: 1h\nrenewal_interval: 1h' }), 'bot.yaml');
+    expect(cfg.warnings.join('\n')).toMatch(
+      /renewal_interval: renewal_interval \(1h0m0s\) is not shorter than credential_ttl \(1h0m0s\)/,
     );
   });
 
-  it('refuses renewal_interval longer than the default credential_ttl', () => {
-    const err = configError(config({ top: 'renewal_interval: 2h' }));
-    expect(err.message).toContain('renewal_interval (2h0m0s)');
-    expect(err.message).toContain('credential_ttl (1h0m0s)');
-    expect(err.message).toMatch(/line \d+, column \d+/);
+  it('says nothing in oneshot mode, where nothing is renewed', () => {
+    const cfg = parseBotConfig(config({ top: 'renewal_interval: 2h\noneshot: true' }), 'bot.yaml');
+    expect(cfg.warnings).toEqual([]);
   });
 
-  it('checks a per-output override against the effective TTL, naming the output path', () => {
-    const err = configError(config({ output: '    credential_ttl: 15m\n    renewal_interval: 30m' }));
-    expect(err.message).toContain('outputs.0.renewal_interval');
-    expect(err.message).toContain('renewal_interval (30m0s)');
-    expect(err.message).toContain('credential_ttl (15m0s)');
-    // The top-level pair (20m < 1h) is fine and must not be reported.
-    expect(err.message).not.toMatch(/(^|; |: )renewal_interval: /);
+  it('warns about a per-output pair, naming the output path', () => {
+    const cfg = parseBotConfig(
+      config({ output: '    credential_ttl: 15m\n    renewal_interval: 30m' }),
+      'bot.yaml',
+    );
+    expect(cfg.warnings).toEqual([
+      expect.stringContaining(
+        'outputs.0.renewal_interval: renewal_interval (30m0s) is not shorter than credential_ttl (15m0s)',
+      ),
+    ]);
   });
 
-  it('checks an output TTL override against the top-level renewal interval', () => {
+  it('refuses an output that sets credential_ttl without renewal_interval (or the reverse), as tbot does', () => {
     const err = configError(config({ output: '    credential_ttl: 10m' }));
-    expect(err.message).toContain('outputs.0.renewal_interval');
-    expect(err.message).toContain('renewal_interval (20m0s) must be shorter than credential_ttl (10m0s)');
+    expect(err.message).toContain(
+      'outputs.0.credential_ttl: an output sets credential_ttl and renewal_interval together or neither',
+    );
+    expect(configError(config({ output: '    renewal_interval: 10m' })).message).toContain(
+      'outputs.0.renewal_interval: an output sets credential_ttl and renewal_interval together or neither',
+    );
   });
 
   it('accepts an output whose own interval fits its own TTL', () => {
@@ -195,7 +201,7 @@ describe('parseBotConfig: the Secrets Manager version quota', () => {
     // A secretsmanager output on its own 20m beside a directory output renewed every minute.
     const mixed = toSecret(config({ top: 'renewal_interval: 20m' })).replace(
       'outputs:\n',
-      'outputs:\n  - type: database\n    destination: { type: directory, path: /var/lib/broker/fast }\n    service: example-server\n    database: example\n    username: bob\n    renewal_interval: 1m\n',
+      'outputs:\n  - type: database\n    destination: { type: directory, path: /var/lib/broker/fast }\n    service: example-server\n    database: example\n    username: bob\n    credential_ttl: 1h\n    renewal_interval: 1m\n',
     );
     expect(parseBotConfig(mixed, 'bot.yaml').outputs.map((o) => o.renewal_interval)).toEqual([
       60_000,
@@ -209,7 +215,7 @@ describe('parseBotConfig: bad fields and values', () => {
     const err = configError(config({ top: 'renewl_interval: 10m' }));
     expect(err.message).toContain('renewl_interval: unknown field');
     expect(err.message).toContain(
-      'allowed fields here: version, auth_server, ca_pins, onboarding, storage, credential_ttl, renewal_interval, oneshot, outputs',
+      'allowed fields here: version, auth_server, ca_pins, onboarding, storage, credential_ttl, certificate_ttl, renewal_interval, key_algorithm, oneshot, debug, diag_addr, fips, insecure, outputs, services',
     );
   });
 
@@ -217,7 +223,7 @@ describe('parseBotConfig: bad fields and values', () => {
     const err = configError(config({ output: '    formt: tls' }));
     expect(err.message).toContain('outputs.0.formt: unknown field');
     expect(err.message).toContain(
-      'allowed fields here: type, destination, service, database, username, format',
+      'allowed fields here: type, destination, service, database, username, format, subtype, roles, name',
     );
     expect(err.message).toMatch(
       /outputs\.0\.formt: unknown field; allowed fields here: [^;]* at line 14, column 5/,
@@ -270,10 +276,11 @@ describe('parseBotConfig: bad fields and values', () => {
     expect(configError(config().replace('join_method: token', 'join_method: oidc')).message).toContain(
       'onboarding.join_method',
     );
-    expect(configError(config().replace(/outputs:[\s\S]*/, 'outputs: []\n')).message).toContain(
-      'configure at least one output',
+    expect(configError(config().replace('version: v2', 'version: v3')).message).toMatch(/version: .*"v3"/);
+    // A v1 file is migrated, but v1 never had `outputs`: tbot refuses that mix, and so does the broker.
+    expect(configError(config().replace('version: v2', 'version: v1')).message).toContain(
+      'outputs: config has been detected as potentially v1',
     );
-    expect(configError(config().replace('version: v2', 'version: v1')).message).toMatch(/version: .*"v1"/);
   });
 
   it('refuses ca_pins that are not sha256 pins', () => {
@@ -282,16 +289,27 @@ describe('parseBotConfig: bad fields and values', () => {
     expect(err.message).toContain('sha256:<64 hex digits>');
   });
 
-  it('refuses two outputs writing one directory', () => {
+  it('warns (as tbot logs) about two outputs writing one directory', () => {
     const second = `  - type: database
     destination: { type: directory, path: /var/lib/broker/out/ }
     service: other
     database: example
     username: alice
 `;
-    const err = configError(`${config()}${second}`);
-    expect(err.message).toContain('outputs.1.destination');
-    expect(err.message).toContain('two outputs write to the same destination');
+    const cfg = parseBotConfig(`${config()}${second}`, 'bot.yaml');
+    expect(cfg.warnings).toEqual([
+      expect.stringContaining('outputs.1.destination: outputs.0 uses the same directory'),
+    ]);
+    const secret = (name: string) => `  - type: database
+    destination: { type: secretsmanager, name: ${name} }
+    service: other
+    username: alice
+    credential_ttl: 1h
+    renewal_interval: 20m
+`;
+    expect(configError(`${config()}${secret('a')}${secret('a')}`).message).toContain(
+      'outputs.2.destination: two outputs write to the same destination (also outputs.1)',
+    );
   });
 
   it('refuses more than one YAML document and malformed YAML, naming the file', () => {
