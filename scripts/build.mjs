@@ -4,10 +4,14 @@
 //   dist/functions/bot/index.mjs         the bot Lambda
 //   dist/proxy-container/proxy.mjs       the proxy sidecar container's entry point
 //   dist/client/index.mjs                the client module for Lambda workloads (`db-credential-broker/client`)
-// `--target NAME` builds one of: cli, client, functions, proxy-container.
+//   dist/cdk/index.mjs                   the CDK constructs as a library (`db-credential-broker/cdk`)
+// `--target NAME` builds one of: cli, client, functions, proxy-container, cdk; `--target types` (not part of
+// the default build; `npm pack` runs it) writes the type declarations of both packages' exports to dist/types.
 // Source maps (`<bundle>.map` beside each bundle) only with BROKER_SOURCEMAP=1: loading one with
 // --enable-source-maps adds about 40% to a Lambda cold start, so a stale map is removed otherwise.
+import { execFileSync } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { build } from 'esbuild';
 
 const only = process.argv.includes('--target')
@@ -55,6 +59,17 @@ const targets = {
       packages: 'external',
     },
   ],
+  // The constructs with the broker code they use; aws-cdk-lib, constructs and every other package stay
+  // external (the consumer's own copies, so `instanceof` and construct trees work across the boundary).
+  cdk: [
+    {
+      ...common,
+      entryPoints: { index: 'cdk/index.ts' },
+      outdir: 'dist/cdk',
+      outExtension: { '.js': '.mjs' },
+      packages: 'external',
+    },
+  ],
   functions: ['authority', 'bot'].map((fn) => ({
     ...common,
     entryPoints: { index: `functions/${fn}.ts` },
@@ -81,6 +96,15 @@ for (const [name, configs] of Object.entries(targets)) {
   if (only && only !== name) continue;
   for (const config of configs) {
     await build(config);
+if (only === 'types') {
+  // Declarations only, from tsconfig.lib.json (cdk/index.ts and src/client/index.ts and what they import).
+  rmSync('dist/types', { recursive: true, force: true });
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  execFileSync(process.execPath, [tsc, '-p', 'tsconfig.lib.json'], { stdio: 'inherit' });
+  if (!quiet) console.log('dist/types/                               declarations');
+  process.exit(0);
+}
+
     const out = `${config.outdir}/${Object.keys(config.entryPoints)[0]}.mjs`;
     if (!sourcemap) rmSync(`${out}.map`, { force: true });
     sizes.push([out, statSync(out).size]);
