@@ -310,6 +310,33 @@ describe('checkStsRequest: regions and endpoints', () => {
     expectRefusal(request, /is not an AWS STS endpoint this authority accepts/);
   });
 
+  it.each([
+    ['GET', { method: 'GET' }, /the method must be POST, not "GET"/],
+    ['plain http', { url: `http://${HOST}/` }, /the URL must be https, not http:/],
+    [
+      'a port',
+      { url: `https://${HOST}:8443/` },
+      /the URL must be exactly https:\/\/sts\.eu-west-1\.amazonaws\.com\//,
+    ],
+    ['a path', { url: `https://${HOST}/x` }, /the URL must be exactly https:\/\//],
+    ['a query', { url: `https://${HOST}/?Action=GetSessionToken` }, /the URL must be exactly https:\/\//],
+    ['user info', { url: `https://a@${HOST}/` }, /the URL must be exactly https:\/\//],
+    ['a fragment', { url: `https://${HOST}/#x` }, /the URL must be exactly https:\/\//],
+  ])('a request with %s is refused', (_what, change, message) => {
+    expectRefusal(stsRequest({}, change), message);
+  });
+
+  it('a signature scoped to another region or service is refused', () => {
+    expectRefusal(
+      stsRequest({ authorization: authorization({ region: 'us-east-1' }) }),
+      /the signature is scoped to region us-east-1, but the request goes to sts\.eu-west-1\.amazonaws\.com/,
+    );
+    expectRefusal(
+      stsRequest({ authorization: authorization({ service: 'iam' }) }),
+      /the signature is scoped to service iam, not sts/,
+    );
+  });
+
   it('a URL that does not parse is refused', () => {
     expectRefusal(stsRequest({}, { url: 'not a url' }), /the URL does not parse/);
   });
