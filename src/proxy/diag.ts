@@ -2,6 +2,7 @@ import http from 'node:http';
 import { ConfigError } from '../config/errors.js';
 import { formatHostPort, type HostResolver, loopbackListenHost } from '../net-address.js';
 import type { CredentialCache } from './credential-cache.js';
+import { METRICS_CONTENT_TYPE } from './metrics.js';
 import type { DatabaseProxy } from './proxy.js';
 
 export function parseHostPort(text: string, flag: string): { host: string; port: number } {
@@ -66,7 +67,7 @@ export async function startDiagServer(
   const { host, port } = await diagListenAddress(address, options);
   const json = (res: http.ServerResponse, status: number, body: unknown) =>
     res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
-  const server = http.createServer(async (req, res) => {
+  const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET') return json(res, 405, { error: 'GET only' });
     if (url === '/livez') return json(res, 200, { live: true });
@@ -75,13 +76,12 @@ export async function startDiagServer(
       return json(res, r.status, r.body);
     }
     if (url === '/metrics') {
-      const m = proxy.metrics;
       const loaded = creds.loaded;
-      if (loaded) m.certExpirySeconds.set((loaded.expiresAt.getTime() - Date.now()) / 1000);
-      m.refreshes.reset();
-      m.refreshes.inc({ result: 'success' }, creds.stats.successes);
-      m.refreshes.inc({ result: 'failure' }, creds.stats.failures);
-      res.writeHead(200, { 'content-type': m.registry.contentType }).end(await m.registry.metrics());
+      const text = proxy.metrics.render({
+        refreshes: creds.stats,
+        ...(loaded ? { certExpirySeconds: (loaded.expiresAt.getTime() - Date.now()) / 1000 } : {}),
+      });
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text);
       return;
     }
     json(res, 404, { error: 'not found; try /livez, /readyz, /metrics' });

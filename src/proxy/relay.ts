@@ -7,6 +7,136 @@ export interface RelayCounters {
 }
 
 /**
+ * A chunk this large is a full TLS record (or a full socket read): more usually follow in the same tick, so
+ * the writes are corked until the tick ends and go out as one writev. Smaller chunks (queries, result rows)
+ * are written at once, so coalescing never delays an interactive exchange.
+ */
+const COALESCE_FROM = 16 * 1024;
+
+/** Idle checks per idle period: the precision of the idle timeout (a quarter of it). */
+const IDLE_CHECKS = 4;
+
+/**
+ * One direction of a pair. Its handlers are made once per connection; the per-chunk work is a counter, a
+ * flag for the idle check and the write.
+ */
+class Flow {
+  private corked = false;
+  private waiting = false;
+
+  constructor(
+    private readonly pair: Pair,
+    private readonly from: Duplex,
+    private readonly to: Duplex,
+    private readonly count: (n: number) => void,
+  ) {
+    from.on('data', this.onData);
+    from.on('end', this.onEnd);
+    from.on('error', this.onError);
+    from.on('close', this.onClose);
+  }
+
+  private readonly onData = (chunk: Buffer) => {
+    this.count(chunk.length);
+    this.pair.moved = true;
+    const { to } = this;
+    if (this.corked) {
+      // Back-pressure is checked once the tick's writes are flushed.
+      to.write(chunk);
+      return;
+    }
+    if (chunk.length >= COALESCE_FROM) {
+      this.corked = true;
+      to.cork();
+      to.write(chunk);
+      process.nextTick(this.flush);
+      return;
+    }
+    if (!to.write(chunk)) this.waitForDrain();
+  };
+
+  private readonly flush = () => {
+    this.corked = false;
+    const { to } = this;
+    to.uncork();
+    if (to.writableNeedDrain) this.waitForDrain();
+  };
+
+  private waitForDrain(): void {
+    if (this.waiting) return;
+    this.waiting = true;
+    this.from.pause();
+    this.to.once('drain', this.onDrain);
+  }
+
+  private readonly onDrain = () => {
+    this.waiting = false;
+    this.from.resume();
+  };
+
+  private readonly onEnd = () => {
+    this.to.end();
+  };
+
+  private readonly onError = (err: Error) => {
+    this.pair.failure ??= err;
+    this.to.destroy();
+  };
+
+  private readonly onClose = () => {
+    const { from, to } = this;
+    // A side destroyed before its end (shutdown, idle timeout) leaves nothing to relay to: destroy the
+    // other, which may be paused waiting for a drain that will never come. After a clean end, half-close.
+    if (!from.readableEnded) to.destroy();
+    else if (!to.destroyed && (to as { writableEnded?: boolean }).writableEnded !== true) to.end();
+    this.pair.closed();
+  };
+}
+
+/** Both directions, the idle check and the result. */
+class Pair {
+  failure: Error | undefined;
+  /** Set by every chunk, cleared by the idle check: one store per chunk instead of a timer update. */
+  moved = false;
+  private open = 2;
+  private timer: NodeJS.Timeout | undefined;
+  private silentChecks = 0;
+
+  constructor(
+    private readonly client: Duplex,
+    private readonly server: Duplex,
+    private readonly idleTimeoutMs: number,
+    private readonly resolve: (failure: Error | undefined) => void,
+  ) {
+    if (idleTimeoutMs > 0) this.timer = setTimeout(this.checkIdle, idleTimeoutMs / IDLE_CHECKS);
+  }
+
+  /**
+   * Runs IDLE_CHECKS times per idle period: traffic since the last run starts the count again, that many
+   * silent runs in a row end the pair. So a pair closes after between 1 and 1 + 1/IDLE_CHECKS idle periods
+   * of silence, and traffic costs no timer work.
+   */
+  private readonly checkIdle = () => {
+    if (this.moved) {
+      this.moved = false;
+      this.silentChecks = 0;
+    } else if (++this.silentChecks >= IDLE_CHECKS) {
+      this.failure = new ProxyError(`idle for ${this.idleTimeoutMs / 1000}s`, 'IDLE_TIMEOUT');
+      this.client.destroy();
+      this.server.destroy();
+      return;
+    }
+    this.timer?.refresh();
+  };
+
+  closed(): void {
+    if (--this.open > 0) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.resolve(this.failure);
+  }
+}
+
+/**
  * Relays bytes both ways until both sides are done, the same rules in each direction:
  * an end (FIN) from one side half-closes the other, so protocols that finish writing before reading
  * still work; an error on one side destroys the other, since a half-broken pair can only hang; an
@@ -19,47 +149,9 @@ export function relay(
   idleTimeoutMs = 0,
 ): Promise<Error | undefined> {
   return new Promise((resolve) => {
-    let failure: Error | undefined;
-    let closed = 0;
-    let idleTimer: NodeJS.Timeout | undefined;
-    const touch = () => {
-      if (!idleTimeoutMs) return;
-      if (idleTimer) idleTimer.refresh();
-      else
-        idleTimer = setTimeout(() => {
-          failure = new ProxyError(`idle for ${idleTimeoutMs / 1000}s`, 'IDLE_TIMEOUT');
-          client.destroy();
-          server.destroy();
-        }, idleTimeoutMs);
-    };
-    const wire = (from: Duplex, to: Duplex, count: (n: number) => void) => {
-      from.on('data', (chunk: Buffer) => {
-        count(chunk.length);
-        touch();
-        if (!to.write(chunk)) {
-          from.pause();
-          to.once('drain', () => from.resume());
-        }
-      });
-      from.on('end', () => to.end());
-      from.on('error', (err) => {
-        failure ??= err;
-        to.destroy();
-      });
-      from.on('close', () => {
-        // A side destroyed before its end (shutdown, idle timeout) leaves nothing to relay to: destroy the
-        // other, which may be paused waiting for a drain that will never come. After a clean end, half-close.
-        if (!from.readableEnded) to.destroy();
-        else if (!to.destroyed && (to as { writableEnded?: boolean }).writableEnded !== true) to.end();
-        if (++closed === 2) {
-          if (idleTimer) clearTimeout(idleTimer);
-          resolve(failure);
-        }
-      });
-    };
-    wire(client, server, counters.clientToServer);
-    wire(server, client, counters.serverToClient);
-    touch();
+    const pair = new Pair(client, server, idleTimeoutMs, resolve);
+    new Flow(pair, client, server, counters.clientToServer);
+    new Flow(pair, server, client, counters.serverToClient);
     client.resume();
     server.resume();
   });
