@@ -1,4 +1,4 @@
-import { runCli } from '../src/cli/main.js';
+import { runProxyCli } from '../src/cli/proxy-main.js';
 
 /**
  * Entry point of the proxy sidecar container. It is `broker proxy db` configured by environment, since ECS
@@ -12,11 +12,18 @@ import { runCli } from '../src/cli/main.js';
  *   BROKER_MAX_CONNECTIONS   default 0 (unlimited)
  *   BROKER_MAX_SIGTERM_DELAY default 25s (fits the ECS 30 s stop timeout)
  *
- * `proxy.mjs healthcheck` is the container health check: exit 0 when /readyz answers 200.
+ * `proxy.mjs healthcheck` is the container health check: exit 0 when /readyz answers 200. Other arguments
+ * are taken as those of `broker proxy` (e.g. `proxy.mjs db --tunnel --destination-dir DIR SERVICE`), so the
+ * same bundle runs outside a container too. It loads only the proxy (src/cli/proxy-main.ts).
+ *
+ * The V8 flags that fit a small sidecar are in node-flags.ts.
  */
+
+/** `broker proxy` arguments from the container's environment, or from its own arguments when it has any. */
 export function argvFromEnv(env: NodeJS.ProcessEnv, args: readonly string[]): string[] {
   const diag = env.BROKER_DIAG_ADDR ?? '127.0.0.1:9090';
   if (args[0] === 'healthcheck') return ['proxy', 'healthcheck', '--diag-addr', diag];
+  if (args.length > 0) return ['proxy', ...args];
   const argv = ['proxy', 'db', '--diag-addr', diag];
   if (env.BROKER_BUNDLE_SECRET_ID) argv.push('--secret-id', env.BROKER_BUNDLE_SECRET_ID);
   if (env.BROKER_PROXY_UNIX_SOCKET) argv.push('--unix', env.BROKER_PROXY_UNIX_SOCKET);
@@ -29,7 +36,7 @@ export function argvFromEnv(env: NodeJS.ProcessEnv, args: readonly string[]): st
 }
 
 if (process.argv[1] && /proxy\.m?js$/.test(process.argv[1])) {
-  runCli(argvFromEnv(process.env, process.argv.slice(2))).then((code) => {
+  runProxyCli(argvFromEnv(process.env, process.argv.slice(2))).then((code) => {
     process.exitCode = code;
   });
 }

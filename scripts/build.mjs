@@ -79,23 +79,23 @@ const targets = {
     metafile: true,
     banner: { js: cjsShim },
   })),
+  // The AWS SDK (needed only with a Secrets Manager bundle) goes to a chunk of its own, loaded on first use:
+  // a proxy reading a directory output never parses it.
   'proxy-container': [
     {
       ...common,
       entryPoints: { proxy: 'proxy-container/main.ts' },
       outdir: 'dist/proxy-container',
       outExtension: { '.js': '.mjs' },
+      splitting: true,
+      chunkNames: 'chunks/[name]-[hash]',
       minify: true,
       banner: { js: cjsShim },
+      clean: true,
     },
   ],
 };
 
-const sizes = [];
-for (const [name, configs] of Object.entries(targets)) {
-  if (only && only !== name) continue;
-  for (const config of configs) {
-    await build(config);
 if (only === 'types') {
   // Declarations only, from tsconfig.lib.json (cdk/index.ts and src/client/index.ts and what they import).
   rmSync('dist/types', { recursive: true, force: true });
@@ -105,6 +105,14 @@ if (only === 'types') {
   process.exit(0);
 }
 
+const sizes = [];
+for (const [name, configs] of Object.entries(targets)) {
+  if (only && only !== name) continue;
+  for (const config of configs) {
+    const { clean, ...options } = config;
+    // A split build leaves chunks named by hash: old ones go, so the directory holds one build.
+    if (clean) rmSync(config.outdir, { recursive: true, force: true });
+    await build(options);
     const out = `${config.outdir}/${Object.keys(config.entryPoints)[0]}.mjs`;
     if (!sourcemap) rmSync(`${out}.map`, { force: true });
     sizes.push([out, statSync(out).size]);

@@ -1,16 +1,12 @@
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Command } from 'commander';
-import { formatDuration } from '../duration.js';
+import { formatDuration, parseDuration } from '../duration.js';
 import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { CredentialCache } from '../proxy/credential-cache.js';
-import { checkHealth, diagListenAddress, startDiagServer } from '../proxy/diag.js';
 import { DatabaseProxy, type ListenSpec, proxyListenHost } from '../proxy/proxy.js';
 import type { BundleSource } from '../proxy/sources/bundle-source.js';
 import { DirectoryBundleSource } from '../proxy/sources/directory.js';
-import { SecretsManagerBundleSource } from '../proxy/sources/secretsmanager.js';
 import { mysqlTunnel } from '../proxy/tunnels/mysql.js';
-import { durationOption } from './authority-commands.js';
 import { UsageError } from './errors.js';
 
 type Out = (line: string) => void;
@@ -27,6 +23,26 @@ interface ProxyDbOptions {
   maxSigtermDelay: string;
   unsafeListen?: boolean;
   idleTimeout: string;
+}
+
+/**
+ * `--max-sigterm-delay` and `--idle-timeout`: a positive duration. The same rule and words as the authority
+ * commands' durationOption, kept here so the proxy entry point does not load the authority commands.
+ */
+function durationOption(text: string, flag: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0)
+    throw new UsageError(`${flag} ${JSON.stringify(text)} is not a duration; use e.g. 30m, 1h, 8h`);
+  return ms;
+}
+
+/** The AWS SDK is loaded only for --secret-id: a proxy reading a directory output never pays for it. */
+async function secretsManagerSource(secretId: string): Promise<BundleSource> {
+  const [{ SecretsManagerClient }, { SecretsManagerBundleSource }] = await Promise.all([
+    import('@aws-sdk/client-secrets-manager'),
+    import('../proxy/sources/secretsmanager.js'),
+  ]);
+  return new SecretsManagerBundleSource({ client: new SecretsManagerClient({}), secretId });
 }
 
 export function registerProxyCommands(program: Command, out: Out): void {
@@ -78,7 +94,7 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
           'give --destination-dir (the directory the bot writes this output to) or --secret-id',
         );
       const source: BundleSource = opts.secretId
-        ? new SecretsManagerBundleSource({ client: new SecretsManagerClient({}), secretId: opts.secretId })
+        ? await secretsManagerSource(opts.secretId)
         : new DirectoryBundleSource(dir as string);
       const port = Number(opts.port);
       if (!opts.unix && (!Number.isInteger(port) || port < 0 || port > 65535))
@@ -91,7 +107,9 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
       // Both listen addresses are checked before anything starts; each listener checks again as it binds.
       const unsafeListen = opts.unsafeListen === true;
       if (!opts.unix) await proxyListenHost(opts.address, { unsafeListen });
-      if (opts.diagAddr) await diagListenAddress(opts.diagAddr, { unsafeListen });
+      // The diagnostics server (node:http and the metrics text) loads only when it is asked for.
+      const diagModule = opts.diagAddr ? await import('../proxy/diag.js') : undefined;
+      if (opts.diagAddr) await diagModule?.diagListenAddress(opts.diagAddr, { unsafeListen });
       const log = createLogger({ base: { component: 'proxy', service } });
       const creds = new CredentialCache(source, { log });
       await creds.start();
@@ -113,9 +131,10 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
         handlers: { mysql: mysqlTunnel },
       });
       const address = await dbProxy.start();
-      const diag = opts.diagAddr
-        ? await startDiagServer(opts.diagAddr, creds, dbProxy, { unsafeListen })
-        : undefined;
+      const diag =
+        opts.diagAddr && diagModule
+          ? await diagModule.startDiagServer(opts.diagAddr, creds, dbProxy, { unsafeListen })
+          : undefined;
       out(
         `Proxy for ${service} listening on ${address} (${opts.tunnel ? 'tunnel: the proxy attaches the certificate' : 'non-tunnel: clients bring the certificate'})`,
       );
@@ -155,6 +174,7 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
     .description('exit 0 when the proxy is ready (GET /readyz on --diag-addr); for container health checks')
     .requiredOption('--diag-addr <host:port>', 'the proxy diagnostics address')
     .action(async (opts: { diagAddr: string }) => {
+      const { checkHealth } = await import('../proxy/diag.js');
       const { ok, body } = await checkHealth(opts.diagAddr);
       out(body);
       if (!ok) throw new BrokerError('not_ready', `proxy at ${opts.diagAddr} is not ready`);
