@@ -114,13 +114,16 @@ const rawBotConfigSchema = z.strictObject({
   auth_server: z.string().min(1),
   /** The project's spelling; tbot's is onboarding.ca_pins. Both are read. */
   ca_pins: z.array(caPinSchema).optional(),
-  onboarding: z.strictObject({
-    join_method: z.enum(['token', 'iam']),
-    token: tokenRef,
-    ca_pins: z.array(caPinSchema).optional(),
-    /** A PEM file with the authority's CA certificate(s): trusted as if pinned. */
-    ca_path: z.string().min(1).optional(),
-  }),
+  /** Optional when parsing, as in tbot: a bot with a stored identity needs no token; a join refuses ''. */
+  onboarding: z
+    .strictObject({
+      join_method: z.enum(['token', 'iam']).default('token'),
+      token: tokenRef.optional(),
+      ca_pins: z.array(caPinSchema).optional(),
+      /** A PEM file with the authority's CA certificate(s): trusted as if pinned. Empty: unset, as in tbot. */
+      ca_path: z.string().optional(),
+    })
+    .default({ join_method: 'token' }),
   storage: z
     .discriminatedUnion('type', [
       z.strictObject({
@@ -225,8 +228,8 @@ function resolveBotConfig(raw: RawBotConfig): { cfg: BotConfig; issues: ConfigIs
     version: 'v2',
     auth_server: raw.auth_server,
     ca_pins: [...(raw.ca_pins ?? []), ...(raw.onboarding.ca_pins ?? [])],
-    ca_path: raw.onboarding.ca_path,
-    onboarding: { join_method: raw.onboarding.join_method, token: raw.onboarding.token },
+    ca_path: raw.onboarding.ca_path || undefined,
+    onboarding: { join_method: raw.onboarding.join_method, token: raw.onboarding.token ?? '' },
     storage: raw.storage ?? { type: 'directory', path: DEFAULT_STORAGE_PATH },
     credential_ttl: raw.credential_ttl ?? raw.certificate_ttl ?? 3_600_000,
     renewal_interval: raw.renewal_interval ?? 20 * 60_000,
@@ -319,6 +322,10 @@ export async function loadBotConfig(file: string): Promise<BotConfig> {
  * absolute path to a file that holds it. Errors name the file or variable, never the token.
  */
 export async function resolveToken(ref: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (ref === '')
+    throw new ConfigError(
+      'onboarding.token: not set, and the bot has no stored identity, so it must join: give the token in the file, with --token or in TELEPORT_BOT_TOKEN',
+    );
   if (ref.startsWith('env://')) {
     const name = ref.slice('env://'.length);
     const v = env[name]?.trim();

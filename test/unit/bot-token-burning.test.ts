@@ -185,7 +185,7 @@ describe('onboarding.token as an absolute path (tbot reads the file)', () => {
 
   it('names the path when the file cannot be read, and never sends the path as the token', async () => {
     const missing = path.join(await makeTempDir(), 'nope');
-    const err = await resolveToken(missing, {}).catch((e: unknown) => e as Error);
+    const err = (await resolveToken(missing, {}).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toContain(`onboarding.token: cannot read the token file ${missing}`);
     expect(err.message).toContain('an absolute path is read as a file, as tbot does');
