@@ -5,12 +5,28 @@
  */
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
+import type tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { CredentialsUnavailableError } from '../../../src/proxy/credential-cache.js';
 import type { Dialer } from '../../../src/proxy/dialer.js';
 import { ProxyError } from '../../../src/proxy/errors.js';
 import type { LoadedCredentials } from '../../../src/proxy/loaded-credentials.js';
 import { PacketReader } from '../../../src/proxy/packet-reader.js';
+import {
+  CLIENT_COMPRESS,
+  CLIENT_CONNECT_WITH_DB,
+  CLIENT_LOCAL_FILES,
+  CLIENT_PLUGIN_AUTH,
+  CLIENT_PROTOCOL_41,
+  CLIENT_SECURE_CONNECTION,
+  CLIENT_SSL,
+  errPayload,
+  type MysqlPacket,
+  MysqlProtocolError,
+  parseServerGreeting,
+  serializeMysqlPacket,
+  takeMysqlPacket,
+} from '../../../src/proxy/protocols/mysql.js';
 import {
   CANCEL_REQUEST_CODE,
   GSSENC_REQUEST_CODE,
@@ -22,6 +38,7 @@ import {
 } from '../../../src/proxy/protocols/postgres.js';
 import { directTlsTunnel } from '../../../src/proxy/tunnels/direct-tls.js';
 import { FramedUpstream } from '../../../src/proxy/tunnels/framed-upstream.js';
+import { mysqlTunnel } from '../../../src/proxy/tunnels/mysql.js';
 import { postgresTunnel } from '../../../src/proxy/tunnels/postgres.js';
 import type { TunnelContext } from '../../../src/proxy/tunnels/tunnel.js';
 import { memoryLogger } from '../../support/proxy.js';
@@ -305,5 +322,309 @@ describe('directTlsTunnel', () => {
     await expect(directTlsTunnel('mongodb')(ctx)).rejects.toThrow('connect failed');
     expect(client.written).toEqual([]);
     expect(client.ended).toBe(false);
+  });
+});
+
+const CAPS_LOWER = 0xfffe; // CLIENT_SSL (0x0800), CLIENT_LOCAL_FILES (0x0080), CLIENT_COMPRESS (0x0020) among them
+const CAPS_UPPER = 0x81ff;
+
+/** A MariaDB-style HandshakeV10 payload with the given capability halves. */
+function greeting(lower = CAPS_LOWER, upper = CAPS_UPPER): Buffer {
+  const b = Buffer.alloc(2);
+  const u16 = (n: number) => Buffer.from(b.fill(0).writeUInt16LE(n) && b);
+  return Buffer.concat([
+    Buffer.from([10]),
+    Buffer.from('10.11.6-MariaDB\0', 'latin1'),
+    Buffer.from([1, 0, 0, 0]),
+    Buffer.alloc(8, 0x41),
+    Buffer.from([0]),
+    u16(lower),
+    Buffer.from([45]),
+    u16(2),
+    u16(upper),
+    Buffer.from([21]),
+    Buffer.alloc(10),
+    Buffer.alloc(12, 0x42),
+    Buffer.from([0]),
+    Buffer.from('mysql_native_password\0', 'latin1'),
+  ]);
+}
+
+const MYSQL_CAPS =
+  CLIENT_PROTOCOL_41 |
+  CLIENT_CONNECT_WITH_DB |
+  CLIENT_SECURE_CONNECTION |
+  CLIENT_PLUGIN_AUTH |
+  CLIENT_LOCAL_FILES;
+
+function handshake(options: { caps?: number; user?: string; database?: string } = {}): Buffer {
+  const head = Buffer.alloc(32);
+  head.writeUInt32LE((options.caps ?? MYSQL_CAPS) >>> 0, 0);
+  head.writeUInt32LE(16 * 1024 * 1024, 4);
+  head[8] = 45;
+  return Buffer.concat([
+    head,
+    Buffer.from(`${options.user ?? 'alice'}\0`),
+    Buffer.from([0]),
+    Buffer.from(`${options.database ?? 'example'}\0`),
+    Buffer.from('mysql_native_password\0'),
+  ]);
+}
+
+/** Splits what was written into MySQL packets. */
+function packets(written: Buffer[]): MysqlPacket[] {
+  let buf = Buffer.concat(written);
+  const out: MysqlPacket[] = [];
+  for (let got = takeMysqlPacket(buf); got; got = takeMysqlPacket(buf)) {
+    out.push(got.packet);
+    buf = got.rest;
+  }
+  return out;
+}
+
+/** The errno, SQLSTATE and message of an ERR packet payload. */
+function err(payload: Buffer | undefined) {
+  expect(payload?.[0]).toBe(0xff);
+  const p = payload as Buffer;
+  return { errno: p.readUInt16LE(1), state: p.toString('latin1', 4, 9), message: p.toString('utf8', 9) };
+}
+
+const OK = Buffer.from([0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00]);
+
+/**
+ * A dialer for the MySQL tunnel: TCP gives a socket that has sent `greet`; upgrade gives a TLS stand-in on
+ * which the server answers each client packet with the next of `auth`.
+ */
+function mysqlDialer(
+  options: {
+    greet?: Buffer;
+    auth?: Buffer[][];
+    tcpFail?: Error;
+    upgradeFail?: Error;
+    current?: () => LoadedCredentials;
+  } = {},
+) {
+  const tcp: FakeSocket[] = [];
+  const tls: FakeSocket[] = [];
+  const dialer = {
+    current: options.current ?? (() => CREDS),
+    dialTcp: async () => {
+      if (options.tcpFail) throw options.tcpFail;
+      const socket = new FakeSocket();
+      tcp.push(socket);
+      socket.push(options.greet ?? serializeMysqlPacket(0, greeting()));
+      return socket as unknown as net.Socket;
+    },
+    upgrade: async () => {
+      if (options.upgradeFail) throw options.upgradeFail;
+      const socket = new FakeSocket();
+      tls.push(socket);
+      const answers = [...(options.auth ?? [[serializeMysqlPacket(3, OK)]])];
+      const write = socket._write.bind(socket);
+      socket._write = (chunk, encoding, callback) => {
+        write(chunk, encoding, callback);
+        for (const answer of answers.shift() ?? []) socket.push(answer);
+      };
+      return socket as unknown as tls.TLSSocket;
+    },
+    dialTls: async () => {
+      throw new Error('not used');
+    },
+  } satisfies Dialer;
+  return { dialer, tcp, tls };
+}
+
+describe('mysqlTunnel', () => {
+  it('hides TLS, LOCAL INFILE and compression from the client, upgrades upstream and shifts sequence ids', async () => {
+    const { dialer, tcp, tls } = mysqlDialer();
+    const { ctx, client } = context(dialer as Dialer, serializeMysqlPacket(1, handshake()));
+    const setup = await mysqlTunnel(ctx);
+    const [shown, ok] = packets(client.written);
+    expect(shown?.seq).toBe(0);
+    const caps = parseServerGreeting(shown?.payload as Buffer).capabilities;
+    expect(caps & (CLIENT_SSL | CLIENT_LOCAL_FILES | CLIENT_COMPRESS)).toBe(0);
+    expect(caps & CLIENT_PROTOCOL_41).toBe(CLIENT_PROTOCOL_41);
+    expect(ok).toEqual({ seq: 2, payload: OK });
+    // Upstream: an SSLRequest at sequence 1 without LOCAL_FILES, then the response at sequence 2 with CLIENT_SSL.
+    const [sslReq] = packets(tcp[0]?.written ?? []);
+    expect(sslReq?.seq).toBe(1);
+    expect(sslReq?.payload).toHaveLength(32);
+    const sslCaps = sslReq?.payload.readUInt32LE(0) as number;
+    expect(sslCaps & CLIENT_SSL).toBe(CLIENT_SSL);
+    expect(sslCaps & CLIENT_LOCAL_FILES).toBe(0);
+    const [response] = packets(tls[0]?.written ?? []);
+    expect(response?.seq).toBe(2);
+    const responseCaps = response?.payload.readUInt32LE(0) as number;
+    expect(responseCaps & CLIENT_SSL).toBe(CLIENT_SSL);
+    expect(responseCaps & CLIENT_LOCAL_FILES).toBe(0);
+    expect(response?.payload.subarray(4)).toEqual(handshake().subarray(4));
+    expect(setup?.upstream).toBeInstanceOf(FramedUpstream);
+  });
+
+  it('relays an authentication switch both ways and a fast-auth success before the OK', async () => {
+    const switchRequest = Buffer.concat([
+      Buffer.from([0xfe]),
+      Buffer.from('caching_sha2_password\0'),
+      Buffer.alloc(20, 1),
+    ]);
+    const { dialer, tls } = mysqlDialer({
+      auth: [
+        [serializeMysqlPacket(3, switchRequest)],
+        [serializeMysqlPacket(5, Buffer.from([0x01, 0x03])), serializeMysqlPacket(6, OK)],
+      ],
+    });
+    const { ctx, client } = context(dialer as Dialer, serializeMysqlPacket(1, handshake()));
+    const reply = serializeMysqlPacket(3, Buffer.alloc(32, 7));
+    setTimeout(() => client.push(reply), 20);
+    const setup = await mysqlTunnel(ctx);
+    expect(setup).toBeDefined();
+    const toClient = packets(client.written).slice(1);
+    expect(toClient.map((p) => p.seq)).toEqual([2, 4, 5]);
+    expect(toClient[0]?.payload).toEqual(switchRequest);
+    expect(toClient[2]?.payload).toEqual(OK);
+    expect(packets(tls[0]?.written ?? [])[1]).toEqual({ seq: 4, payload: Buffer.alloc(32, 7) });
+  });
+
+  it('an ERR from the server ends both sides after showing it to the client', async () => {
+    const denied = errPayload(1045, '28000', "Access denied for user 'alice'");
+    const { dialer, tls } = mysqlDialer({ auth: [[serializeMysqlPacket(3, denied)]] });
+    const { ctx, client } = context(dialer as Dialer, serializeMysqlPacket(1, handshake()));
+    expect(await mysqlTunnel(ctx)).toBeUndefined();
+    expect(packets(client.written)[1]).toEqual({ seq: 2, payload: denied });
+    await tick();
+    expect(client.ended).toBe(true);
+    expect(tls[0]?.ended).toBe(true);
+  });
+
+  it.each([
+    [
+      'another user',
+      { user: 'mallory' },
+      1045,
+      '28000',
+      'the client asked for user "mallory" but the certificate is for user "alice"',
+      'USER_MISMATCH',
+    ],
+    [
+      'another database',
+      { database: 'other' },
+      1044,
+      '42000',
+      'the client asked for database "other" but the output is for database "example"',
+      'DATABASE_MISMATCH',
+    ],
+    [
+      'compression',
+      { caps: MYSQL_CAPS | CLIENT_COMPRESS },
+      1043,
+      '08S01',
+      'the tunnel does not relay compressed connections; connect without compression',
+      'PROTOCOL',
+    ],
+  ])(
+    'a handshake for %s is refused with a MySQL error after the client’s packet',
+    async (_what, change, errno, state, message, code) => {
+      const { dialer, tls } = mysqlDialer();
+      const { ctx, client } = context(dialer as Dialer, serializeMysqlPacket(1, handshake(change)));
+      const e = await mysqlTunnel(ctx).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(ProxyError);
+      expect((e as ProxyError).code).toBe(code);
+      const refusal = packets(client.written)[1];
+      expect(refusal?.seq).toBe(2);
+      expect(err(refusal?.payload)).toEqual({ errno, state, message: `broker proxy: ${message}` });
+      expect(tls).toHaveLength(0);
+    },
+  );
+
+  it('a handshake without a database takes the output’s', async () => {
+    const noDb = Buffer.concat([handshake().subarray(0, 32), Buffer.from('alice\0'), Buffer.from([0])]);
+    const { dialer } = mysqlDialer();
+    const { ctx } = context(dialer as Dialer, serializeMysqlPacket(1, noDb));
+    await expect(mysqlTunnel(ctx)).resolves.toBeDefined();
+  });
+
+  it('a client asking the tunnel for TLS is told to connect without it', async () => {
+    const sslOnly = handshake({ caps: MYSQL_CAPS | CLIENT_SSL }).subarray(0, 32);
+    const { dialer } = mysqlDialer();
+    const { ctx, client } = context(dialer as Dialer, serializeMysqlPacket(1, sslOnly));
+    await expect(mysqlTunnel(ctx)).rejects.toMatchObject({ code: 'PROTOCOL' });
+    const refusal = packets(client.written)[1];
+    expect(refusal?.seq).toBe(2);
+    expect(err(refusal?.payload).message).toBe(
+      'broker proxy: the tunnel does the TLS; connect to it without TLS (e.g. --ssl=0 / ssl: false)',
+    );
+  });
+
+  it('a server without TLS is refused before the client says anything', async () => {
+    const { dialer } = mysqlDialer({ greet: serializeMysqlPacket(0, greeting(CAPS_LOWER & ~CLIENT_SSL)) });
+    const { ctx, client } = context(dialer as Dialer);
+    await expect(mysqlTunnel(ctx)).rejects.toMatchObject({ code: 'TLS_REFUSED' });
+    const [refusal] = packets(client.written);
+    expect(refusal?.seq).toBe(0);
+    expect(err(refusal?.payload)).toEqual({
+      errno: 1043,
+      state: '08S01',
+      message: 'broker proxy: the database at db.internal:5432 does not support TLS',
+    });
+  });
+
+  it('a server ERR instead of a greeting is shown to the client as it is', async () => {
+    const tooMany = errPayload(1040, '08004', 'Too many connections');
+    const { dialer } = mysqlDialer({ greet: serializeMysqlPacket(0, tooMany) });
+    const { ctx, client } = context(dialer as Dialer);
+    await expect(mysqlTunnel(ctx)).rejects.toMatchObject({ code: 'UPSTREAM_ERR' });
+    expect(packets(client.written)).toEqual([{ seq: 0, payload: tooMany }]);
+  });
+
+  it('a server that sends data before the TLS upgrade is cut off with a protocol error', async () => {
+    const { dialer, tcp } = mysqlDialer({
+      greet: Buffer.concat([serializeMysqlPacket(0, greeting()), Buffer.from('smuggled')]),
+    });
+    const { ctx, client } = context(dialer as Dialer, serializeMysqlPacket(1, handshake()));
+    await expect(mysqlTunnel(ctx)).rejects.toBeInstanceOf(MysqlProtocolError);
+    const refusal = packets(client.written)[1];
+    expect(err(refusal?.payload)).toEqual({
+      errno: 1043,
+      state: '08S01',
+      message: 'broker proxy: the server sent data before the TLS upgrade',
+    });
+    expect(tcp[0]?.destroyed).toBe(true);
+  });
+
+  it('an authentication exchange that never ends is cut off after 16 rounds', async () => {
+    const fast = serializeMysqlPacket(3, Buffer.from([0x01, 0x03]));
+    const { dialer } = mysqlDialer({ auth: [Array.from({ length: 16 }, () => fast)] });
+    const { ctx, client } = context(dialer as Dialer, serializeMysqlPacket(1, handshake()));
+    await expect(mysqlTunnel(ctx)).rejects.toThrow('the authentication exchange did not finish');
+    expect(packets(client.written)).toHaveLength(1 + 16 + 1);
+  });
+
+  it.each([
+    [
+      'credentials are unavailable',
+      {
+        current: () => {
+          throw new CredentialsUnavailableError('no valid certificate');
+        },
+      },
+      'broker proxy: no valid certificate',
+    ],
+    [
+      'the database cannot be reached',
+      { tcpFail: new Error('connect ETIMEDOUT') },
+      'broker proxy: could not reach example-server at db.internal:5432: connect ETIMEDOUT',
+    ],
+    [
+      'the TLS handshake fails',
+      { upgradeFail: new Error('certificate verify failed') },
+      'broker proxy: could not open the TLS connection to db.internal:5432: certificate verify failed',
+    ],
+  ])('when %s the client gets error 2003 naming why', async (_what, options, message) => {
+    const { dialer } = mysqlDialer(options as Parameters<typeof mysqlDialer>[0]);
+    const { ctx, client } = context(dialer as Dialer, serializeMysqlPacket(1, handshake()));
+    await expect(mysqlTunnel(ctx)).rejects.toThrow();
+    const last = packets(client.written).at(-1);
+    expect(last?.seq).toBe(0);
+    expect(err(last?.payload)).toEqual({ errno: 2003, state: 'HY000', message });
   });
 });
