@@ -9,10 +9,26 @@ import type { Clock } from '../clock.js';
 import { BrokerError } from '../errors.js';
 import { type CaKey, type CaType, caSubject, type ServiceCaFactory, type SignerFactory } from './ca.js';
 import { buildCertificate, toPem } from './certificate.js';
-import type { Signer } from './signer.js';
+import { type SignatureAlgorithm, type Signer, signatureAlgorithmOfKey } from './signer.js';
 
-/** The only KMS signing algorithm the broker uses: certificates are sha256WithRSAEncryption. */
+/** The KMS signing algorithm for RSA CA keys: certificates are sha256WithRSAEncryption. */
 export const KMS_SIGNING_ALGORITHM = 'RSASSA_PKCS1_V1_5_SHA_256';
+/** The KMS signing algorithm for ECC_NIST_P256 CA keys: certificates are ecdsa-with-SHA256. */
+export const KMS_ECDSA_SIGNING_ALGORITHM = 'ECDSA_SHA_256';
+
+/** The KMS key specs a CA key may have, and the signing algorithm each signs certificates with. */
+export const KMS_CA_KEY_SPECS = {
+  RSA_2048: KMS_SIGNING_ALGORITHM,
+  ECC_NIST_P256: KMS_ECDSA_SIGNING_ALGORITHM,
+} as const;
+
+const KMS_ALGORITHM_OF: Record<
+  SignatureAlgorithm,
+  typeof KMS_SIGNING_ALGORITHM | typeof KMS_ECDSA_SIGNING_ALGORITHM
+> = {
+  sha256WithRSAEncryption: KMS_SIGNING_ALGORITHM,
+  'ecdsa-with-SHA256': KMS_ECDSA_SIGNING_ALGORITHM,
+};
 
 /** Same lifetime as a local CA (src/authority/cas.ts): ten years. */
 const CA_VALIDITY_MS = 10 * 365 * 24 * 3_600_000;
@@ -38,7 +54,8 @@ function kmsFailure(keyId: string, operation: string, err: unknown): KmsSignerEr
     NotFoundException: 'no such key in this account and region (check the key id or ARN)',
     DisabledException: 'the key is disabled; enable it or rotate the CA to another key',
     KMSInvalidStateException: 'the key is not usable in its current state (pending deletion or import?)',
-    InvalidKeyUsageException: 'the key is not an RSA SIGN_VERIFY key allowing RSASSA_PKCS1_V1_5_SHA_256',
+    InvalidKeyUsageException:
+      'the key is not a SIGN_VERIFY key allowing RSASSA_PKCS1_V1_5_SHA_256 (RSA_2048) or ECDSA_SHA_256 (ECC_NIST_P256)',
     ThrottlingException: 'KMS throttled the request; retry later or raise the Sign quota',
   };
   return new KmsSignerError(keyId, operation, `${name}: ${detail}${hint[name] ? `; ${hint[name]}` : ''}`, {
@@ -47,12 +64,14 @@ function kmsFailure(keyId: string, operation: string, err: unknown): KmsSignerEr
 }
 
 /**
- * A Signer backed by an AWS KMS asymmetric key (KeySpec RSA_2048, KeyUsage SIGN_VERIFY). The private key
- * never leaves KMS: the digest is computed here and KMS signs it (`MessageType: DIGEST`), so a certificate of
- * any size costs one 32-byte request.
+ * A Signer backed by an AWS KMS asymmetric key (KeySpec RSA_2048 or ECC_NIST_P256, KeyUsage SIGN_VERIFY). The
+ * private key never leaves KMS: the digest is computed here and KMS signs it (`MessageType: DIGEST`), so a
+ * certificate of any size costs one 32-byte request. KMS returns ECDSA signatures DER-encoded, as X.509
+ * carries them.
  */
 export class KmsSigner implements Signer {
   private readonly publicKey: ReturnType<typeof createPublicKey>;
+  readonly signatureAlgorithm: SignatureAlgorithm;
 
   private constructor(
     private readonly client: KMSClient,
@@ -60,6 +79,7 @@ export class KmsSigner implements Signer {
     readonly publicKeyPem: string,
   ) {
     this.publicKey = createPublicKey(publicKeyPem);
+    this.signatureAlgorithm = signatureAlgorithmOfKey(this.publicKey);
   }
 
   /** Reads the key's public half from KMS once (GetPublicKey) and checks the key can sign certificates. */
@@ -71,11 +91,15 @@ export class KmsSigner implements Signer {
       throw kmsFailure(keyId, 'GetPublicKey', err);
     }
     if (!out.PublicKey) throw new KmsSignerError(keyId, 'GetPublicKey', 'the response holds no public key');
-    if (out.KeyUsage !== 'SIGN_VERIFY' || !out.SigningAlgorithms?.includes(KMS_SIGNING_ALGORITHM))
+    const spec = out.KeySpec ?? '';
+    const wanted = Object.hasOwn(KMS_CA_KEY_SPECS, spec)
+      ? KMS_CA_KEY_SPECS[spec as keyof typeof KMS_CA_KEY_SPECS]
+      : undefined;
+    if (out.KeyUsage !== 'SIGN_VERIFY' || !wanted || !out.SigningAlgorithms?.includes(wanted))
       throw new KmsSignerError(
         keyId,
         'GetPublicKey',
-        `the key has KeyUsage ${out.KeyUsage ?? 'unknown'} and algorithms ${out.SigningAlgorithms?.join(', ') ?? 'none'}; create it with KeySpec RSA_2048 and KeyUsage SIGN_VERIFY`,
+        `the key has KeySpec ${out.KeySpec ?? 'unknown'}, KeyUsage ${out.KeyUsage ?? 'unknown'} and algorithms ${out.SigningAlgorithms?.join(', ') ?? 'none'}; create it with KeySpec RSA_2048 or ECC_NIST_P256 and KeyUsage SIGN_VERIFY`,
       );
     return new KmsSigner(client, keyId, toPem('PUBLIC KEY', Buffer.from(out.PublicKey)));
   }
@@ -97,7 +121,7 @@ export class KmsSigner implements Signer {
           KeyId: this.keyId,
           Message: digest,
           MessageType: 'DIGEST',
-          SigningAlgorithm: KMS_SIGNING_ALGORITHM,
+          SigningAlgorithm: KMS_ALGORITHM_OF[this.signatureAlgorithm],
         }),
       );
       signature = out.Signature;

@@ -5,15 +5,16 @@
  * unchanged: in-process (`new KmsDouble()`, no socket) or over loopback HTTP (`KmsDouble.start()`). See
  * ./http-double.ts.
  *
- * What it models: CreateKey (KeySpec RSA_2048/3072/4096, KeyUsage SIGN_VERIFY only), GetPublicKey (DER SPKI),
- * Sign and Verify with RSASSA_PKCS1_V1_5_SHA_256 for MessageType RAW (at most 4096 bytes, hashed here) and
- * DIGEST (exactly 32 bytes, signed as given), key lookup by key id or key ARN, NotFoundException for unknown
+ * What it models: CreateKey (KeySpec RSA_2048/3072/4096 or ECC_NIST_P256, KeyUsage SIGN_VERIFY only),
+ * GetPublicKey (DER SPKI), Sign and Verify with RSASSA_PKCS1_V1_5_SHA_256 (RSA keys) and Sign with
+ * ECDSA_SHA_256 (ECC_NIST_P256 keys, DER signatures; see ./ecdsa-digest.ts) for MessageType RAW (at most 4096
+ * bytes, hashed here) and DIGEST (exactly 32 bytes, signed as given), key lookup by key id or key ARN, NotFoundException for unknown
  * keys and ValidationException for bad input. Keys are real RSA keys generated in this process and the
  * signatures are real, so certificates signed through it verify with `openssl`.
  *
  * What it does not model: request signatures (SigV4 is not checked), key policies, grants, IAM, aliases,
  * key states (disable, deletion), key rotation, multi-region keys, other key specs and algorithms
- * (PSS, ECC, SHA-384/512), quotas and throttling. Faults are injected with aws-sdk-client-mock instead.
+ * (PSS, other curves, SHA-384/512), Verify on ECC keys, quotas and throttling. Faults are injected with aws-sdk-client-mock instead.
  */
 import {
   constants,
@@ -25,6 +26,7 @@ import {
   randomUUID,
 } from 'node:crypto';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { signP256Digest } from './ecdsa-digest.js';
 import {
   AwsFault,
   type AwsJsonProtocol,
@@ -37,6 +39,8 @@ import {
 
 const ACCOUNT = '111122223333';
 const ALGORITHM = 'RSASSA_PKCS1_V1_5_SHA_256';
+const ECDSA_ALGORITHM = 'ECDSA_SHA_256';
+const algorithmOf = (keySpec: string) => (keySpec === 'ECC_NIST_P256' ? ECDSA_ALGORITHM : ALGORITHM);
 /** DER prefix of DigestInfo { AlgorithmIdentifier sha256, NULL; OCTET STRING (32) } (RFC 8017 §9.2 note 1). */
 const SHA256_DIGEST_INFO_PREFIX = Buffer.from('3031300d060960864801650304020105000420', 'hex');
 
@@ -108,13 +112,21 @@ export class KmsDouble extends HttpDouble {
           KeyId: key.arn,
           KeySpec: key.keySpec,
           KeyUsage: 'SIGN_VERIFY',
-          SigningAlgorithms: [ALGORITHM],
+          SigningAlgorithms: [algorithmOf(key.keySpec)],
           PublicKey: key.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
         };
       }
       case 'Sign': {
         const key = this.key(body.KeyId);
-        const digest = this.digestOf(body);
+        const digest = this.digestOf(body, algorithmOf(key.keySpec));
+        if (key.keySpec === 'ECC_NIST_P256') {
+          const signature = signP256Digest(key.privateKey, digest);
+          return {
+            KeyId: key.arn,
+            Signature: signature.toString('base64'),
+            SigningAlgorithm: ECDSA_ALGORITHM,
+          };
+        }
         const signature = privateEncrypt(
           { key: key.privateKey, padding: constants.RSA_PKCS1_PADDING },
           Buffer.concat([SHA256_DIGEST_INFO_PREFIX, digest]),
@@ -123,7 +135,12 @@ export class KmsDouble extends HttpDouble {
       }
       case 'Verify': {
         const key = this.key(body.KeyId);
-        const digest = this.digestOf(body);
+        if (key.keySpec === 'ECC_NIST_P256')
+          throw new AwsFault(
+            'UnsupportedOperationException',
+            'the KMS double does not model Verify on ECC keys',
+          );
+        const digest = this.digestOf(body, ALGORITHM);
         const signature = Buffer.from(String(body.Signature ?? ''), 'base64');
         // Recovering the DigestInfo with the public key is PKCS#1 v1.5 verification of a precomputed digest.
         let valid = false;
@@ -147,16 +164,19 @@ export class KmsDouble extends HttpDouble {
   private async createKey(body: Record<string, unknown>): Promise<unknown> {
     const keySpec = String(body.KeySpec ?? 'SYMMETRIC_DEFAULT');
     const bits = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 }[keySpec];
-    if (!bits || body.KeyUsage !== 'SIGN_VERIFY')
+    const ec = keySpec === 'ECC_NIST_P256';
+    if ((!bits && !ec) || body.KeyUsage !== 'SIGN_VERIFY')
       throw new AwsFault(
         'ValidationException',
-        `the KMS double models only RSA SIGN_VERIFY keys, not KeySpec ${keySpec} with KeyUsage ${String(body.KeyUsage)}`,
+        `the KMS double models only RSA and ECC_NIST_P256 SIGN_VERIFY keys, not KeySpec ${keySpec} with KeyUsage ${String(body.KeyUsage)}`,
       );
     const { privateKey, publicKey } = await new Promise<{ privateKey: KeyObject; publicKey: KeyObject }>(
-      (resolve, reject) =>
-        generateKeyPair('rsa', { modulusLength: bits }, (err, publicKey, privateKey) =>
-          err ? reject(err) : resolve({ privateKey, publicKey }),
-        ),
+      (resolve, reject) => {
+        const done = (err: Error | null, publicKey: KeyObject, privateKey: KeyObject) =>
+          err ? reject(err) : resolve({ privateKey, publicKey });
+        if (ec) generateKeyPair('ec', { namedCurve: 'P-256' }, done);
+        else generateKeyPair('rsa', { modulusLength: bits as number }, done);
+      },
     );
     const keyId = randomUUID();
     const arn = `arn:aws:kms:${REGION}:${ACCOUNT}:key/${keyId}`;
@@ -170,7 +190,7 @@ export class KmsDouble extends HttpDouble {
         KeyUsage: 'SIGN_VERIFY',
         KeyState: 'Enabled',
         Enabled: true,
-        SigningAlgorithms: [ALGORITHM],
+        SigningAlgorithms: [algorithmOf(keySpec)],
         CreationDate: Date.now() / 1000,
       },
     };
@@ -186,11 +206,11 @@ export class KmsDouble extends HttpDouble {
   }
 
   /** The SHA-256 digest a Sign or Verify request is about, per its MessageType. */
-  private digestOf(body: Record<string, unknown>): Buffer {
-    if (body.SigningAlgorithm !== ALGORITHM)
+  private digestOf(body: Record<string, unknown>, algorithm: string): Buffer {
+    if (body.SigningAlgorithm !== algorithm)
       throw new AwsFault(
         'ValidationException',
-        `the KMS double models only ${ALGORITHM}, not ${String(body.SigningAlgorithm)}`,
+        `this key signs with ${algorithm}, not ${String(body.SigningAlgorithm)}`,
       );
     const message = Buffer.from(String(body.Message ?? ''), 'base64');
     const type = body.MessageType ?? 'RAW';
