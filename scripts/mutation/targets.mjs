@@ -29,12 +29,8 @@ const POSTGRES_TESTS = [
   'test/unit/proxy/outcome.test.ts',
 ];
 const MYSQL_TESTS = ['test/unit/proxy/mysql.test.ts', 'test/unit/proxy/mysql-commands.test.ts'];
-const TUNNEL_TESTS = ['test/unit/proxy/framed-upstream.test.ts'];
-const HANDLER_TESTS = [
-  'test/unit/api-handler.test.ts',
-  'test/unit/iam-join.test.ts',
-  'test/unit/security.test.ts',
-];
+const TUNNEL_TESTS = ['test/unit/proxy/framed-upstream.test.ts', 'test/unit/proxy/tunnels.test.ts'];
+const HANDLER_TESTS = ['test/unit/api-handler.test.ts', 'test/unit/api-handler-dispatch.test.ts'];
 
 /** @type {{ file: string, threshold: number, tests: string[] }[]} */
 export const TARGETS = [
