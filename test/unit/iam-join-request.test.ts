@@ -441,6 +441,7 @@ describe('verifyIamJoin: what STS answers', () => {
     ['another service', 'arn:aws:ec2::111111111111:instance/i-1'],
     ['a space', `${ARN} extra`],
     ['no prefix', ARN.replace('arn:', '')],
+    ['text before it', `x${ARN}`],
   ])('an ARN of %s is not believed', async (_what, arn) => {
     const { result } = await verifyWith(200, identityXml(GOOD_FIELDS.replace(ARN, arn)));
     expect(result).toBeInstanceOf(StsUnavailableError);
@@ -469,6 +470,14 @@ describe('verifyIamJoin: what STS answers', () => {
     expect((result as Error).message).toBe(
       'AWS STS rejected the signed GetCallerIdentity request: InvalidClientTokenId: The security token is invalid.',
     );
+  });
+
+  it('refusals and unavailability are told apart by name and code', async () => {
+    const refused = refusal(stsRequest({}, { method: 'GET' }));
+    expect(refused.name).toBe('IamJoinRefusedError');
+    expect((refused as IamJoinRefusedError).code).toBe('access_denied');
+    const { result } = await verifyWith(503, '');
+    expect((result as Error).name).toBe('StsUnavailableError');
   });
 
   it('a 4xx answer without XML is a refusal naming the status', async () => {
