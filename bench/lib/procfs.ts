@@ -26,15 +26,19 @@ export function processCpuSeconds(pid: number): number {
   return (utime + stime) / clockTicks();
 }
 
-/** Resident set size and its peak, in bytes (VmRSS and VmHWM of /proc/<pid>/status). */
-export function processMemory(pid: number): { rss: number; peak: number } {
+/**
+ * Resident set size and its peak, in bytes (VmRSS and VmHWM of /proc/<pid>/status), and how VmRSS splits:
+ * `anon` is the process's own memory (heap, stacks, native buffers), `file` the pages of mapped files it has
+ * touched (mostly the node or stunnel binary and its libraries, shared with every process that maps them).
+ */
+export function processMemory(pid: number): { rss: number; peak: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kib = (name: string) => {
     const m = new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(status);
     if (!m) throw new Error(`no ${name} in /proc/${pid}/status`);
     return Number(m[1]) * 1024;
   };
-  return { rss: kib('VmRSS'), peak: kib('VmHWM') };
+  return { rss: kib('VmRSS'), peak: kib('VmHWM'), anon: kib('RssAnon'), file: kib('RssFile') };
 }
 
 /** Clock ticks of the whole machine, all CPUs: `busy` (everything but idle and iowait) and `total`. */

@@ -1,6 +1,6 @@
 /**
  * The two proxies as separate processes, so their CPU time and memory are read from /proc the same way:
- * `broker proxy db --tunnel` (the built CLI, as a user runs it) and stunnel4 in client mode with
+ * `broker proxy db --tunnel` (the sidecar's entry point, which loads only the proxy) and stunnel4 in client mode with
  * `protocol = pgsql`. Each writes its own log to a file in the work directory.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -16,7 +16,7 @@ export interface ProxyProcess {
   port: number;
   /** CPU seconds used so far (all threads). */
   cpuSeconds(): number;
-  memory(): { rss: number; peak: number };
+  memory(): { rss: number; peak: number; anon: number; file: number };
   /** SIGTERM, then SIGKILL if it has not exited within 10 s. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -101,11 +101,14 @@ async function until<T>(
 }
 
 /**
- * `node dist/broker.mjs proxy db --tunnel --port 0 --destination-dir DIR SERVICE` with its default log
- * level (info: one line per connection), stderr to a file. Resolves once it prints its address.
+ * The proxy's own entry point (dist/proxy-container/proxy.mjs, the sidecar's bundle, which loads only the
+ * proxy) run as `node FLAGS proxy.mjs db --tunnel --port 0 --destination-dir DIR SERVICE` with its default
+ * log level (info: one line per connection), stderr to a file. `nodeFlags` are the sidecar's V8 flags
+ * (proxy-container/node-flags.ts), plus `--cpu-prof` for a profile. Resolves once it prints its address.
  */
 export async function startBrokerTunnel(options: {
-  cli: string;
+  entry: string;
+  nodeFlags: readonly string[];
   output: OutputFiles;
   service: string;
   logDir: string;
@@ -116,8 +119,8 @@ export async function startBrokerTunnel(options: {
   const child = spawn(
     process.execPath,
     [
-      options.cli,
-      'proxy',
+      ...options.nodeFlags,
+      options.entry,
       'db',
       '--tunnel',
       '--port',

@@ -1,0 +1,54 @@
+/** What bench/proxy measures and the DESIGN.md §9 targets it checks. */
+import type { CellFigures } from './rounds.js';
+
+export const SCALE = 10;
+export const CLIENTS = [1, 8, 32] as const;
+export const CONNECT_CLIENTS = 8;
+export const COPY_WIDTH = 1000;
+/** A pair during which other processes took more than this share of the machine is measured again. */
+export const MAX_FOREIGN = 0.1;
+
+export const TARGETS = {
+  select: 1.0,
+  connect: 1.0,
+  copy: 0.95,
+  cpu: 1.2,
+  idleMb: 50,
+  openMb: 120,
+} as const;
+
+export type CellId = 'select-1' | 'select-8' | 'select-32' | 'connect-8' | 'copy';
+export interface Cell {
+  id: CellId;
+  label: string;
+  unit: 'TPS' | 'MB/s';
+}
+export const CELLS: Cell[] = [
+  ...CLIENTS.map((c) => ({
+    id: `select-${c}` as CellId,
+    label: `select-only, ${c} client${c === 1 ? '' : 's'}`,
+    unit: 'TPS' as const,
+  })),
+  { id: 'connect-8', label: `select-only -C, ${CONNECT_CLIENTS} clients`, unit: 'TPS' },
+  { id: 'copy', label: 'COPY TO STDOUT', unit: 'MB/s' },
+];
+
+export const TARGET_TEXT = {
+  select: `${TARGETS.select.toFixed(1)}×`,
+  connect: `${TARGETS.connect.toFixed(1)}×`,
+  copy: `${TARGETS.copy}×`,
+  cpu: `${TARGETS.cpu}×`,
+} as const;
+
+/** How a throughput target was judged: on the throughput ratio, or on CPU per transaction when that is too noisy. */
+export interface Judged {
+  measured: number;
+  basis: 'throughput' | 'cpu';
+}
+
+/** The throughput ratio when it can be trusted; otherwise stunnel's CPU per unit of work over the tunnel's. */
+export function judge(f: CellFigures): Judged {
+  if (f.ratioTrust !== 'low' || !Number.isFinite(f.cpuRatio.median))
+    return { measured: f.ratio.median, basis: 'throughput' };
+  return { measured: 1 / f.cpuRatio.median, basis: 'cpu' };
+}

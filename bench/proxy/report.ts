@@ -1,0 +1,328 @@
+/** The proxy section of REPORT.md and its charts. */
+import { type Machine, machineLine } from '../lib/machine.mjs';
+import type { TargetCheck } from '../lib/result.js';
+import { fmt, fmtRatio, type Summary } from '../lib/stats.js';
+import { type Bar, barChartSvg } from '../lib/svg.js';
+import { mdTable } from '../lib/table.js';
+import {
+  CELLS,
+  type Cell,
+  type CellId,
+  CONNECT_CLIENTS,
+  COPY_WIDTH,
+  judge,
+  MAX_FOREIGN,
+  SCALE,
+  TARGET_TEXT,
+  TARGETS,
+} from './config.js';
+import type { MemoryReading, Rss } from './memory.js';
+import type { ProfileSummary } from './profile.js';
+import type { CellFigures, PairRecord, RejectPolicy } from './rounds.js';
+import { cpuPerWork } from './rounds.js';
+import { copyBytes, copySql } from './workloads.js';
+
+const MB = 1e6;
+
+export interface ReportInput {
+  startedAt: Date;
+  machine: Machine;
+  pgVersion: string;
+  rounds: number;
+  seconds: number;
+  copyRows: number;
+  idleConnections: number;
+  quick: boolean;
+  entry: string;
+  nodeFlags: readonly string[];
+  figures: Map<CellId, CellFigures>;
+  pairs: Map<CellId, PairRecord[]>;
+  directMedian: (id: CellId) => number;
+  memory: Record<'tunnel' | 'stunnel', MemoryReading>;
+  floor: Rss;
+  targets: TargetCheck[];
+  profiles: { cell: Cell; summary: ProfileSummary; cpuPerWork: number; foreign: number }[];
+  measureSeconds: number;
+  policy: RejectPolicy;
+}
+
+const pct = (x: number) => `${Math.round(x * 100)}%`;
+const range2 = (s: Summary) => `${s.min.toFixed(2)}–${s.max.toFixed(2)}`;
+const cpuUnit = (cell: Cell) => (cell.id === 'copy' ? 'ms/MB' : 'µs/tx');
+
+function trustText(f: CellFigures, which: 'ratio' | 'cpu'): string {
+  const trust = which === 'ratio' ? f.ratioTrust : f.cpuTrust;
+  const spread = which === 'ratio' ? f.ratioSpread : f.cpuRatioSpread;
+  return `${trust} (±${Math.round((spread * 100) / 2)}%)`;
+}
+
+export function renderProxyReport(input: ReportInput): {
+  markdown: string;
+  artifacts: Record<string, string>;
+} {
+  const { figures, targets, memory, machine } = input;
+  const fig = (id: CellId) => figures.get(id) as CellFigures;
+
+  // ---- verdicts -------------------------------------------------------------------------------------
+  const verdict = (checks: TargetCheck[], text: string) =>
+    `- ${checks.every((t) => t.met) ? '**Met**' : '**Not met**'}: ${text}`;
+  const by = (what: string) => targets.filter((t) => t.what === what);
+  const judgedText = (id: CellId, threshold: number) => {
+    const f = fig(id);
+    const j = judge(f);
+    const sides =
+      f.ratio.min < threshold && f.ratio.max >= threshold
+        ? ', per-round ratios on both sides of the target'
+        : '';
+    const basis =
+      j.basis === 'cpu'
+        ? `; throughput ratios too noisy to judge (${range2(f.ratio)}, trust low), so judged on CPU per transaction: stunnel's ÷ the tunnel's = ${fmtRatio(j.measured)}`
+        : '';
+    return `${fmtRatio(f.ratio.median)} (rounds ${range2(f.ratio)}, trust ${trustText(f, 'ratio')}${sides}${basis})`;
+  };
+  const select = by('tunnel proxy, pgbench select-only, 1/8/32 clients');
+  const cpu = by('proxy CPU per transaction');
+  const connect = by('new connections per second through the proxy (pgbench -C)');
+  const copy = by('bulk COPY through the proxy');
+  const mem = by('proxy memory');
+  const idleMb = memory.tunnel.idle.rss / MB;
+  const openMb = memory.tunnel.open.rss / MB;
+  const perConnKiB = (memory.tunnel.open.rss - memory.tunnel.idle.rss) / memory.tunnel.connections / 1024;
+  const verdicts = [
+    verdict(
+      select,
+      `pgbench select-only through the tunnel against stunnel (target ≥ ${TARGET_TEXT.select} at each): 1 client ${judgedText('select-1', TARGETS.select)}; 8 clients ${judgedText('select-8', TARGETS.select)}; 32 clients ${judgedText('select-32', TARGETS.select)}.`,
+    ),
+    verdict(
+      cpu,
+      `proxy CPU per transaction, tunnel ÷ stunnel (target ≤ ${TARGET_TEXT.cpu}): ${[1, 8, 32]
+        .map((c) => {
+          const f = fig(`select-${c}` as CellId);
+          return `${c} client${c === 1 ? '' : 's'} ${fmtRatio(f.cpuRatio.median)} (${fmt(f.tunnelCpu.median)} against ${fmt(f.stunnelCpu.median)} µs, rounds ${range2(f.cpuRatio)}, trust ${trustText(f, 'cpu')})`;
+        })
+        .join('; ')}.`,
+    ),
+    verdict(
+      connect,
+      `a new connection per transaction (pgbench -C, ${CONNECT_CLIENTS} clients): ${judgedText('connect-8', TARGETS.connect)} (target ≥ ${TARGET_TEXT.connect}); ${fmt(fig('connect-8').tunnel.median)} against ${fmt(fig('connect-8').stunnel.median)} connections per second; CPU per connection ${fmt(fig('connect-8').tunnelCpu.median)} against ${fmt(fig('connect-8').stunnelCpu.median)} µs.`,
+    ),
+    verdict(
+      copy,
+      `bulk COPY: ${judgedText('copy', TARGETS.copy)} (target ≥ ${TARGET_TEXT.copy}); ${fmt(fig('copy').tunnel.median)} against ${fmt(fig('copy').stunnel.median)} MB/s; CPU ${fmt(fig('copy').tunnelCpu.median)} against ${fmt(fig('copy').stunnelCpu.median)} ms per MB.`,
+    ),
+    verdict(
+      mem,
+      `the proxy's RSS is ${fmt(idleMb)} MB idle (target ≤ ${TARGETS.idleMb} MB) and ${fmt(openMb)} MB with ${fmt(memory.tunnel.connections)} open tunnelled connections (target ≤ ${TARGETS.openMb} MB; ${fmt(perConnKiB)} KiB per connection). Of the idle RSS, ${fmt(memory.tunnel.idle.file / MB)} MB are pages of the node binary and libraries (shared with every Node process on the host) and ${fmt(memory.tunnel.idle.anon / MB)} MB the process's own; a Node process that loads no code, with the same flags, has ${fmt(input.floor.rss / MB)} MB (${fmt(input.floor.file / MB)} + ${fmt(input.floor.anon / MB)}).${input.quick ? ' (Quick run: fewer connections; not the target measurement.)' : ''}`,
+    ),
+  ].join('\n');
+
+  // ---- trust --------------------------------------------------------------------------------------------
+  const allPairs = [...input.pairs.values()].flat();
+  const thrownOut = allPairs.filter((p) => p.rejected).length;
+  const disturbedKept = allPairs.filter((p) => !p.rejected && p.foreign > MAX_FOREIGN).length;
+  const trustNote = `How far to trust each figure: every cell's tunnel and stunnel runs are paired (back to back, A B then B A), and a pair during which processes outside the benchmark took more than ${pct(MAX_FOREIGN)} of the machine's CPU (from /proc, per run) was thrown out and measured again, up to ${input.policy.maxAttempts} times. This run threw out ${thrownOut} of ${allPairs.length} pairs${disturbedKept ? `; ${disturbedKept} kept pair(s) were still disturbed after every repeat (or when the repeat budget ran out) and count against their cell's trust` : ''}. **Trust** is *high* when the kept rounds agree within 10% (± half the range shown) and none was disturbed, *medium* within 25% and at most one disturbed, *low* otherwise. A throughput target whose ratio has low trust is judged on CPU per transaction instead (stunnel's ÷ the tunnel's), which other load moves much less: on ${machine.cores} shared cores, CPU the proxy does not spend is CPU PostgreSQL and pgbench get.`;
+
+  // ---- tables -------------------------------------------------------------------------------------------
+  const mainRows = CELLS.map((cell) => {
+    const f = fig(cell.id);
+    return [
+      cell.label,
+      `${fmt(f.tunnel.median)} ${cell.unit}`,
+      `${fmt(f.stunnel.median)}`,
+      `${fmt(input.directMedian(cell.id))}`,
+      `**${fmtRatio(f.ratio.median)}** (${range2(f.ratio)})`,
+      f.ratioTrust,
+      `${fmt(f.tunnelCpu.median)} / ${fmt(f.stunnelCpu.median)} ${cpuUnit(cell)}`,
+      `**${fmtRatio(f.cpuRatio.median)}** (${range2(f.cpuRatio)})`,
+      f.cpuTrust,
+      `${pct(f.foreign.min)}–${pct(f.foreign.max)}`,
+      `${f.kept} / ${f.rejected}`,
+    ];
+  });
+  const roundRows = CELLS.map((cell) => {
+    const list = input.pairs.get(cell.id) ?? [];
+    const runs = list.map((p) => {
+      const r = (p.tunnel.value / p.stunnel.value).toFixed(2);
+      const c = (
+        cpuPerWork(p.tunnel, cell.id === 'copy') / cpuPerWork(p.stunnel, cell.id === 'copy')
+      ).toFixed(2);
+      const mark = p.rejected ? '~~' : '';
+      return `${mark}${p.round + 1}${p.order[0] === 'tunnel' ? 'AB' : 'BA'}: ${r} / ${c} @${pct(p.foreign)}${mark}`;
+    });
+    return [cell.label, runs.join(' · ')];
+  });
+
+  // ---- profile ------------------------------------------------------------------------------------------
+  const profileText = input.profiles.length
+    ? `### Where the tunnel's time goes
+
+For each missed cell (at most two), the tunnel ran once more as \`node ${input.nodeFlags.join(' ')} --cpu-prof ${input.entry} …\` for ${input.seconds} s of the same workload; the profile is in bench/results/ (not in git; open it in Chrome DevTools or speedscope). Shares of the process's sampled busy time:
+
+${input.profiles
+  .map(
+    ({
+      cell,
+      summary,
+      cpuPerWork: per,
+      foreign,
+    }) => `**${cell.label}** (${fmt(per)} ${cpuUnit(cell)} while profiled, other processes ${pct(foreign)} of the machine, ${fmt(summary.busyMs)} ms sampled busy time; \`${summary.file}\`):
+
+${mdTable(
+  ['part', 'share'],
+  summary.parts.map((p) => [p.part, pct(p.share)]),
+)}
+
+${mdTable(
+  ['function (self time)', 'where', 'share'],
+  summary.top.map((f) => [`\`${f.name}\``, f.where ? `\`${f.where}\`` : '—', pct(f.share)]),
+)}`,
+  )
+  .join('\n\n')}
+
+Reading it: OpenSSL's record encryption and decryption and the socket system calls are native code called from JavaScript (\`writeBuffer\`/\`writev\` are the socket writes; TLS work shows under the \`_tls_wrap\` functions that call it, or as native time when libuv calls into it); the Node stream and net layers are the JavaScript around each record and each socket read; the proxy bundle's share is the relay's own per-chunk work (src/proxy/relay.ts, minified) and the per-connection logging. stunnel does the same OpenSSL calls from C with none of the JavaScript in between. The profiler samples the main thread's wall time: when the machine is busy, a sample taken while the thread waits for a core is charged to the function it is in, and a loopback socket write (which wakes the reading process) attracts such samples, so on a busy machine \`writeBuffer\` reads higher than its CPU cost.
+`
+    : '';
+
+  // ---- memory -------------------------------------------------------------------------------------------
+  const mb = (b: number) => fmt(b / MB);
+  const memRows = (['tunnel', 'stunnel'] as const).map((w) => {
+    const m = memory[w];
+    return [
+      w === 'tunnel' ? `**broker proxy (${input.entry})**` : 'stunnel4',
+      `${mb(m.idle.rss)} (${mb(m.idle.file)} + ${mb(m.idle.anon)})`,
+      w === 'tunnel' ? `**${mb(m.open.rss)}**` : mb(m.open.rss),
+      mb(m.open.peak),
+      fmt((m.open.rss - m.idle.rss) / m.connections / 1024),
+      mb(m.afterClose.rss),
+      `${m.openSeconds.toFixed(1)} s`,
+      fmt((m.cpuSecondsToOpen * 1000) / m.connections),
+    ];
+  });
+  memRows.push([
+    `reference: \`node ${input.nodeFlags.join(' ')} -e\` with an empty timer`,
+    `${mb(input.floor.rss)} (${mb(input.floor.file)} + ${mb(input.floor.anon)})`,
+    '—',
+    '—',
+    '—',
+    '—',
+    '—',
+    '—',
+  ]);
+
+  // ---- charts -------------------------------------------------------------------------------------------
+  const bars: Bar[] = [];
+  for (const cell of CELLS) {
+    const f = fig(cell.id);
+    bars.push({
+      label: `${cell.label}: throughput`,
+      value: f.ratio.median * 100,
+      min: f.ratio.min * 100,
+      max: f.ratio.max * 100,
+      series: 'tps',
+      note: `${fmt(f.tunnel.median)} vs ${fmt(f.stunnel.median)} ${cell.unit} (${f.ratioTrust})`,
+    });
+    bars.push({
+      label: `${cell.label}: CPU per ${cell.id === 'copy' ? 'MB' : 'transaction'}`,
+      value: f.cpuRatio.median * 100,
+      min: f.cpuRatio.min * 100,
+      max: f.cpuRatio.max * 100,
+      series: 'cpu',
+      note: `${fmt(f.tunnelCpu.median)} vs ${fmt(f.stunnelCpu.median)} ${cpuUnit(cell)} (${f.cpuTrust})`,
+    });
+  }
+  const date = input.startedAt.toISOString().slice(0, 10);
+  const svg = barChartSvg({
+    title:
+      'The tunnel proxy as % of stunnel: throughput (higher is better) and CPU per unit of work (lower is better)',
+    subtitle: `${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, PostgreSQL ${input.pgVersion}; medians of ${input.rounds} interleaved round(s), whiskers the range, ${date}`,
+    unit: '% of stunnel in the same pair',
+    bars,
+    series: {
+      tps: { colour: '#1d4ed8', label: 'throughput ÷ stunnel (target ≥ 100%; COPY ≥ 95%)' },
+      cpu: { colour: '#f59e0b', label: 'proxy CPU ÷ stunnel (target ≤ 120%)' },
+    },
+    valueSuffix: '%',
+    markers: [
+      { value: 100, label: 'stunnel', colour: '#6b7280' },
+      { value: TARGETS.cpu * 100, label: `CPU target ${TARGET_TEXT.cpu}`, colour: '#dc2626' },
+    ],
+  });
+  const memSvg = barChartSvg({
+    title: `Proxy memory (RSS): idle, and with ${fmt(input.idleConnections)} open connections`,
+    subtitle: `${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}; /proc/<pid>/status VmRSS, ${date}`,
+    unit: 'MB (10⁶ bytes) resident',
+    valueSuffix: ' MB',
+    bars: [
+      { label: 'broker proxy, idle after start', value: idleMb, series: 'tunnel' },
+      {
+        label: `broker proxy, ${fmt(input.idleConnections)} open`,
+        value: openMb,
+        series: 'tunnel',
+        note: `peak ${fmt(memory.tunnel.open.peak / MB)}`,
+      },
+      { label: 'stunnel4, idle after start', value: memory.stunnel.idle.rss / MB, series: 'stunnel' },
+      {
+        label: `stunnel4, ${fmt(input.idleConnections)} open`,
+        value: memory.stunnel.open.rss / MB,
+        series: 'stunnel',
+        note: `peak ${fmt(memory.stunnel.open.peak / MB)}`,
+      },
+      { label: 'node, no code (floor)', value: input.floor.rss / MB, series: 'floor' },
+    ],
+    series: {
+      tunnel: { colour: '#1d4ed8', label: 'broker proxy db --tunnel' },
+      stunnel: { colour: '#9ca3af', label: 'stunnel4' },
+      floor: { colour: '#d1d5db', label: 'node floor' },
+    },
+    markers: [
+      { value: TARGETS.idleMb, label: `idle target ≤ ${TARGETS.idleMb} MB`, colour: '#f59e0b' },
+      { value: TARGETS.openMb, label: `target ≤ ${TARGETS.openMb} MB at 1,000`, colour: '#dc2626' },
+    ],
+  });
+
+  const markdown = `The localhost proxy in tunnel mode, run as the sidecar runs it (\`node ${input.nodeFlags.join(' ')} ${input.entry} db --tunnel\`: the proxy's own entry point, which loads only the proxy), side by side with stunnel4 in client mode (\`protocol = pgsql\`, the same client certificate and key, \`CAfile\` the server CA, \`verifyChain\`, \`checkHost localhost\`), both in front of a real PostgreSQL over loopback; direct TLS from the client to PostgreSQL (\`sslmode=verify-full\`) is measured too, for context. DESIGN.md §9 targets: **≥ ${TARGET_TEXT.select} stunnel at 1, 8 and 32 clients and for pgbench -C**, **COPY ≥ ${TARGET_TEXT.copy} stunnel**, **proxy CPU per transaction ≤ ${TARGET_TEXT.cpu} stunnel's**, **≤ ${TARGETS.idleMb} MB idle and ≤ ${TARGETS.openMb} MB at 1,000 open tunnelled connections**; every ratio is the median of interleaved rounds.
+
+${verdicts}
+
+${trustNote}
+
+- Run: ${input.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC; ${machineLine(machine)}. The measured rounds took ${Math.round(input.measureSeconds)} s.
+- Server: a throwaway PostgreSQL ${input.pgVersion} (src/devdb/postgres.ts: TLS with client certificates only, \`fsync = off\`), its certificate and the client certificate from an in-process authority, the client certificate written by \`DirectoryDestination\` as the bot writes it; \`pgbench -i -s ${SCALE}\`.
+- ${input.rounds} round(s) after a warm-up, the cells in reverse order every other round. In each cell the tunnel (A) and stunnel (B) run as a pair, A B in odd rounds and B A in even ones, then direct TLS once. pgbench runs \`-n -S -T ${input.seconds} -c C -j min(2, C)\` (\`-C\` adds a new connection per transaction); COPY is \`${copySql(input.copyRows, COPY_WIDTH)}\` read by \`psql\` into /dev/null (${fmt(copyBytes(input.copyRows, COPY_WIDTH) / MB)} MB, the time is psql's whole run). Ratios are medians of per-pair ratios (each pair measured seconds apart), not ratios of medians.
+- **proxy CPU** is the proxy process's user + system time (all threads, /proc/<pid>/stat) during the run, per transaction (per MB for COPY). **other** is the share of the machine's CPU that processes outside the benchmark's process tree took during the pair (the larger of its two runs; kernel threads such as ksoftirqd, mostly this benchmark's own loopback traffic, are not counted).
+- Both proxies log at their default levels (broker: info, one line per connection; stunnel: notice), to files.
+
+![proxy chart](proxy.svg)
+
+${mdTable(
+  [
+    'cell',
+    'tunnel (median)',
+    'stunnel',
+    'direct TLS',
+    'tunnel ÷ stunnel (range)',
+    'trust',
+    'proxy CPU, tunnel / stunnel',
+    'CPU ÷ stunnel (range)',
+    'trust',
+    'other (kept pairs)',
+    'pairs kept / thrown out',
+  ],
+  mainRows,
+)}
+
+Every pair, in order (round, AB or BA: throughput ratio / CPU ratio @ other-process share; struck through: thrown out and measured again):
+
+${mdTable(['cell', 'pairs'], roundRows)}
+
+${profileText}
+### Memory
+
+RSS (\`VmRSS\` of /proc/<pid>/status, MB = 10⁶ bytes; in brackets the pages of mapped files, i.e. the node or stunnel binary and libraries shared with other processes, + the process's own anonymous memory) of a freshly started process: one second after start, then with ${fmt(input.idleConnections)} PostgreSQL connections open through it at once (each a raw client that sends a StartupMessage and waits for ReadyForQuery: the proxy has logged in upstream over mutual TLS; the server is checked to show ${fmt(input.idleConnections)} TLS sessions), read two seconds after the last one opened, and after they closed.
+
+![proxy memory chart](proxy-memory.svg)
+
+${mdTable(['process', 'idle after start, MB (files + own)', `${fmt(input.idleConnections)} open, MB`, 'peak (VmHWM), MB', 'KiB per connection', 'after closing them, MB', `time to open ${fmt(input.idleConnections)}`, 'CPU ms per connection opened'], memRows)}
+`;
+  return { markdown, artifacts: { 'proxy.svg': svg, 'proxy-memory.svg': memSvg } };
+}
