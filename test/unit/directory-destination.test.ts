@@ -11,6 +11,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
 import type { OutputFormat } from '../../src/credentials/formats.js';
@@ -75,24 +76,28 @@ describe('DirectoryDestination: layout and modes', () => {
     expect(await modeOf(path.join(dir, '.current'))).toBe(0o750);
   });
 
-  it('keeps readers: group modes under a restrictive umask (e.g. systemd UMask=0077)', async () => {
-    const dir = await outputPath();
-    const b = await bundle('0c02', 'cockroach');
-    const old = process.umask(0o077);
-    try {
-      await new DirectoryDestination(dir, { readers: 'group' }).write(b);
-    } finally {
-      process.umask(old);
-    }
-    for (const name of Object.keys(b.files)) expect(await modeOf(path.join(dir, name)), name).toBe(0o640);
-    for (const d of [
-      dir,
-      path.join(dir, '.versions'),
-      path.join(dir, '.current'),
-      path.join(dir, 'cockroach'),
-    ])
-      expect(await modeOf(d), d).toBe(0o750);
-  });
+  // process.umask() cannot be set in a worker thread (the pool mutation testing runs tests in).
+  it.skipIf(!isMainThread)(
+    'keeps readers: group modes under a restrictive umask (e.g. systemd UMask=0077)',
+    async () => {
+      const dir = await outputPath();
+      const b = await bundle('0c02', 'cockroach');
+      const old = process.umask(0o077);
+      try {
+        await new DirectoryDestination(dir, { readers: 'group' }).write(b);
+      } finally {
+        process.umask(old);
+      }
+      for (const name of Object.keys(b.files)) expect(await modeOf(path.join(dir, name)), name).toBe(0o640);
+      for (const d of [
+        dir,
+        path.join(dir, '.versions'),
+        path.join(dir, '.current'),
+        path.join(dir, 'cockroach'),
+      ])
+        expect(await modeOf(d), d).toBe(0o750);
+    },
+  );
 
   it('read() returns undefined before the first write', async () => {
     const dir = await outputPath();
