@@ -59,7 +59,10 @@ class Flow {
     this.corked = false;
     const { to } = this;
     to.uncork();
-    if (to.writableNeedDrain) this.waitForDrain();
+    // Only what the socket could not take at once is back-pressure. A corked write of a full record reports
+    // "wait for drain" even when the uncork then writes it all synchronously; pausing for that would stop and
+    // restart reading on every burst.
+    if (to.writableLength >= to.writableHighWaterMark) this.waitForDrain();
   };
 
   private waitForDrain(): void {
