@@ -219,13 +219,17 @@ export async function startFerretdb(opts: StartFerretdbOptions): Promise<Started
     forget();
     tail.flush();
     const failed = proc.spawnError();
+    // Go's crypto/x509 reads at most 31 bits per OID arc; say so rather than leave "malformed" unexplained.
+    const oidHint = /malformed extension OID field/.test(tail.text())
+      ? ' (Go, which FerretDB is written in, refuses a certificate with an OID arc over 31 bits)'
+      : '';
     const why = failed
       ? `could not run ${bin}: ${failed.message}`
       : outcome === 'timeout'
         ? `FerretDB did not listen within ${timeoutMs} ms on 127.0.0.1:${p}`
         : `FerretDB exited during startup (${proc.child.exitCode !== null ? `exit ${proc.child.exitCode}` : proc.child.signalCode}) on 127.0.0.1:${p}`;
     throw new LaunchError(
-      `${why}; last lines of its log:\n${tail.text() || '(it printed nothing)'}`,
+      `${why}${oidHint}; last lines of its log:\n${tail.text() || '(it printed nothing)'}`,
       tail.text(),
     );
   };
