@@ -16,7 +16,7 @@ export interface Proof {
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 
 export function proofPayload(type: string, timestamp: string, nonce: string, params: unknown): Buffer {
-  return Buffer.from(`broker-proof-v1\n${type}\n${timestamp}\n${nonce}\n${JSON.stringify(params)}`, 'utf8');
+  return Buffer.from(`broker-proof-v1\n${type}\n${timestamp}\n${nonce}\n${JSON.stringify(params)}`); // UTF-8
 }
 
 export function createProof(type: string, params: unknown, privateKeyPem: string, now: Date): Proof {
