@@ -27,8 +27,14 @@ export const METRIC_NAMESPACE = 'Broker';
 /** CloudWatch Logs filter for the authority's audit lines that record a refusal (src/aws/authority-bootstrap.ts). */
 export const DENIED_AUDIT_FILTER = '{ ($.audit IS TRUE) && ($.outcome = "denied") }';
 
-/** The KMS algorithm and message type src/pki/kms-signer.ts signs with; the authority may sign no other way. */
-const SIGNING_ALGORITHM = 'RSASSA_PKCS1_V1_5_SHA_256';
+/**
+ * The KMS key spec of the CA keys, and the algorithm src/pki/kms-signer.ts signs with for each (always with
+ * message type DIGEST); the authority may sign no other way.
+ */
+const CA_KEY_SPECS = {
+  RSA_2048: { keySpec: kms.KeySpec.RSA_2048, signingAlgorithm: 'RSASSA_PKCS1_V1_5_SHA_256' },
+  ECC_NIST_P256: { keySpec: kms.KeySpec.ECC_NIST_P256, signingAlgorithm: 'ECDSA_SHA_256' },
+} as const;
 
 export interface AuthorityProps {
   /**
@@ -48,6 +54,13 @@ export interface AuthorityProps {
    * @default 'broker'
    */
   readonly clusterName?: string;
+  /**
+   * The KMS key spec of every CA key: `RSA_2048`, or `ECC_NIST_P256` for ECDSA CAs (ecdsa-with-SHA256
+   * certificates, which every supported database accepts: README, "Key algorithms"). Changing it on a
+   * deployed stack replaces the keys, and so the CAs: databases must be given the new client CAs.
+   * @default 'RSA_2048'
+   */
+  readonly caKeySpec?: keyof typeof CA_KEY_SPECS;
   /**
    * The authority Lambda's code. Unit tests pass lambda.Code.fromInline to skip the bundle.
    * @default - the esbuild bundle dist/functions/authority (run `npm run build` first)
@@ -131,7 +144,7 @@ const LONGEST: DeployValues = {
 
 /**
  * The authority: its Lambda (the broker's Auth Service), the three CA keys in KMS (bot, database client,
- * database server; RSA_2048 SIGN_VERIFY, private keys never leave KMS) and one client CA key per db
+ * database server; RSA_2048 or ECC_NIST_P256 SIGN_VERIFY, private keys never leave KMS) and one client CA key per db
  * resource (each database trusts only its own service's CA), the DynamoDB state table (CA
  * certificates, resources, tokens, challenges, generation counters, locks) and the resource configuration,
  * delivered to the Lambda as BROKER_RESOURCES and applied by it at cold start when it changed.
@@ -169,6 +182,16 @@ export class Authority extends Construct {
     this.resources = parseResources(props.resourcesYaml, this.resourcesFile);
     this.checkReferences();
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const caKeySpec = props.caKeySpec ?? 'RSA_2048';
+    if (!Object.hasOwn(CA_KEY_SPECS, caKeySpec))
+      badProp(
+        this,
+        'caKeySpec',
+        caKeySpec,
+        'not a CA key spec',
+        `use ${Object.keys(CA_KEY_SPECS).join(' or ')}`,
+      );
+    const { keySpec, signingAlgorithm } = CA_KEY_SPECS[caKeySpec];
 
     this.table = new dynamodb.Table(this, 'StateTable', {
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
@@ -184,7 +207,7 @@ export class Authority extends Construct {
     for (const type of CA_TYPES)
       keys[type] = new kms.Key(this, `CaKey-${type}`, {
         description: `${clusterName} ${type} CA: ${CA_DESCRIPTIONS[type]}`,
-        keySpec: kms.KeySpec.RSA_2048,
+        keySpec,
         keyUsage: kms.KeyUsage.SIGN_VERIFY,
         pendingWindow: Duration.days(30),
         removalPolicy,
@@ -194,7 +217,7 @@ export class Authority extends Construct {
     for (const db of this.resources.filter((r): r is Db => r.kind === 'db'))
       dbClientKeys[db.metadata.name] = new kms.Key(this, `DbClientCaKey-${db.metadata.name}`, {
         description: `${clusterName} client CA of database service ${db.metadata.name}: signs its client certificates; only that database trusts it`,
-        keySpec: kms.KeySpec.RSA_2048,
+        keySpec,
         keyUsage: kms.KeyUsage.SIGN_VERIFY,
         pendingWindow: Duration.days(30),
         removalPolicy,
@@ -240,7 +263,7 @@ export class Authority extends Construct {
         actions: ['kms:Sign'],
         resources: keyArns,
         conditions: {
-          StringEquals: { 'kms:SigningAlgorithm': SIGNING_ALGORITHM, 'kms:MessageType': 'DIGEST' },
+          StringEquals: { 'kms:SigningAlgorithm': signingAlgorithm, 'kms:MessageType': 'DIGEST' },
         },
       }),
     );
