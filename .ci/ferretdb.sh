@@ -27,7 +27,7 @@ else
   [ -n "$GO" ] || { [ -x /usr/local/go/bin/go ] && GO=/usr/local/go/bin/go; }
   if [ -z "$GO" ]; then
     echo "FerretDB $FERRETDB_VERSION must be built, but no Go toolchain was found (looked in PATH and /usr/local/go/bin);" >&2
-    echo "install Go 1.22 or later (https://go.dev/dl/) and run .ci/ferretdb.sh again" >&2
+    echo "install Go 1.24 or later (FerretDB v1.24.2 needs it; https://go.dev/dl/) and run .ci/ferretdb.sh again" >&2
     exit 1
   fi
   echo "Building FerretDB $FERRETDB_VERSION with $("$GO" version) (first run only; takes minutes)"

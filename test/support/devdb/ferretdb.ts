@@ -48,7 +48,7 @@ export const FERRETDB_SHUTDOWN_GRACE_MS = 3_000;
 
 export const FERRETDB_INSTALL_HINT =
   `FerretDB ${FERRETDB_VERSION} was not found (looked at $FERRETDB_BIN, ${FERRETDB_CACHE_DIR}/${FERRETDB_VERSION}/ferretdb ` +
-  'and `ferretdb` in PATH); build it with `bash .ci/ferretdb.sh` (needs Go 1.22 or later and the Go module proxy). ' +
+  'and `ferretdb` in PATH); build it with `bash .ci/ferretdb.sh` (needs Go 1.24 or later and the Go module proxy). ' +
   'This integration test needs a real MongoDB-wire server.';
 
 /** What the server presents and whom it trusts: PEM strings. */
