@@ -99,8 +99,11 @@ import_base() {
 if ! podman image exists "$BASE"; then
   [ -f "$TARBALL" ] || make_base
   import_base
-  # Older keys' tarballs are of no further use.
+  # Older keys' tarballs and images are of no further use.
   find "$CACHE" -maxdepth 1 -name 'base-*.tar' ! -name "base-$KEY.tar" -delete
+  for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/broker-node-base:' | grep -vx "$BASE"); do
+    podman rmi --force "$old" >/dev/null 2>&1 || true
+  done
 fi
 
 # Podman 4.3 (Debian 12's) cannot name a stage through an ARG (`FROM ${PROXY_BUNDLE} AS bundle`), which
@@ -110,8 +113,15 @@ bundle_stage=$(sed -n 's/^ARG PROXY_BUNDLE=\([A-Za-z0-9_-]*\)$/\1/p' proxy-conta
 sed "s/^FROM \${PROXY_BUNDLE} /FROM ${bundle_stage:-build} /" proxy-container/Dockerfile >"$dockerfile"
 
 echo "Building $IMAGE from proxy-container/Dockerfile on $BASE"
-# Docker's image format, which keeps the HEALTHCHECK (OCI's has none).
-podman build --quiet --format docker --network=host --layers --build-arg "BASE_IMAGE=$BASE" \
-  -f "$dockerfile" -t "$IMAGE" . >/dev/null
+build() {
+  # Docker's image format, which keeps the HEALTHCHECK (OCI's has none).
+  podman build --quiet --format docker --network=host --layers --build-arg "BASE_IMAGE=$BASE" \
+    -f "$dockerfile" "$@" . >/dev/null
+}
+# The build stage is tagged too, so that pruning what earlier builds left keeps its layers (`npm ci` of an
+# unchanged lockfile is then cached).
+build --target build -t localhost/broker-proxy-build:ci
+build -t "$IMAGE"
+podman image prune --force >/dev/null
 echo "$IMAGE" >"$CACHE/image-name"
 echo "$IMAGE"
