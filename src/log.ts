@@ -50,7 +50,13 @@ export function redactedError(err: unknown): Error {
  * with `redact`, so a careless `log.info({ token })` or an error quoting a PEM cannot leak.
  */
 export function createLogger(
-  options: { level?: string; destination?: number; base?: Record<string, unknown> } = {},
+  options: {
+    level?: string;
+    destination?: number;
+    /** Where the JSON lines go instead of a file descriptor (e.g. a formatter for text logs). */
+    stream?: pino.DestinationStream;
+    base?: Record<string, unknown>;
+  } = {},
 ): Logger {
   const paths = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`, `*.*.*.${f}`]);
   return pino(
@@ -76,6 +82,6 @@ export function createLogger(
         }),
       },
     },
-    pino.destination({ fd: options.destination ?? 2, sync: true }),
+    options.stream ?? pino.destination({ fd: options.destination ?? 2, sync: true }),
   );
 }

@@ -79,6 +79,8 @@ export class Bot {
   /** An identity the authority issued that storage has not taken yet: kept, and saved first every cycle. */
   private unsaved: BotIdentity | undefined;
   private preflightDone = false;
+  /** What the last cycle did, for /readyz (`broker wait`): ready once a cycle rendered every output. */
+  readonly health: { ready: boolean; lastSuccess?: string; lastError?: string } = { ready: false };
   private readonly lastRendered = new Map<number, number>();
   private readonly deps: BotDependencies;
   private readonly genKeys: (algorithm: KeyAlgorithm) => Promise<KeyPairPem>;
@@ -303,6 +305,17 @@ export class Bot {
     return results;
   }
 
+  private noteCycle(error: string | undefined): void {
+    if (error === undefined) {
+      this.health.ready = true;
+      this.health.lastSuccess = this.deps.clock.now().toISOString();
+      delete this.health.lastError;
+    } else {
+      this.health.ready = false;
+      this.health.lastError = error;
+    }
+  }
+
   /** How long to wait after `failures` consecutive failed cycles: exponential from 1 s, jittered, capped. */
   backoffMs(failures: number): number {
     const cap = Math.min(this.deps.config.renewal_interval, 5 * 60_000);
@@ -334,6 +347,7 @@ export class Bot {
       try {
         const results = await this.runCycle(force);
         const failed = results.filter((r) => !r.ok).length;
+        this.noteCycle(failed === 0 ? undefined : `${failed} of ${results.length} output(s) failed`);
         failures = failed > 0 ? failures + 1 : 0;
         delay = failed > 0 ? this.backoffMs(failures) : this.nextIntervalMs();
         force = failed > 0;
@@ -342,6 +356,7 @@ export class Bot {
           this.deps.log.fatal({ err }, 'the authority locked this bot; stopping');
           throw err;
         }
+        this.noteCycle(errorMessage(err));
         failures++;
         delay = this.backoffMs(failures);
         force = true;

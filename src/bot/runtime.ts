@@ -73,6 +73,8 @@ export function createBot(
     transport?: AuthorityTransport;
     env?: NodeJS.ProcessEnv;
     aws?: BotAwsContext;
+    /** Destinations made by the caller for some outputs (a tunnel's in-memory credentials). */
+    destinations?: ReadonlyMap<DatabaseOutputConfig, Destination>;
   },
 ): Bot {
   const aws = options.aws ?? {};
@@ -84,7 +86,8 @@ export function createBot(
   const transport =
     options.transport ?? new HttpTransport(authorityAddress(config.auth_server), trustedPins(config));
   const destinations = new Map<DatabaseOutputConfig, Destination>();
-  for (const output of config.outputs) destinations.set(output, destinationFor(output, aws, options.log));
+  for (const output of config.outputs)
+    destinations.set(output, options.destinations?.get(output) ?? destinationFor(output, aws, options.log));
   return new Bot({
     config,
     client: new AuthorityClient(transport, clock),

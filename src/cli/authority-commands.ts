@@ -19,6 +19,7 @@ import {
 } from './bot-traits.js';
 import { UsageError } from './errors.js';
 import { table } from './output.js';
+import { botTokenJson, kindAndName, registerBotInstances, textOrJson } from './tctl-compat.js';
 
 export const DEFAULT_STATE_DIR = 'var/authority';
 
@@ -72,16 +73,22 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
     .description(
       'create or update resources (role, db, bot, token) from a YAML file with one or more documents',
     )
-    .requiredOption('-f, --file <file>', 'resource file')
-    .option('--force', 'overwrite resources that already exist', false)
-    .action(async (opts: { file: string; force: boolean }) => {
+    .argument('[filename]', 'resource file (tctl create FILE)')
+    .option('--file <file>', 'resource file (the same as the positional FILE)')
+    .option('-f, --force', 'overwrite resources that already exist (as in tctl)', false)
+    .action(async (filename: string | undefined, opts: { file?: string; force: boolean }) => {
+      const file = opts.file ?? filename;
+      if (!file) throw new UsageError('give the resource file: broker create [-f] FILE');
+      if (opts.file && filename && opts.file !== filename)
+        throw new UsageError(`two resource files given (${filename} and --file ${opts.file}); give one`);
+      opts = { ...opts, file };
       let text: string;
       try {
-        text = await fs.readFile(opts.file, 'utf8');
+        text = await fs.readFile(file, 'utf8');
       } catch (err) {
-        throw new ConfigError(`cannot read ${opts.file}: ${(err as Error).message}`);
+        throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`);
       }
-      const resources = parseResources(text, opts.file);
+      const resources = parseResources(text, file);
       const authority = await open();
       await authority.createResources(resources, { force: opts.force });
       for (const r of resources)
@@ -95,10 +102,11 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
   program
     .command('get')
     .description('show resources as YAML (kinds: role, db, bot)')
-    .argument('<kind>', 'role, db or bot')
+    .argument('<kind>', 'role, db or bot; or KIND/NAME as in tctl')
     .argument('[name]', 'one resource; all when omitted')
     .option('--format <format>', 'yaml or json', 'yaml')
-    .action(async (kindText: string, name: string | undefined, opts: { format: string }) => {
+    .action(async (ref: string, nameArg: string | undefined, opts: { format: string }) => {
+      const [kindText, name] = kindAndName(ref, nameArg);
       const kind = parseKind(kindText);
       if (!kind || kind === 'token')
         throw new UsageError(
@@ -118,9 +126,11 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
   program
     .command('rm')
     .description('delete a resource (kinds: role, db, bot)')
-    .argument('<kind>', 'role, db or bot')
-    .argument('<name>')
-    .action(async (kindText: string, name: string) => {
+    .argument('<kind>', 'role, db or bot; or KIND/NAME as in tctl')
+    .argument('[name]')
+    .action(async (ref: string, nameArg: string | undefined) => {
+      const [kindText, name] = kindAndName(ref, nameArg);
+      if (!name) throw new UsageError('give the resource: broker rm KIND/NAME (or KIND NAME)');
       const kind = parseKind(kindText);
       if (!kind || kind === 'token')
         throw new UsageError(
@@ -136,7 +146,9 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
     .argument('<name>')
     .option('--roles <roles>', 'comma-separated roles', '')
     .option('--ttl <duration>', 'how long the join token stays valid', formatDuration(DEFAULT_TOKEN_TTL_MS))
-    .action(async (name: string, opts: { roles: string; ttl: string } & TraitFlags) => {
+    .option('--format <format>', 'text or json (as in tctl)', 'text')
+    .action(async (name: string, opts: { roles: string; ttl: string; format: string } & TraitFlags) => {
+      const format = textOrJson(opts.format);
       const authority = await open();
       const { token, expires } = await addBotWithTraits(authority, {
         name,
@@ -144,6 +156,10 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
         traits: traitsFromFlags(opts),
         tokenTtlMs: durationOption(opts.ttl, '--ttl'),
       });
+      if (format === 'json') {
+        out(JSON.stringify(botTokenJson(name, token, durationOption(opts.ttl, '--ttl')), null, 2));
+        return;
+      }
       out(`The bot token: ${token}`);
       out(`This token will expire at ${expires} and can be used once.`);
       out('');
@@ -156,16 +172,27 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
     .argument('<name>')
     .option('--add-roles <roles>', 'comma-separated roles to add')
     .option('--remove-roles <roles>', 'comma-separated roles to remove')
+    .option('--set-roles <roles>', "replace the bot's roles with these (as in tctl)")
     .action(
-      async (name: string, opts: { addRoles?: string; removeRoles?: string } & Record<string, string>) => {
+      async (
+        name: string,
+        opts: { addRoles?: string; removeRoles?: string; setRoles?: string } & Record<string, string>,
+      ) => {
         const authority = await open();
         const [current] = await authority.getResources('bot', name);
         const traits = updatedTraits(current?.spec.traits, opts);
-        if (!opts.addRoles && !opts.removeRoles && !traits)
-          throw new UsageError('give --add-roles, --remove-roles and/or trait flags (see --help)');
+        if (!opts.addRoles && !opts.removeRoles && opts.setRoles === undefined && !traits)
+          throw new UsageError(
+            'give --set-roles, --add-roles, --remove-roles and/or trait flags (see --help)',
+          );
+        if (opts.setRoles !== undefined && (opts.addRoles || opts.removeRoles))
+          throw new UsageError(
+            '--set-roles replaces the roles; give it without --add-roles and --remove-roles',
+          );
+        const set = opts.setRoles === undefined ? undefined : list(opts.setRoles);
         let bot = await authority.updateBot(name, {
-          add: list(opts.addRoles),
-          remove: list(opts.removeRoles),
+          add: set ?? list(opts.addRoles),
+          remove: set ? (current?.spec.roles ?? []).filter((r) => !set.includes(r)) : list(opts.removeRoles),
         });
         if (traits) bot = await writeBotTraits(authority, name, traits);
         const shown = (bot.spec.traits ?? []).map((t) => `${t.name}=${t.values.join(',')}`).join(' ');
@@ -177,8 +204,14 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
   bots
     .command('ls')
     .description('list bots with their roles, identity generation and locks')
-    .action(async () => {
-      const rows = (await (await open()).listBots()).map((b) => [
+    .option('--format <format>', 'text or json (as in tctl)', 'text')
+    .action(async (opts: { format: string }) => {
+      const bots = await (await open()).listBots();
+      if (textOrJson(opts.format) === 'json') {
+        out(JSON.stringify(bots, null, 2));
+        return;
+      }
+      const rows = bots.map((b) => [
         b.metadata.name,
         b.spec.roles.join(',') || '-',
         b.status.generation === undefined ? 'not joined' : String(b.status.generation),
@@ -195,6 +228,8 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
       await (await open()).removeResource('bot', name);
       out(`bot "${name}" has been deleted`);
     });
+
+  registerBotInstances(bots, open, out);
 
   const tokens = program.command('tokens').description('manage join tokens');
   tokens

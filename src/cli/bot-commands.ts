@@ -1,14 +1,22 @@
 import type { Command } from 'commander';
 import { startAuthorityServer } from '../api/server.js';
-import { describeOutput } from '../bot/bot.js';
-import { loadBotConfig } from '../bot/config.js';
-import { createBot, signalWaiter } from '../bot/runtime.js';
-import { BrokerError } from '../errors.js';
-import { createLogger, redact } from '../log.js';
+import { createLogger } from '../log.js';
 import { caPin } from '../pki/parse.js';
 import { openAuthority } from './authority-commands.js';
+import {
+  type DatabaseFlags,
+  databaseOutputOverride,
+  type StartFlags,
+  startOptions,
+  type TunnelFlags,
+  tunnelServiceOverride,
+} from './bot-flags.js';
+import { botLogger, runBot, startConfig } from './bot-run.js';
+import { registerBotTools } from './bot-tools.js';
+import { UsageError } from './errors.js';
 
 type Out = (line: string) => void;
+type Overrides = (raw: Record<string, unknown>) => void;
 
 interface ServeOptions {
   socket?: string;
@@ -17,51 +25,72 @@ interface ServeOptions {
   publicAddr?: string;
 }
 
-export function registerBotCommands(program: Command, out: Out): void {
-  program
-    .command('start')
+/** The program-level `-c FILE` given before the command (tbot's global flag), read by runCli. */
+export interface CliContext {
+  globalConfig?: string | undefined;
+  debug?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+const START_HELP = `
+Configuration: -c FILE (before or after the command), else TBOT_CONFIG_PATH, else the YAML in TBOT_CONFIG,
+else the flags alone. Flags win over the file, as in tbot.
+
+Examples:
+  broker -c /etc/tbot.yaml start
+  broker start --token=/var/lib/teleport/bot-token --auth-server=127.0.0.1:3025 --ca-pin=sha256:... \\
+    --data-dir=/var/lib/teleport/bot database --destination=/opt/machine-id --service=example-server \\
+    --username=alice --database=example
+
+Signals: SIGHUP renews now; SIGTERM/SIGINT finish the write in progress and exit.
+Logs are JSON lines on stderr (--log-format text for text); nothing secret is logged.`;
+
+export function registerBotCommands(program: Command, out: Out, context: CliContext = {}): void {
+  const env = context.env ?? process.env;
+  const run = async (flags: StartFlags & { unsafeListen?: boolean }, extra: Overrides[] = []) => {
+    if (context.debug) flags.debug = true;
+    const config = await startConfig(flags, { globalConfig: context.globalConfig, env, extra });
+    const log = botLogger(config, flags);
+    await runBot(config, { log, out, oneshot: config.oneshot, unsafeListen: flags.unsafeListen === true });
+  };
+  const start = startOptions(program.command('start'))
     .description('run the bot: join, keep the identity and every database output fresh (tbot start)')
-    .requiredOption('-c, --config <file>', 'bot configuration (YAML, tbot v2 shape)')
-    .option('--oneshot', 'render every output once and exit (non-zero if any failed)')
-    .addHelpText(
-      'after',
-      '\nSignals: SIGHUP renews now; SIGTERM/SIGINT finish the write in progress and exit.\nLogs are JSON lines on stderr; nothing secret is logged.',
-    )
-    .action(async (opts: { config: string; oneshot?: boolean }) => {
-      const config = await loadBotConfig(opts.config);
-      const log = createLogger({ base: { component: 'bot' } });
-      const bot = createBot(config, { log });
-      if (opts.oneshot || config.oneshot) {
-        const results = await bot.runCycle(true);
-        for (const r of results)
-          out(
-            r.ok
-              ? `ok      ${r.output}  serial ${r.serial}  expires ${r.expires}`
-              : `FAILED  ${r.output}: ${redact(String(r.error))}`,
-          );
-        const failed = results.filter((r) => !r.ok).length;
-        if (failed > 0)
-          throw new BrokerError(
-            'outputs_failed',
-            `${failed} of ${results.length} output(s) failed; previous credentials were left in place: ${results
-              .filter((r) => !r.ok)
-              .map((r) => r.error)
-              .join('; ')}`,
-          );
-        return;
-      }
-      log.info(
-        { outputs: config.outputs.map(describeOutput), authServer: config.auth_server },
-        'bot starting',
-      );
-      const waiter = signalWaiter(log);
-      try {
-        await bot.runLoop(waiter.wait);
-      } finally {
-        waiter.dispose();
-      }
-      log.info('bot stopped');
+    .option('--unsafe-listen', 'allow a non-loopback database-tunnel listen or --diag-addr')
+    .addHelpText('after', START_HELP)
+    .action(async (flags: StartFlags & { unsafeListen?: boolean }) => {
+      if (flags.destinationDir)
+        throw new UsageError(
+          '--destination-dir on plain `start` makes tbot write an identity (tsh/SSH) output, which needs a Teleport cluster; for database credentials use: broker start database --destination-dir DIR --service NAME --username USER [--database DB]',
+        );
+      await run(flags);
     });
+  start
+    .command('database')
+    .description("add a database output from flags and run (tbot start database); start's flags apply")
+    .option('--destination <dir>', 'output directory (or memory://)')
+    .option('--service <name>', 'database service')
+    .option('--username <user>', 'database user')
+    .option('--database <name>', 'database name')
+    .option('--format <format>', 'tls, mongo or cockroach (default: tlscert/key only)')
+    .option('--roles <roles>', 'comma-separated roles (see README: Teleport compatibility)')
+    .action(async (_o: unknown, cmd: Command) => {
+      const flags = cmd.optsWithGlobals<DatabaseFlags & { unsafeListen?: boolean }>();
+      await run(flags, [databaseOutputOverride(flags)]);
+    });
+  start
+    .command('database-tunnel')
+    .description('add a database-tunnel service from flags and run (tbot start database-tunnel)')
+    .option('--listen <url>', 'tcp://127.0.0.1:PORT or unix:///PATH')
+    .option('--service <name>', 'database service')
+    .option('--username <user>', 'database user')
+    .option('--database <name>', 'database name')
+    .option('--roles <roles>', 'comma-separated roles')
+    .action(async (_o: unknown, cmd: Command) => {
+      const flags = cmd.optsWithGlobals<TunnelFlags & { unsafeListen?: boolean }>();
+      await run(flags, [tunnelServiceOverride(flags)]);
+    });
+
+  registerBotTools(program, out, context);
 
   const authority = program.command('authority').description('run the authority as a local server for bots');
   authority

@@ -23,6 +23,8 @@ interface ProxyDbOptions {
   maxSigtermDelay: string;
   unsafeListen?: boolean;
   idleTimeout: string;
+  dbUser?: string;
+  dbName?: string;
 }
 
 /**
@@ -58,7 +60,9 @@ export function registerProxyCommands(program: Command, out: Out): void {
     .command('db')
     .description('serve a localhost endpoint for one database output')
     .argument('<service>', 'the database service of the output (checked against the bundle)')
-    .option('--port <port>', 'TCP port on --address (0 picks one)', '0')
+    .option('-p, --port <port>', 'TCP port on --address (0 picks one)', '0')
+    .option('--db-user <user>', "as in tbot; must be the output's user (the certificate names it)")
+    .option('--db-name <name>', "as in tbot; must be the output's database")
     .option('--address <address>', 'listen address; loopback only unless --unsafe-listen', '127.0.0.1')
     .option('--unix <path>', 'listen on a unix socket (mode 0600) instead of TCP')
     .option('--tunnel', 'attach the current certificate upstream; clients connect without TLS or password')
@@ -114,6 +118,12 @@ the default fits the ECS 30 s stop timeout), exiting 0 when every connection fin
       const creds = new CredentialCache(source, { log });
       await creds.start();
       const loaded = creds.loaded;
+      for (const [flag, want, have] of [
+        ['--db-user', opts.dbUser, loaded?.bundle.username],
+        ['--db-name', opts.dbName, loaded?.bundle.database],
+      ] as const)
+        if (want !== undefined && have !== undefined && want !== have)
+          throw new UsageError(`${flag} ${want}: the credentials in ${source.description} are for ${have}`);
       if (loaded && loaded.bundle.service !== service)
         throw new BrokerError(
           'wrong_service',
