@@ -53,7 +53,7 @@ const cpuUnit = (cell: Cell) => (cell.id === 'copy' ? 'ms/MB' : 'µs/tx');
 function trustText(f: CellFigures, which: 'ratio' | 'cpu'): string {
   const trust = which === 'ratio' ? f.ratioTrust : f.cpuTrust;
   const spread = which === 'ratio' ? f.ratioSpread : f.cpuRatioSpread;
-  return `${trust} (±${Math.round((spread * 100) / 2)}%)`;
+  return f.kept < 2 ? `${trust} (one round)` : `${trust} (±${Math.round((spread * 100) / 2)}%)`;
 }
 
 export function renderProxyReport(input: ReportInput): {
@@ -76,7 +76,7 @@ export function renderProxyReport(input: ReportInput): {
         : '';
     const basis =
       j.basis === 'cpu'
-        ? `; throughput ratios too noisy to judge (${range2(f.ratio)}, trust low), so judged on CPU per transaction: stunnel's ÷ the tunnel's = ${fmtRatio(j.measured)}`
+        ? `; too noisy to judge, so judged on CPU per transaction: stunnel's ÷ the tunnel's = **${fmtRatio(j.measured)}**`
         : '';
     return `${fmtRatio(f.ratio.median)} (rounds ${range2(f.ratio)}, trust ${trustText(f, 'ratio')}${sides}${basis})`;
   };
@@ -120,7 +120,7 @@ export function renderProxyReport(input: ReportInput): {
   const allPairs = [...input.pairs.values()].flat();
   const thrownOut = allPairs.filter((p) => p.rejected).length;
   const disturbedKept = allPairs.filter((p) => !p.rejected && p.foreign > MAX_FOREIGN).length;
-  const trustNote = `How far to trust each figure: every cell's tunnel and stunnel runs are paired (back to back, A B then B A), and a pair during which processes outside the benchmark took more than ${pct(MAX_FOREIGN)} of the machine's CPU (from /proc, per run) was thrown out and measured again, up to ${input.policy.maxAttempts} times. This run threw out ${thrownOut} of ${allPairs.length} pairs${disturbedKept ? `; ${disturbedKept} kept pair(s) were still disturbed after every repeat (or when the repeat budget ran out) and count against their cell's trust` : ''}. **Trust** is *high* when the kept rounds agree within 10% (± half the range shown) and none was disturbed, *medium* within 25% and at most one disturbed, *low* otherwise. A throughput target whose ratio has low trust is judged on CPU per transaction instead (stunnel's ÷ the tunnel's), which other load moves much less: on ${machine.cores} shared cores, CPU the proxy does not spend is CPU PostgreSQL and pgbench get.`;
+  const trustNote = `How far to trust each figure: every cell's tunnel and stunnel runs are paired (back to back, A B then B A), and a pair during which processes outside the benchmark took more than ${pct(MAX_FOREIGN)} of the machine's CPU (from /proc, per run) was thrown out and measured again (at most ${input.policy.maxAttempts} attempts per pair, and ${input.policy.retryBudget.left} repeats were left unused at the end of the run). This run threw out ${thrownOut} of ${allPairs.length} pairs${disturbedKept ? `; ${disturbedKept} kept pair(s) were still disturbed after every repeat (or when the repeat budget ran out) and count against their cell's trust` : ''}. **Trust** is *high* when the kept rounds agree within 10% (± half the range shown) and none was disturbed, *medium* within 25% and at most one disturbed, *low* otherwise. A throughput target whose ratio has low trust is judged on CPU per transaction instead (stunnel's ÷ the tunnel's), which other load moves much less: on ${machine.cores} shared cores, CPU the proxy does not spend is CPU PostgreSQL and pgbench get.`;
 
   // ---- tables -------------------------------------------------------------------------------------------
   const mainRows = CELLS.map((cell) => {
