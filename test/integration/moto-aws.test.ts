@@ -15,14 +15,14 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IamJoinRefusedError, verifyIamJoin } from '../../src/authority/iam-join.js';
 import { signedGetCallerIdentity } from '../../src/bot/iam.js';
+import { systemClock } from '../../src/clock.js';
 import { KMS_SIGNING_ALGORITHM, KmsSigner, KmsSignerError } from '../../src/pki/kms-signer.js';
 import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
 import { casIncrement, stateStoreContract } from '../contracts/state-store.js';
-import { createKmsKey, kmsTestAuthority } from '../support/authority.js';
+import { createKmsKey } from '../support/authority.js';
 import { KmsDouble } from '../support/aws/kms.js';
 import { type MotoServer, requirePythonTool, startMoto } from '../support/aws/moto.js';
-import { exampleResourcesYaml, INTERNAL_DB_URI } from '../support/fixtures.js';
-import { removeTempDirs } from '../support/temp.js';
+import { StsDouble } from '../support/aws/sts.js';
 
 const motoServer = requirePythonTool('moto_server');
 let moto: MotoServer;
@@ -32,7 +32,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await moto?.close();
-  await removeTempDirs();
 });
 
 /**
@@ -40,7 +39,8 @@ afterAll(async () => {
  * Reference says KMS "skips the hashing step". moto 5.2.5 does not implement DIGEST (its KMS backend says
  * so): it signs the 32 bytes as a message, hashing them again. The KMS double (test/support/aws/kms.ts)
  * follows AWS. The signer checks every signature against the CA's public key, so a KMS that hashed twice
- * never yields a certificate: on moto it refuses, naming the failed check.
+ * never yields a certificate: on moto it refuses, naming the failed check. (So an authority cannot run on
+ * moto's KMS; its KMS paths run on the double, test/integration/kms-signer-openssl.test.ts.)
  */
 describe.skipIf(!motoServer)('KMS on moto: Sign with MessageType DIGEST', () => {
   let client: KMSClient;
@@ -86,21 +86,39 @@ describe.skipIf(!motoServer)('KMS on moto: Sign with MessageType DIGEST', () => 
     expect(await signDigest(client, message)).toEqual({ signsMessage: false, signsDigestAgain: true });
   });
 
-  it('an authority whose CA is a moto KMS key refuses to build a certificate from the wrong signature', async () => {
-    const resources = exampleResourcesYaml({ db: { uri: INTERNAL_DB_URI }, bots: [] });
-    const refused = await kmsTestAuthority({ client, resources }).catch((e: unknown) => e);
+  it("GetPublicKey: the API Reference returns KeySpec (CustomerMasterKeySpec is deprecated in its favour); the double does, moto 5.2.5 only the deprecated field, so the signer refuses moto's key", async () => {
+    const answer = async (kms: KMSClient) => {
+      const out = await kms.send(new GetPublicKeyCommand({ KeyId: await createKmsKey(kms) }));
+      return { KeySpec: out.KeySpec, CustomerMasterKeySpec: out.CustomerMasterKeySpec };
+    };
+    const doubleClient = double.client();
+    try {
+      expect((await answer(doubleClient)).KeySpec).toBe('RSA_2048');
+    } finally {
+      doubleClient.destroy();
+    }
+    expect(await answer(client)).toEqual({ KeySpec: undefined, CustomerMasterKeySpec: 'RSA_2048' });
+    const refused = await KmsSigner.create(client, await createKmsKey(client)).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(KmsSignerError);
+    expect((refused as Error).message).toMatch(/KeySpec unknown/);
+  });
+
+  it('signing through moto with the public key known (from the CA certificate, as the authority does): the signer refuses the twice-hashed signature', async () => {
+    const keyId = await createKmsKey(client);
+    const der = (await client.send(new GetPublicKeyCommand({ KeyId: keyId }))).PublicKey as Uint8Array;
+    const publicKeyPem = createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' })
+      .export({ format: 'pem', type: 'spki' })
+      .toString();
+    const signer = KmsSigner.withPublicKey(client, keyId, publicKeyPem);
+    const refused = await signer.sign(Buffer.from('tbsCertificate bytes')).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(KmsSignerError);
     expect((refused as Error).message).toMatch(/does not verify with the CA certificate's public key/);
   });
 
-  it("moto's GetPublicKey and Sign (RAW) agree with the key: the KMS plumbing around DIGEST is sound", async () => {
+  it("moto's Sign with MessageType RAW verifies with the key GetPublicKey returns: only DIGEST is missing", async () => {
     const keyId = await createKmsKey(client);
-    const signer = await KmsSigner.create(client, keyId);
     const der = (await client.send(new GetPublicKeyCommand({ KeyId: keyId }))).PublicKey as Uint8Array;
-    const fromKms = createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
-    expect(createPublicKey(signer.publicKeyPem).export({ format: 'der', type: 'spki' })).toEqual(
-      fromKms.export({ format: 'der', type: 'spki' }),
-    );
+    const publicKey = createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
     const message = Buffer.from('raw message');
     const out = await client.send(
       new SignCommand({
@@ -110,7 +128,7 @@ describe.skipIf(!motoServer)('KMS on moto: Sign with MessageType DIGEST', () => 
         SigningAlgorithm: KMS_SIGNING_ALGORITHM,
       }),
     );
-    expect(verify('sha256', message, fromKms, Buffer.from(out.Signature as Uint8Array))).toBe(true);
+    expect(verify('sha256', message, publicKey, Buffer.from(out.Signature as Uint8Array))).toBe(true);
   });
 });
 
@@ -260,5 +278,64 @@ describe.skipIf(!motoServer)('STS GetCallerIdentity on moto (the iam join)', () 
     const tampered = { ...request, headers: { ...request.headers, 'x-broker-challenge': other } };
     const refused = await verifyIamJoin(tampered, other, { fetch: toMoto }).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(IamJoinRefusedError);
+  });
+
+  /**
+   * The same signed requests to moto and to the STS double (registered with the same key). AWS's Signature
+   * Version 4 documentation says a signed request must reach AWS within 15 minutes of its X-Amz-Date, else
+   * it is refused (SignatureDoesNotMatch, "Signature expired"): the double follows it; moto 5.2.5 accepts a
+   * 20-minute-old signature. (The authority does not lean on this limit alone: its challenges expire
+   * after 5 minutes.)
+   */
+  it('moto and the STS double: the same answers to good and bad signatures; only the double refuses a stale one', async () => {
+    const double = new StsDouble({
+      clock: systemClock,
+      principals: [
+        {
+          ...credentials,
+          account: '123456789012',
+          arn: 'arn:aws:iam::123456789012:user/example-bot',
+          userId: 'AIDAEXAMPLEBOT',
+        },
+      ],
+    });
+    const outcome = async (
+      fetch: typeof globalThis.fetch,
+      input: { secretAccessKey: string; signedAt: Date },
+    ): Promise<string> => {
+      const challenge = 'g'.repeat(43);
+      const request = await signedGetCallerIdentity({
+        region: 'eu-west-1',
+        credentials: { ...credentials, secretAccessKey: input.secretAccessKey },
+        challenge,
+        clock: { now: () => input.signedAt },
+      });
+      return verifyIamJoin(request, challenge, { fetch }).then(
+        (identity) => identity.arn,
+        (err: Error) =>
+          /Signature expired/.test(err.message)
+            ? 'SignatureDoesNotMatch: Signature expired'
+            : (/SignatureDoesNotMatch/.exec(err.message)?.[0] ?? err.message),
+      );
+    };
+    const cases = {
+      good: { secretAccessKey: credentials.secretAccessKey, signedAt: new Date() },
+      wrongKey: { secretAccessKey: `${credentials.secretAccessKey}x`, signedAt: new Date() },
+      stale: { secretAccessKey: credentials.secretAccessKey, signedAt: new Date(Date.now() - 20 * 60_000) },
+    };
+    const answers: Record<string, { moto: string; double: string }> = {};
+    for (const [name, input] of Object.entries(cases))
+      answers[name] = { moto: await outcome(toMoto, input), double: await outcome(double.fetch, input) };
+    expect(answers).toEqual({
+      good: {
+        moto: 'arn:aws:iam::123456789012:user/example-bot',
+        double: 'arn:aws:iam::123456789012:user/example-bot',
+      },
+      wrongKey: { moto: 'SignatureDoesNotMatch', double: 'SignatureDoesNotMatch' },
+      stale: {
+        moto: 'arn:aws:iam::123456789012:user/example-bot',
+        double: expect.stringMatching(/expired/i),
+      },
+    });
   });
 });
