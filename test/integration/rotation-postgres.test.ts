@@ -12,19 +12,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
-import { opensslVerify } from '../support/openssl.js';
 import { requirePostgres } from '../support/postgres.js';
 import {
   type Connection,
   DATABASE,
   type DatabaseTls,
   type Engine,
+  expectNoDisruption,
+  expectOnlyNewKeys,
+  expectOnlyOriginalKeys,
   FULL_ROTATION,
-  type ProofReport,
   ROLLED_BACK,
   RotationWorld,
   runProof,
-  signers,
   USER,
 } from '../support/rotation-proof.js';
 import { tempDir } from '../support/temp.js';
@@ -127,47 +127,12 @@ describe('CA rotation against a real PostgreSQL server, under load', () => {
     expect(
       w.audit.events.filter((e) => e.event === 'ca.rotate' && e.outcome === 'success').map((e) => e.name),
     ).toEqual([...FULL_ROTATION.map(() => 'db-client/rotation-db'), ...FULL_ROTATION.map(() => 'db-server')]);
-  }, 180_000);
+  }, 240_000);
 
   it('a rotation rolled back from update_servers: nothing fails, nothing drops, only the original keys remain', async () => {
     const w = await world();
     const report = await runProof(w, ROLLED_BACK);
     expectNoDisruption(report);
-    expect(report.clientCa.after).toBe(report.clientCa.before);
-    expect(report.serverCa.after).toBe(report.serverCa.before);
-    expect(signers(report.finalOutput.files.tlscert as string, report.clientCa.before)).toEqual([0]);
-    expect(signers(report.finalServerCertPem, report.serverCa.before)).toEqual([0]);
-    expect(report.finalOutput.files['teleport-database-ca.crt']).toBe(report.serverCa.before);
-    // The first output still works: its key is the one that stayed.
-    const again = await w.engine.direct(report.firstOutput, w.port);
-    await again.ping();
-    await again.close();
-  }, 180_000);
+    await expectOnlyOriginalKeys(w, report);
+  }, 240_000);
 });
-
-function expectNoDisruption(report: ProofReport): void {
-  expect(report.failed, 'failed new connections').toEqual([]);
-  expect(report.dropped, 'dropped long-lived connections').toEqual([]);
-  // Two paths, a new connection every 100 ms, over at least eight phases of a second.
-  expect(report.opened).toBeGreaterThan(100);
-  expect(report.longLivedPings).toBeGreaterThan(100);
-}
-
-async function expectOnlyNewKeys(w: RotationWorld, report: ProofReport): Promise<void> {
-  const { clientCa, serverCa, finalOutput } = report;
-  expect(clientCa.after).not.toBe(clientCa.before);
-  expect(serverCa.after).not.toBe(serverCa.before);
-  const cert = finalOutput.files.tlscert as string;
-  // The client certificate chains to the new client key only; the server's to the new server key only.
-  expect(signers(cert, clientCa.after)).toEqual([0]);
-  expect(signers(cert, clientCa.before)).toEqual([]);
-  expect(signers(report.finalServerCertPem, serverCa.after)).toEqual([0]);
-  expect(signers(report.finalServerCertPem, serverCa.before)).toEqual([]);
-  // The CA files the bot and the proxy hand to clients hold only the new server key.
-  expect(finalOutput.files['teleport-database-ca.crt']).toBe(serverCa.after);
-  expect(w.proxyBundle().files['teleport-database-ca.crt']).toBe(serverCa.after);
-  // openssl agrees.
-  expect((await opensslVerify(w.workDir, clientCa.after, cert)).code).toBe(0);
-  expect((await opensslVerify(w.workDir, clientCa.before, cert)).code).not.toBe(0);
-  expect((await opensslVerify(w.workDir, serverCa.after, report.finalServerCertPem)).code).toBe(0);
-}

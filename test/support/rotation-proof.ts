@@ -9,6 +9,7 @@
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'vitest';
 import { AuthorityClient } from '../../src/api/client.js';
 import { InProcessTransport } from '../../src/api/transports.js';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
@@ -28,6 +29,7 @@ import { DatabaseProxy, type ProxyOptions } from '../../src/proxy/proxy.js';
 import { DirectoryBundleSource } from '../../src/proxy/sources/directory.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { testKeyPair } from './fixtures.js';
+import { opensslVerify } from './openssl.js';
 import { testLogger } from './proxy.js';
 
 export const SERVICE = 'rotation-db';
@@ -412,4 +414,45 @@ export async function runProof(world: RotationWorld, phases: readonly RotationPh
     finalServerCertPem: (world.tls as DatabaseTls).serverCertPem,
     firstOutput,
   };
+}
+
+/** No new connection failed, no long-lived one dropped, and the load was real. */
+export function expectNoDisruption(report: ProofReport): void {
+  expect(report.failed, 'failed new connections').toEqual([]);
+  expect(report.dropped, 'dropped long-lived connections').toEqual([]);
+  // Two paths, a new connection every 100 ms, over at least eight phases of a second.
+  expect(report.opened).toBeGreaterThan(100);
+  expect(report.longLivedPings).toBeGreaterThan(100);
+}
+
+/** After a full rotation every certificate chains only to the new keys, and the CA files hold only them. */
+export async function expectOnlyNewKeys(w: RotationWorld, report: ProofReport): Promise<void> {
+  const { clientCa, serverCa, finalOutput } = report;
+  expect(clientCa.after).not.toBe(clientCa.before);
+  expect(serverCa.after).not.toBe(serverCa.before);
+  const cert = finalOutput.files.tlscert as string;
+  // The client certificate chains to the new client key only; the server's to the new server key only.
+  expect(signers(cert, clientCa.after)).toEqual([0]);
+  expect(signers(cert, clientCa.before)).toEqual([]);
+  expect(signers(report.finalServerCertPem, serverCa.after)).toEqual([0]);
+  expect(signers(report.finalServerCertPem, serverCa.before)).toEqual([]);
+  // The CA files the bot and the proxy hand to clients hold only the new server key.
+  expect(finalOutput.files['teleport-database-ca.crt']).toBe(serverCa.after);
+  expect(w.proxyBundle().files['teleport-database-ca.crt']).toBe(serverCa.after);
+  // openssl agrees.
+  expect((await opensslVerify(w.workDir, clientCa.after, cert)).code).toBe(0);
+  expect((await opensslVerify(w.workDir, clientCa.before, cert)).code).not.toBe(0);
+  expect((await opensslVerify(w.workDir, serverCa.after, report.finalServerCertPem)).code).toBe(0);
+}
+
+/** After a rollback only the original keys remain, and the first output (signed by the old key) still works. */
+export async function expectOnlyOriginalKeys(w: RotationWorld, report: ProofReport): Promise<void> {
+  expect(report.clientCa.after).toBe(report.clientCa.before);
+  expect(report.serverCa.after).toBe(report.serverCa.before);
+  expect(signers(report.finalOutput.files.tlscert as string, report.clientCa.before)).toEqual([0]);
+  expect(signers(report.finalServerCertPem, report.serverCa.before)).toEqual([0]);
+  expect(report.finalOutput.files['teleport-database-ca.crt']).toBe(report.serverCa.before);
+  const again = await w.engine.direct(report.firstOutput, w.port);
+  await again.ping();
+  await again.close();
 }
