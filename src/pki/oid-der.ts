@@ -1,6 +1,6 @@
 /**
- * OBJECT IDENTIFIER contents encoding with arbitrary-size arcs. Many ASN.1 libraries limit arcs to 32 bits, which
- * a `2.25.<uuid>` arc (128 bits) exceeds, so the broker encodes its own OIDs.
+ * OBJECT IDENTIFIER contents encoding with arbitrary-size arcs, so that certificates under the legacy
+ * `2.25.<uuid>` arc (128 bits, over what many ASN.1 libraries read) still decode.
  */
 export function encodeOid(oid: string): Buffer {
   const arcs = oid.split('.').map((a) => BigInt(a));

@@ -1,8 +1,17 @@
 /**
- * Object identifiers the broker owns. The arc is a `2.25.<uuid>` arc (ITU-T X.667): any party may mint one
- * from a random UUID without registration, so our private extensions never collide with anyone else's.
+ * Object identifiers the broker owns. The arc is the broker's UUID (ba46c2b0-b9e0-21cb-44a4-ec1be0217c6f) under
+ * `1.2.840.113556.1.8000.2554`, the arc set aside for OIDs minted from a GUID without registration: the GUID
+ * `aaaabbbb-cccc-dddd-eeee-ffffffgggggg` becomes `…2554.A.B.C.D.E.F.G` (16-bit A–E, 24-bit F and G). Every arc
+ * stays below 2^28, which RFC 5280 asks every implementation to read; Go's crypto/x509 (FerretDB, CockroachDB)
+ * refuses arcs over 31 bits, so the same UUID as one `2.25.<uuid>` arc would lock those servers out.
  */
-export const BROKER_ARC = '2.25.247603816785237187016962744391452163183';
+export const BROKER_ARC = '1.2.840.113556.1.8000.2554.47686.49840.47584.8651.17572.15473632.2194543';
+
+/**
+ * The arc certificates carried before: the same UUID as a `2.25` arc. Read (never written) so that bot
+ * identities issued under it still renew; parse.ts maps each of its OIDs to the current one.
+ */
+export const LEGACY_BROKER_ARC = '2.25.247603816785237187016962744391452163183';
 
 /** Route of a database client certificate: which service, protocol and database it is for. */
 export const OID_DB_SERVICE = `${BROKER_ARC}.1.1`;

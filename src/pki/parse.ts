@@ -2,6 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { BrokerError } from '../errors.js';
 import { childrenOf, contentsOf, readElement, TAG, tbsParts } from './der.js';
 import { decodeOid } from './oid-der.js';
+import { BROKER_ARC, LEGACY_BROKER_ARC } from './oids.js';
 
 export interface CertificateInfo {
   serial: string;
@@ -19,9 +20,17 @@ export interface CertificateInfo {
   sans: string[];
 }
 
+/** The broker's OID for an extension id (a legacy-arc id mapped to the current arc), or undefined. */
+function ourOid(id: string): string | undefined {
+  if (id.startsWith(`${BROKER_ARC}.`)) return id;
+  if (id.startsWith(`${LEGACY_BROKER_ARC}.`)) return `${BROKER_ARC}${id.slice(LEGACY_BROKER_ARC.length)}`;
+  return undefined;
+}
+
 /**
- * Reads the `2.25.*` extensions (UTF8String values) straight from the DER: Node's X509Certificate does not
- * expose extensions it does not know.
+ * Reads the broker's private extensions (UTF8String values under BROKER_ARC) straight from the DER: Node's
+ * X509Certificate does not expose extensions it does not know. An extension under LEGACY_BROKER_ARC is read
+ * under the current arc's OID, so certificates issued before the arc moved keep their meaning.
  */
 function readPrivateExtensions(der: Buffer): Record<string, string> {
   const out: Record<string, string> = {};
@@ -33,8 +42,8 @@ function readPrivateExtensions(der: Buffer): Record<string, string> {
     const idNode = parts[0];
     const valueNode = parts[parts.length - 1];
     if (!idNode || !valueNode || idNode.tag !== TAG.oid || valueNode.tag !== TAG.octetString) continue;
-    const id = decodeOid(contentsOf(der, idNode));
-    if (!id.startsWith('2.25.')) continue;
+    const id = ourOid(decodeOid(contentsOf(der, idNode)));
+    if (id === undefined) continue;
     try {
       const value = contentsOf(der, valueNode);
       const inner = readElement(value, 0);

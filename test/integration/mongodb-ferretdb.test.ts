@@ -13,10 +13,9 @@
  * What FerretDB v1 does not check is who the certificate names: it has no MONGODB-X509 authentication (a
  * test pins that), so any certificate from the service's client CA works as the backend's user.
  *
- * The broker's private extensions are moved, for this file only, to an arc Go can parse. FerretDB is Go, and
- * Go's crypto/x509 refuses a certificate with an OID arc over 31 bits, which the shipped
- * `2.25.<128-bit UUID>` arc is: with it FerretDB will not load the server certificate and refuses every
- * client certificate (pinned in mongodb-ferretdb-oid.test.ts). Everything else here is the shipped code.
+ * FerretDB is Go, and Go's crypto/x509 refuses certificates with an OID arc over 31 bits: these tests are also
+ * the proof that the broker's certificates (private extensions under a GUID arc, every arc below 2^28) load
+ * in a Go server, as CockroachDB is one too.
  *
  * Fails (never skips) with a build hint when the FerretDB binary is missing.
  */
@@ -24,7 +23,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { MongoClient, type MongoClientOptions } from 'mongodb';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
@@ -39,14 +38,6 @@ import { type StartedFerretdb, startFerretdb } from '../support/devdb/ferretdb.j
 import { botYaml, exampleDbYaml, exampleRoleYaml, HOUR, issueBundle } from '../support/fixtures.js';
 import { type RunningProxy, setupOnce, startTunnelProxy, testLogger, within } from '../support/proxy.js';
 import { tempDir } from '../support/temp.js';
-
-// Each arc at most 2^28 - 1 (what RFC 5280 asks every implementation to handle), under 2.25 as parse.ts reads.
-vi.mock('../../src/pki/oids.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../../src/pki/oids.js')>();
-  return Object.fromEntries(
-    Object.entries(real).map(([name, oid]) => [name, oid.replace(real.BROKER_ARC, '2.25.247603816')]),
-  );
-});
 
 const SERVICE = 'docs';
 const OTHER = 'other-docs';
