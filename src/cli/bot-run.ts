@@ -114,12 +114,18 @@ async function prepareTunnels(
       { description: `${t.origin} (in memory)`, load: () => memory.read() },
       { log: tunnelLog },
     );
+    let started = false;
     const destination: Destination = {
       description: `${t.origin} (in memory)`,
       read: () => memory.read(),
       async write(bundle) {
         await memory.write(bundle);
-        await creds.refresh(); // the next connection uses the certificate just issued
+        // The next connection uses the certificate just issued; the cache starts with the first one.
+        if (started) await creds.refresh();
+        else {
+          started = true;
+          await creds.start();
+        }
       },
     };
     const proxy = new DatabaseProxy({
@@ -188,7 +194,6 @@ export async function runBot(
     return;
   }
   for (const t of tunnels) {
-    await t.creds.start();
     const address = await t.proxy.start();
     out(`Tunnel ${t.output.origin} for ${describeOutput(t.output)} listening on ${address}`);
   }
