@@ -71,11 +71,17 @@ const SECRET = 'broker/image-test/example';
 const WHO_AM_I =
   'SELECT current_user AS user, s.ssl, s.client_serial::text AS serial FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()';
 
-/** Polls `check` every 250 ms until it is true. */
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+/** Polls `check` every 250 ms until it is true; a timeout shows the container's output. */
+async function until(
+  proxy: ProxyContainer,
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting until ${what}; the container's output:\n${await proxy.logs()}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -140,7 +146,7 @@ describe.skipIf(!image)('the proxy image (podman, read-only root, non-root user)
           expect(write.stderr).toMatch(/Read-only file system/);
 
           // The proxy is up (its diagnostics answer) but has no bundle: the HEALTHCHECK fails.
-          await until('the proxy serves /livez', async () =>
+          await until(proxy, 'the proxy serves /livez', async () =>
             fetch(`http://${proxy.diag}/livez`).then(
               (r) => r.ok,
               () => false,
@@ -154,7 +160,7 @@ describe.skipIf(!image)('the proxy image (podman, read-only root, non-root user)
           expect(bundle.endpoint).toBe(`localhost:${server?.port}`);
           await new SecretsManagerDestination({ client: sm, secretId: SECRET }).write(bundle);
           await proxy.signal('SIGHUP');
-          await until('the HEALTHCHECK passes', async () => (await proxy.healthcheck()) === 0);
+          await until(proxy, 'the HEALTHCHECK passes', async () => (await proxy.healthcheck()) === 0);
 
           // Tunnel: no TLS and no password from the client; the proxy attaches alice's certificate upstream.
           const client = new pg.Client({
@@ -175,7 +181,7 @@ describe.skipIf(!image)('the proxy image (podman, read-only root, non-root user)
           // SIGTERM with a connection open: the proxy stops being ready, keeps serving the open connection, and
           // exits 0 once it closes.
           await proxy.signal('SIGTERM');
-          await until('the proxy reports draining', async () =>
+          await until(proxy, 'the proxy reports draining', async () =>
             fetch(`http://${proxy.diag}/readyz`).then(
               async (r) =>
                 r.status === 503 && ((await r.json()) as { reason?: string }).reason === 'draining',
