@@ -112,6 +112,11 @@ dockerfile="$CACHE/Dockerfile.podman"
 bundle_stage=$(sed -n 's/^ARG PROXY_BUNDLE=\([A-Za-z0-9_-]*\)$/\1/p' proxy-container/Dockerfile)
 sed "s/^FROM \${PROXY_BUNDLE} /FROM ${bundle_stage:-build} /" proxy-container/Dockerfile >"$dockerfile"
 
+# Containers an interrupted image test left behind.
+for leftover in $(podman ps --all --quiet --filter name=broker-proxy-test-); do
+  podman rm --force --time 0 "$leftover" >/dev/null 2>&1 || true
+done
+
 echo "Building $IMAGE from proxy-container/Dockerfile on $BASE"
 build() {
   # Docker's image format, which keeps the HEALTHCHECK (OCI's has none).
