@@ -19,7 +19,9 @@ function stackDimensions(template: Template): { alarms: unknown[]; functions: un
 }
 
 describe('the expiry metric is unique per stack', () => {
-  it('two stacks in one app: each alarm and each bot Lambda carry their own stack name as the Stack dimension', () => {
+  it('two stacks in one app: each alarm and each bot Lambda carry their own stack name as the Stack dimension', {
+    timeout: 180_000,
+  }, () => {
     const app = testApp();
     const stagingStack = new BrokerStack(app, 'BrokerStaging', exampleProps());
     const productionStack = new BrokerStack(app, 'BrokerProduction', exampleProps());
@@ -32,4 +34,23 @@ describe('the expiry metric is unique per stack', () => {
     expect(b.alarms).toEqual(['BrokerProduction', 'BrokerProduction', 'BrokerProduction']);
     expect(b.functions).toEqual(['BrokerProduction', 'BrokerProduction']);
   });
+
+  it('the authority denials: the metric filter takes Stack from the audit line, which BROKER_STACK_NAME fills', () => {
+    const app = testApp();
+    const template = Template.fromStack(new BrokerStack(app, 'BrokerStaging', exampleProps()));
+    const [filter] = Object.values(resourcesOf(template, 'AWS::Logs::MetricFilter'));
+    expect(filter?.Properties.MetricTransformations).toEqual([
+      {
+        MetricNamespace: 'Broker',
+        MetricName: 'AuthorityDenials',
+        MetricValue: '1',
+        Dimensions: [{ Key: 'Stack', Value: '$.stack' }],
+      },
+    ]);
+    const [alarm] = Object.values(resourcesOf(template, 'AWS::CloudWatch::Alarm')).filter(
+      (a) => a.Properties.MetricName === 'AuthorityDenials',
+    );
+    expect(alarm?.Properties.Dimensions).toEqual([{ Name: 'Stack', Value: 'BrokerStaging' }]);
+    expect(lambdaEnv(template, 'AuthorityFunction').BROKER_STACK_NAME).toBe('BrokerStaging');
+  }, 120_000);
 });

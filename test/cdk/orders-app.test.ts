@@ -4,7 +4,7 @@
  * documents it, synthesized with cdk-nag's AwsSolutions pack and the real Lambda bundles.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
@@ -115,9 +115,29 @@ describe('examples/aws: a CDK app of its own with CredentialBroker and the proxy
   });
 
   it('builds the proxy image from proxy-container/Dockerfile with the sources as context', () => {
-    const images = Object.values(
-      (assembly.getStackByName('Orders').assets ?? []) as { packaging?: string; path?: string }[],
-    ).filter((a) => a.packaging === 'container-image');
+    const assets = JSON.parse(readFileSync(path.join(assembly.directory, 'Orders.assets.json'), 'utf8')) as {
+      dockerImages: Record<
+        string,
+        { source: { directory: string; dockerFile?: string; dockerBuildArgs?: Record<string, string> } }
+      >;
+    };
+    const images = Object.values(assets.dockerImages);
     expect(images).toHaveLength(1);
+    expect(images[0]?.source).toMatchObject({
+      dockerFile: 'proxy-container/Dockerfile',
+      dockerBuildArgs: { PROXY_BUNDLE: 'build' },
+    });
+    // Only what the Dockerfile copies: no node_modules, no dist, no tests.
+    expect(readdirSync(path.join(assembly.directory, images[0]?.source.directory as string)).sort()).toEqual([
+      '.dockerignore',
+      'examples',
+      'functions',
+      'package-lock.json',
+      'package.json',
+      'proxy-container',
+      'scripts',
+      'src',
+      'tsconfig.json',
+    ]);
   });
 });

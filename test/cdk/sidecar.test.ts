@@ -69,7 +69,7 @@ beforeAll(() => {
   });
   output.bindToFunction(consumer, 'DB_SECRET_ID');
   template = Template.fromStack(stack);
-});
+}, 180_000);
 
 describe('DatabaseProxySidecar', () => {
   it('adds the proxy with a health check on its readiness and a stop timeout that fits the drain', () => {
@@ -187,7 +187,8 @@ describe('DatabaseProxySidecar', () => {
       app.synth({ force: true });
       return (task.node.defaultChild as IConstruct).node.metadata
         .filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
-        .flatMap((m) => Object.keys(m.data as Record<string, string>));
+        .flatMap((m) => Object.keys(m.data as Record<string, string>))
+        .map((id) => id.replace(/^annotation::/i, ''));
     };
     const s1 = exampleStack();
     const quiet = new ecs.FargateTaskDefinition(s1, 'T');

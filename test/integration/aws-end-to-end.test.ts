@@ -17,19 +17,23 @@
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
 import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { CreateKeyCommand, GetPublicKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import type { LambdaClient } from '@aws-sdk/client-lambda';
+import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import {
   CreateSecretCommand,
   GetSecretValueCommand,
   PutSecretValueCommand,
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
+import { App } from 'aws-cdk-lib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OrdersStack } from '../../examples/aws/orders-stack.js';
 import { createAuthorityHandler } from '../../functions/authority.js';
 import { type BotRunSummary, createBotHandler } from '../../functions/bot.js';
+import { decodeText } from '../../functions/env.js';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { bootstrapAuthority } from '../../src/authority/aws-bootstrap.js';
 import { verifyIamJoin } from '../../src/authority/iam-join.js';
@@ -39,11 +43,13 @@ import type { CredentialBundle } from '../../src/credentials/bundle.js';
 import { parseBundle } from '../../src/credentials/bundle.js';
 import { freePort, type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
+import { DEPLOY_REGION, DeployedTemplate, type Template } from '../support/aws/deploy.js';
 import { type LocalDynamoDb, startDynalite } from '../support/aws/dynalite.js';
 import { KmsDouble } from '../support/aws/kms.js';
 import { LambdaDouble } from '../support/aws/lambda.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { StsDouble, type StsTestPrincipal } from '../support/aws/sts.js';
+import { cdkJsonContext } from '../support/cdk.js';
 import { exampleResourcesYaml, REPO_ROOT } from '../support/fixtures.js';
 import { requirePostgres } from '../support/postgres.js';
 import { tempDir } from '../support/temp.js';
@@ -644,5 +650,264 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
     expect(currentVersion()).not.toBe(before);
     expect(sms().holder(SECRET, 'AWSPREVIOUS')?.versionId).toBe(before);
     expect((await readBundle()).serial).toBe(summary.outputs[0]?.serial);
+  });
+});
+
+/**
+ * examples/aws exactly as shipped (resources.yaml, bots/*.yaml, the orders stack with the sidecar as
+ * docs/aws.md documents it), synthesized and "deployed" onto the doubles (test/support/aws/deploy.ts): every
+ * handler runs with the environment its function has in the template, the bot runs as its trigger and its
+ * schedule invoke it, and the sidecar and the application start with their task definition's environment.
+ * What the machine cannot have is replaced below the configuration: the database name
+ * `orders-postgres.db.internal:5432` is routed to the local PostgreSQL (test/support/host-map.mjs), and the
+ * sidecar's two listening ports, which a task has to itself, are free ports here.
+ */
+describe('the shipped example (examples/aws), deployed: from its schedule to a PostgreSQL query through the sidecar', () => {
+  const STACK = 'Orders';
+  const DB_HOST = 'orders-postgres.db.internal';
+  let work: Awaited<ReturnType<typeof tempDir>> | undefined;
+  let dynamo: LocalDynamoDb | undefined;
+  let kmsDouble: KmsDouble | undefined;
+  let stsDouble: StsDouble | undefined;
+  let smDouble: SecretsManagerDouble | undefined;
+  let lambdaDouble: LambdaDouble | undefined;
+  let postgres: StartedPostgres | undefined;
+  let deployed: DeployedTemplate;
+  let sm: SecretsManagerClient;
+  let lambda: LambdaClient;
+  const processes: ChildProcessWithoutNullStreams[] = [];
+  const audit: Record<string, unknown>[] = [];
+  const savedLogLevel = process.env.BROKER_LOG_LEVEL;
+
+  const secretArn = (name: string) =>
+    deployed.ref(
+      deployed
+        .ids('AWS::SecretsManager::Secret')
+        .find((id) => deployed.resource(id).Properties?.Name === name) as string,
+    );
+  const readCurrent = async (name: string, stage = 'AWSCURRENT') => {
+    const got = await sm.send(new GetSecretValueCommand({ SecretId: secretArn(name), VersionStage: stage }));
+    return parseBundle(got.SecretString ?? '', `${stage} of ${name}`);
+  };
+  const invoke = async (functionArn: string) => {
+    const res = await lambda.send(
+      new InvokeCommand({ FunctionName: functionArn, InvocationType: 'RequestResponse' }),
+    );
+    const payload = Buffer.from(res.Payload ?? new Uint8Array()).toString('utf8');
+    if (res.FunctionError) throw new Error(`${functionArn} failed: ${payload}`);
+    return JSON.parse(payload) as BotRunSummary;
+  };
+
+  beforeAll(async () => {
+    await requirePostgres();
+    process.env.BROKER_LOG_LEVEL = 'warn';
+    for (const target of ['functions', 'proxy-container'])
+      await execFileAsync(process.execPath, ['scripts/build.mjs', '--target', target, '--quiet'], {
+        cwd: REPO_ROOT,
+      });
+    work = await tempDir('aws-example');
+    const app = new App({ outdir: path.join(work.dir, 'cdk.out'), context: cdkJsonContext() });
+    new OrdersStack(app, STACK);
+    const template = app.synth().getStackByName(STACK).template as Template;
+
+    [dynamo, kmsDouble, smDouble, lambdaDouble] = await Promise.all([
+      startDynalite(),
+      KmsDouble.start(),
+      SecretsManagerDouble.start(),
+      LambdaDouble.start(),
+    ]);
+    const kms = kmsDouble.client();
+    sm = smDouble.client();
+    lambda = lambdaDouble.client({ maxAttempts: 2 });
+    deployed = await DeployedTemplate.deploy(template, { stackName: STACK, kms, secretsManager: sm, dynamo });
+    const functions = deployed.ids('AWS::Lambda::Function');
+    const authorityId = functions.find((id) => id.startsWith('BrokerAuthorityFunction')) as string;
+    const botIds = functions.filter((id) => 'BROKER_BOT_CONFIG' in deployed.functionEnv(id));
+    expect(botIds).toHaveLength(2);
+    stsDouble = await StsDouble.start({
+      clock: systemClock,
+      principals: botIds.map((id) => deployed.principalOf(id)),
+    });
+    const sts = stsDouble;
+
+    // The database the example names, with a server certificate from the deployed db-server CA (KMS).
+    const env = deployed.functionEnv(authorityId);
+    const authority = await bootstrapAuthority({
+      store: new DynamoDbStateStore(dynamo.client, env.BROKER_TABLE_NAME as string),
+      kms,
+      caKeyIds: {
+        bot: env.BROKER_CA_KEY_BOT as string,
+        'db-client': env.BROKER_CA_KEY_DB_CLIENT as string,
+        'db-server': env.BROKER_CA_KEY_DB_SERVER as string,
+      },
+      dbClientCaKeyIds: JSON.parse(env.BROKER_DB_CLIENT_CA_KEYS as string) as Record<string, string>,
+      resourcesYaml: decodeText(env.BROKER_RESOURCES as string),
+      clusterName: env.BROKER_CLUSTER_NAME as string,
+      audit: new MemoryAuditLog(),
+      clock: systemClock,
+    });
+    const serverCert = await authority.signDatabaseServer([DB_HOST], { service: 'orders-postgres' });
+    postgres = await startPostgres({
+      baseDir: path.join(work.dir, 'pg'),
+      tls: {
+        serverCertPem: serverCert.certificatePem,
+        serverKeyPem: serverCert.privateKeyPem,
+        clientCaPem: serverCert.clientCaPem,
+      },
+      users: ['orders_app', 'reports_ro'],
+      databases: ['orders'],
+    });
+
+    const authorityHandler = createAuthorityHandler({
+      env,
+      dynamodb: dynamo.client,
+      kms,
+      iamVerifier: (req, challenge) => verifyIamJoin(req, challenge, { fetch: sts.fetch }),
+      writeLine: (line) => audit.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    lambdaDouble.register(deployed.ref(authorityId), (event) => authorityHandler(event));
+    for (const id of botIds) {
+      const principal = deployed.principalOf(id);
+      const handler = createBotHandler({
+        env: {
+          ...deployed.functionEnv(id),
+          AWS_REGION: DEPLOY_REGION,
+          AWS_ACCESS_KEY_ID: principal.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: principal.secretAccessKey,
+          AWS_SESSION_TOKEN: principal.sessionToken as string,
+        },
+        lambda,
+        secretsManager: sm,
+        writeLine: () => undefined,
+      });
+      lambdaDouble.register(deployed.ref(id), () => handler());
+    }
+  }, 300_000);
+
+  afterAll(async () => {
+    for (const child of processes)
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await postgres?.stop();
+    sm?.destroy();
+    lambda?.destroy();
+    await Promise.all([
+      dynamo?.close(),
+      kmsDouble?.close(),
+      stsDouble?.close(),
+      smDouble?.close(),
+      lambdaDouble?.close(),
+    ]);
+    await work?.cleanup();
+    if (savedLogLevel === undefined) delete process.env.BROKER_LOG_LEVEL;
+    else process.env.BROKER_LOG_LEVEL = savedLogLevel;
+  });
+
+  it('cdk deploy: each bot runs once through its trigger and writes every output before the consumers exist', async () => {
+    const triggers = deployed.ids('Custom::Trigger');
+    expect(triggers).toHaveLength(2);
+    for (const id of triggers) {
+      const summary = await invoke(deployed.resolve(deployed.resource(id).Properties?.HandlerArn));
+      expect(summary.outputs.every((o) => o.ok)).toBe(true);
+    }
+    const orders = await readCurrent('broker/orders/orders-postgres');
+    expect(orders).toMatchObject({
+      service: 'orders-postgres',
+      endpoint: `${DB_HOST}:5432`,
+      serverName: DB_HOST,
+      database: 'orders',
+      username: 'orders_app',
+    });
+    expect(await readCurrent('broker/reports/orders-postgres')).toMatchObject({ username: 'reports_ro' });
+    expect(Object.keys((await readCurrent('broker/reports/orders-mariadb')).files)).toContain('tls.crt');
+    // Every iam join was a session of the bot's own role, checked by STS.
+    expect(stsDouble?.requests.map((r) => r.outcome)).toEqual(['OK', 'OK']);
+    // Audited with the stack's name, the Stack dimension of the AuthorityDenials metric filter.
+    const issued = audit.filter((a) => a.event === 'db_cert.issue');
+    expect(issued.map((a) => [a.outcome, a.stack])).toEqual([
+      ['success', STACK],
+      ['success', STACK],
+      ['success', STACK],
+    ]);
+  });
+
+  it("the schedule invokes the bot: a new AWSCURRENT, the deploy's bundle stays as AWSPREVIOUS", async () => {
+    const schedule = deployed.ids('AWS::Scheduler::Schedule', 'BrokerBotordersSchedule')[0] as string;
+    const target = deployed.resource(schedule).Properties?.Target as { Arn: unknown };
+    const first = await readCurrent('broker/orders/orders-postgres');
+    const summary = await invoke(deployed.resolve(target.Arn));
+    const second = await readCurrent('broker/orders/orders-postgres');
+    expect(second.serial).toBe(summary.outputs[0]?.serial);
+    expect(second.serial).not.toBe(first.serial);
+    expect(await readCurrent('broker/orders/orders-postgres', 'AWSPREVIOUS')).toEqual(first);
+  });
+
+  it("the sidecar from the task definition becomes healthy and the api container's query reaches PostgreSQL as orders_app", async () => {
+    const task = deployed.ids('AWS::ECS::TaskDefinition', 'OrdersApi')[0] as string;
+    const proxy = deployed.container(task, 'broker-proxy');
+    const api = deployed.container(task, 'api');
+    const port = await freePort();
+    const diag = `127.0.0.1:${await freePort()}`;
+    const env: NodeJS.ProcessEnv = {
+      ...cleanEnv(),
+      ...proxy.environment,
+      BROKER_PROXY_PORT: String(port),
+      BROKER_DIAG_ADDR: diag,
+      AWS_REGION: DEPLOY_REGION,
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: smDouble?.endpoint,
+      NODE_OPTIONS: `--import=${pathToFileURL(path.join(REPO_ROOT, 'test/support/host-map.mjs')).href}`,
+      BROKER_TEST_HOST_MAP: `${DB_HOST}:5432=127.0.0.1:${postgres?.port}`,
+    };
+    expect(proxy.environment).toMatchObject({
+      BROKER_BUNDLE_SECRET_ID: secretArn('broker/orders/orders-postgres'),
+      BROKER_SERVICE: 'orders-postgres',
+      BROKER_PROXY_PORT: api.environment.PGPORT,
+      BROKER_PROXY_TUNNEL: 'true',
+    });
+    const child = spawn(process.execPath, [PROXY], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    processes.push(child);
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString('utf8');
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString('utf8');
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+
+    // The task definition's health check, with the image's /app/ being proxy-container/ here.
+    const [cmd, ...args] = (proxy.healthCheck?.Command ?? []).slice(1);
+    expect([cmd, ...args]).toEqual(['node', '/app/healthcheck.mjs']);
+    const script = path.join(REPO_ROOT, 'proxy-container', path.basename(args[0] as string));
+    const healthy = async () =>
+      execFileAsync(process.execPath, [script], { env, timeout: 10_000 }).then(
+        () => true,
+        () => false,
+      );
+    const until = Date.now() + 20_000;
+    while (!(await healthy())) {
+      if (child.exitCode !== null || Date.now() > until)
+        throw new Error(`the sidecar never became healthy; its output:\n${output}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+
+    // The api container, as configured: plain PostgreSQL to the sidecar on loopback, no password, no TLS.
+    const row = await queryRow<{ user: string; ssl: boolean; serial: string }>(
+      {
+        host: api.environment.PGHOST,
+        port,
+        database: api.environment.PGDATABASE,
+        user: api.environment.PGUSER,
+        ssl: api.environment.PGSSLMODE === 'disable' ? false : undefined,
+      },
+      WHO_AM_I,
+    );
+    const current = await readCurrent('broker/orders/orders-postgres');
+    expect(row).toEqual({ user: 'orders_app', ssl: true, serial: serialNumber(current.serial) });
+
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 });
