@@ -4,6 +4,7 @@ import { createLogger } from '../log.js';
 import { caPin } from '../pki/parse.js';
 import { openAuthority } from './authority-commands.js';
 import {
+  type CliContext,
   type DatabaseFlags,
   databaseOutputOverride,
   type StartFlags,
@@ -25,12 +26,7 @@ interface ServeOptions {
   publicAddr?: string;
 }
 
-/** The program-level `-c FILE` given before the command (tbot's global flag), read by runCli. */
-export interface CliContext {
-  globalConfig?: string | undefined;
-  debug?: boolean;
-  env?: NodeJS.ProcessEnv;
-}
+export type { CliContext } from './bot-flags.js';
 
 const START_HELP = `
 Configuration: -c FILE (before or after the command), else TBOT_CONFIG_PATH, else the YAML in TBOT_CONFIG,

@@ -5,6 +5,13 @@
 import type { Command } from 'commander';
 import { UsageError } from './errors.js';
 
+/** The program-level flags given before the command (tbot's globals), read by runCli. */
+export interface CliContext {
+  globalConfig?: string | undefined;
+  debug?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
 /** The flags `start`, `start database`, `start database-tunnel` and `configure` share. */
 export interface StartFlags {
   config?: string;

@@ -9,9 +9,9 @@ import { parseYamlDocuments } from '../config/yaml.js';
 import { BrokerError } from '../errors.js';
 import { checkHealth } from '../proxy/diag.js';
 import { durationOption } from './authority-commands.js';
-import type { CliContext } from './bot-commands.js';
 import {
   allOverrides,
+  type CliContext,
   type DatabaseFlags,
   databaseOutputOverride,
   type StartFlags,
