@@ -135,6 +135,11 @@ describe('the empty pattern', () => {
     expect(sliceMatchesRegex('prod', [''])).toBe(false);
   });
 
+  it('a selector value given as one string is one pattern, not a list of its characters', () => {
+    expect(labelsMatch({ env: 'prod' }, { env: 'p' })).toBe(false);
+    expect(labelsMatch({ env: ['prod', 'dev'] }, { env: 'dev' })).toBe(true);
+  });
+
   it('an allow selector with an empty value does not open a labelled database', () => {
     expect(labelsMatch({ env: '' }, { env: 'prod' })).toBe(false);
     expect(labelsMatch({ env: '' }, { env: '' })).toBe(true);

@@ -152,6 +152,20 @@ describe('parseStartupPacket', () => {
     }
   });
 
+  it('refuses a StartupMessage whose parameters are not NUL-terminated, by name', () => {
+    const unterminated = packetWith(PROTOCOL_3_0, Buffer.from('user\0alice\0database', 'utf8'));
+    const err = (() => {
+      try {
+        parseStartupPacket(unterminated);
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err).toBeInstanceOf(PostgresProtocolError);
+    expect(err?.name).toBe('PostgresProtocolError');
+    expect(err?.message).toBe('StartupMessage is not NUL-terminated');
+  });
+
   it('reads a CancelRequest, including the longer secret keys of protocol 3.2', () => {
     const key = Buffer.alloc(32, 7);
     expect(parseStartupPacket(serializeCancel(-5, key))).toEqual({
