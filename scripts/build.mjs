@@ -89,6 +89,9 @@ const targets = {
       outExtension: { '.js': '.mjs' },
       splitting: true,
       chunkNames: 'chunks/[name]-[hash]',
+      // The SDK's ES build: a split chunk of its CommonJS build exports only `default`, so the dynamic
+      // import would see no SecretsManagerClient.
+      mainFields: ['module', 'main'],
       minify: true,
       banner: { js: cjsShim },
       clean: true,
