@@ -5,21 +5,25 @@
  * is set up as `broker auth sign --format=db` sets it up (server certificate from the db-server CA, trust in
  * the service's own client CA, certificate login), and each login must come out as the certificate's user.
  *
- * PostgreSQL (embedded or Debian), MariaDB and Redis are real servers; these tests fail, never skip, when one
- * is missing. MongoDB and CockroachDB servers are not available here (README, "Key algorithms").
+ * PostgreSQL (embedded or Debian), MariaDB, Redis and FerretDB (a MongoDB-wire server, Go's crypto/tls, built
+ * by .ci/ferretdb.sh) are real servers; these tests fail, never skip, when one is missing. No MongoDB or
+ * CockroachDB server can be installed here (README, "Key algorithms").
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { MongoClient } from 'mongodb';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
+import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { generateKeyPairOf, type KeyAlgorithm } from '../../src/pki/keys.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
+import { type StartedFerretdb, startFerretdb } from '../support/devdb/ferretdb.js';
 import { type StartedMariadb, startMariadb } from '../support/devdb/mariadb.js';
 import { type StartedRedis, startRedis } from '../support/devdb/redis.js';
 import { openssl, writeFiles } from '../support/openssl.js';
@@ -48,6 +52,11 @@ kind: db
 version: v3
 metadata: { name: redis-db }
 spec: { protocol: redis, uri: 'localhost:6379', tls: { server_name: localhost } }
+---
+kind: db
+version: v3
+metadata: { name: mongo-db }
+spec: { protocol: mongodb, uri: 'localhost:27017', tls: { server_name: localhost } }
 ---
 kind: bot
 version: v1
@@ -101,6 +110,7 @@ describe.each(CA_ALGORITHMS)('CAs with %s keys', (caAlgorithm) => {
   let postgres: StartedPostgres | undefined;
   let mariadb: StartedMariadb | undefined;
   let redis: StartedRedis | undefined;
+  let ferretdb: StartedFerretdb | undefined;
 
   setupOnce(async () => {
     await requirePostgres();
@@ -110,7 +120,7 @@ describe.each(CA_ALGORITHMS)('CAs with %s keys', (caAlgorithm) => {
       const s = await authority!.signDatabaseServer(['localhost', '127.0.0.1'], { service });
       return { serverCertPem: s.certificatePem, serverKeyPem: s.privateKeyPem, clientCaPem: s.clientCaPem };
     };
-    [postgres, mariadb, redis] = await Promise.all([
+    [postgres, mariadb, redis, ferretdb] = await Promise.all([
       server('pg-db').then((tls) =>
         startPostgres({ baseDir: path.join(work!.dir, 'pg'), tls, users: ['alice'], databases: ['appdb'] }),
       ),
@@ -123,11 +133,12 @@ describe.each(CA_ALGORITHMS)('CAs with %s keys', (caAlgorithm) => {
         }),
       ),
       server('redis-db').then((tls) => startRedis({ baseDir: path.join(work!.dir, 'redis'), tls })),
+      server('mongo-db').then((tls) => startFerretdb({ baseDir: path.join(work!.dir, 'ferretdb'), tls })),
     ]);
   });
 
   afterAll(async () => {
-    await Promise.allSettled([postgres?.stop(), mariadb?.stop(), redis?.stop()]);
+    await Promise.allSettled([postgres?.stop(), mariadb?.stop(), redis?.stop(), ferretdb?.stop()]);
     await work?.cleanup();
   });
 
@@ -157,6 +168,33 @@ describe.each(CA_ALGORITHMS)('CAs with %s keys', (caAlgorithm) => {
   });
 
   describe.each(KEY_ALGORITHMS)('client key %s', (keyAlgorithm) => {
+    it('MongoDB wire (FerretDB, the mongo format, the mongodb driver) answers ping', async () => {
+      const files = await issue(authority!, 'mongo-db', keyAlgorithm);
+      const dir = path.join(work!.dir, `mongo-${keyAlgorithm}`);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const rendered = renderDatabaseArtifacts('mongo', files);
+      await writeFile(path.join(dir, 'mongo.crt'), rendered['mongo.crt'] as string, { mode: 0o600 });
+      await writeFile(path.join(dir, 'mongo.cas'), rendered['mongo.cas'] as string, { mode: 0o600 });
+      const client = new MongoClient(`mongodb://localhost:${ferretdb!.port}/`, {
+        tls: true,
+        tlsCertificateKeyFile: path.join(dir, 'mongo.crt'),
+        tlsCAFile: path.join(dir, 'mongo.cas'),
+        directConnection: true,
+        serverSelectionTimeoutMS: 8_000,
+        connectTimeoutMS: 5_000,
+      });
+      try {
+        const pong = await within(
+          20_000,
+          'the MongoDB ping',
+          (async () => (await client.connect()).db('admin').command({ ping: 1 }))(),
+        );
+        expect(pong.ok).toBe(1);
+      } finally {
+        await client.close(true);
+      }
+    });
+
     it('PostgreSQL (cert authentication, node-postgres) logs in as the certificate user', async () => {
       const files = await issue(authority!, 'pg-db', keyAlgorithm);
       const client = new pg.Client({
