@@ -25,19 +25,26 @@ const envSchema = z.object({
   /** The stack's name, in every audit line: the dimension of the AuthorityDenials metric. */
   BROKER_STACK_NAME: z.string().min(1).optional(),
   /** Each database service's client CA key, as JSON `{ "<service>": "<KMS key id>" }` (one key per db resource). */
-  BROKER_DB_CLIENT_CA_KEYS: z
+  BROKER_DB_CLIENT_CA_KEYS: keyMap('service name'),
+  /** The next key of each CA being rotated, as JSON `{ "<bot|db-server|db-client/<service>>": "<KMS key id>" }`. */
+  BROKER_CA_NEXT_KEYS: keyMap('CA name'),
+});
+
+/** A JSON object of name to KMS key id, in one environment variable. */
+function keyMap(what: string) {
+  return z
     .string()
     .default('{}')
     .transform((text, ctx) => {
       try {
         return JSON.parse(text) as unknown;
       } catch {
-        ctx.addIssue({ code: 'custom', message: 'is not JSON: an object of service name to KMS key id' });
+        ctx.addIssue({ code: 'custom', message: `is not JSON: an object of ${what} to KMS key id` });
         return z.NEVER;
       }
     })
-    .pipe(z.record(z.string(), z.string().min(1))),
-});
+    .pipe(z.record(z.string(), z.string().min(1)));
+}
 
 export interface AuthorityHandlerDeps {
   env: NodeJS.ProcessEnv;
@@ -52,9 +59,23 @@ export interface AuthorityHandlerDeps {
  * its response. Parse, call, map: everything else is in src/.
  */
 export function createAuthorityHandler(deps: AuthorityHandlerDeps): (event: unknown) => Promise<ApiResponse> {
-  const env = parseEnv(envSchema, deps.env, 'authority');
+  const options = authorityOptions(deps);
   const log = createLogger({ base: { component: 'authority' }, destination: 1 });
-  const options: AuthorityBootstrapOptions = {
+  let ready: ReturnType<typeof bootstrapAuthority> | undefined;
+  return async (event) => {
+    // A failed bootstrap is retried on the next invocation rather than cached for the container's life.
+    ready ??= bootstrapAuthority(options).catch((err) => {
+      ready = undefined;
+      throw err;
+    });
+    return handleApiRequest(await ready, event, log);
+  };
+}
+
+/** The authority's configuration from the environment the stack sets (also the rotation action's). */
+export function authorityOptions(deps: AuthorityHandlerDeps): AuthorityBootstrapOptions {
+  const env = parseEnv(envSchema, deps.env, 'authority');
+  return {
     // Remembered requests, used challenges and spent nonces expire by TTL: nothing else prunes them here.
     store: new DynamoDbStateStore(deps.dynamodb, env.BROKER_TABLE_NAME, {
       ttlPartitions: shortLivedPrefixes,
@@ -66,20 +87,12 @@ export function createAuthorityHandler(deps: AuthorityHandlerDeps): (event: unkn
       'db-server': env.BROKER_CA_KEY_DB_SERVER,
     },
     dbClientCaKeyIds: env.BROKER_DB_CLIENT_CA_KEYS,
+    nextCaKeyIds: env.BROKER_CA_NEXT_KEYS,
     resourcesYaml: decodeText(env.BROKER_RESOURCES),
     clusterName: env.BROKER_CLUSTER_NAME,
     audit: new StdoutAuditLog(deps.writeLine, env.BROKER_STACK_NAME ? { stack: env.BROKER_STACK_NAME } : {}),
     clock: systemClock,
     ...(deps.iamVerifier ? { iamVerifier: deps.iamVerifier } : {}),
-  };
-  let ready: ReturnType<typeof bootstrapAuthority> | undefined;
-  return async (event) => {
-    // A failed bootstrap is retried on the next invocation rather than cached for the container's life.
-    ready ??= bootstrapAuthority(options).catch((err) => {
-      ready = undefined;
-      throw err;
-    });
-    return handleApiRequest(await ready, event, log);
   };
 }
 

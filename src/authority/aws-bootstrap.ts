@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { KMSClient } from '@aws-sdk/client-kms';
+import { type KMSClient, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms';
 import type { Clock } from '../clock.js';
+import { ConfigError } from '../config/errors.js';
 import { CA_TYPES, type CaType } from '../pki/ca.js';
 import { createKmsCa, kmsServiceCaFactory, kmsSignerFactory } from '../pki/kms-signer.js';
 import { ConflictError } from '../state/errors.js';
@@ -30,6 +31,11 @@ export interface AuthorityBootstrapOptions {
   caKeyIds: Record<CaType, string>;
   /** The KMS key of each database service's own client CA, by service (db resource name). */
   dbClientCaKeyIds?: Readonly<Record<string, string>>;
+  /**
+   * The KMS key the stack created to be each CA's next key (`bot`, `db-server`, `db-client/<service>`), for
+   * `broker auth rotate --phase init`; a rotation may also name its key itself.
+   */
+  nextCaKeyIds?: Readonly<Record<string, string>>;
   /** The resource YAML (roles, dbs, bots, iam tokens) the stack was deployed with. */
   resourcesYaml: string;
   clusterName: string;
@@ -53,6 +59,23 @@ export async function bootstrapAuthority(options: AuthorityBootstrapOptions): Pr
     clock,
     signerFactory: kmsSignerFactory(kms),
     serviceCaFactory: kmsServiceCaFactory({ kmsClient: kms, keyIds: serviceKeys, clock }),
+    rotationKeyFactory: ({ type, service, clusterName, kmsKeyId }) => {
+      const ca = service === undefined ? type : `db-client/${service}`;
+      const next = options.nextCaKeyIds ?? {};
+      const keyId = kmsKeyId ?? (Object.hasOwn(next, ca) ? next[ca] : undefined);
+      if (!keyId)
+        throw new ConfigError(
+          `there is no next KMS key for the ${ca} CA; deploy the stack with nextCaKeys: ['${ca}'] (it creates one) and start the rotation again, or name a key with --kms-key`,
+        );
+      return createKmsCa(type, {
+        clusterName,
+        kmsClient: kms,
+        keyId,
+        clock,
+        ...(service === undefined ? {} : { service }),
+      });
+    },
+    retireCaKey: (key) => scheduleKeyDeletion(kms, key),
     ...(options.iamVerifier ? { iamVerifier: options.iamVerifier } : {}),
   });
   const cas = [
@@ -103,4 +126,22 @@ export async function bootstrapAuthority(options: AuthorityBootstrapOptions): Pr
     await state.put(stateKeys.appliedResources, { hash, appliedAt: clock.now().toISOString() });
   }
   return authority;
+}
+
+/** How long a retired CA key stays recoverable (CancelKeyDeletion) before KMS deletes it: the longest KMS allows. */
+export const RETIRED_KEY_PENDING_DAYS = 30;
+
+/**
+ * Schedules the deletion of a CA key that a finished rotation (or rollback) removed: it signs nothing and no
+ * bundle names it any more. KMS keeps it recoverable for RETIRED_KEY_PENDING_DAYS.
+ */
+async function scheduleKeyDeletion(kms: KMSClient, key: { kmsKeyId?: string }): Promise<string> {
+  if (!key.kmsKeyId) return 'removed from the CA (it was not a KMS key)';
+  const out = await kms.send(
+    new ScheduleKeyDeletionCommand({ KeyId: key.kmsKeyId, PendingWindowInDays: RETIRED_KEY_PENDING_DAYS }),
+  );
+  const when = out.DeletionDate
+    ? ` on ${out.DeletionDate.toISOString()}`
+    : ` in ${RETIRED_KEY_PENDING_DAYS} days`;
+  return `KMS key ${key.kmsKeyId} scheduled for deletion${when}`;
 }

@@ -95,8 +95,13 @@ export function transition(record: CaRecord, what: string, change: PhaseChange):
           `${what} holds ${keys.length} keys outside a rotation; it must hold one to start a rotation`,
         );
       if (!change.newKey || !change.id) throw new RotationError(`rotating ${what} needs a new key`);
-      if (change.newKey.certificatePem === first.certificatePem)
-        throw new RotationError(`the new key of ${what} is the key it already has`);
+      if (
+        change.newKey.certificatePem === first.certificatePem ||
+        (change.newKey.kmsKeyId !== undefined && change.newKey.kmsKeyId === first.kmsKeyId)
+      )
+        throw new RotationError(
+          `the new key of ${what} is the key it already has${first.kmsKeyId ? ` (KMS key ${first.kmsKeyId}): the stack must create a new one` : ''}`,
+        );
       const mode = change.mode ?? 'manual';
       const next: CaRotation = {
         ...keep(rotation, 'lastRotated'),

@@ -103,16 +103,22 @@ export class Rotations {
               kmsKeyId: request.kmsKeyId,
             })
           : undefined;
-      const moved = transition(item.value, `the ${target.ca} CA`, {
-        to,
-        now: this.ctx.clock.now(),
-        mode: request.mode,
-        id,
-        ...(newKey ? { newKey } : {}),
-        ...(request.mode === 'auto'
-          ? { gracePeriodMs: request.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS }
-          : {}),
-      });
+      let moved: PhaseTransition;
+      try {
+        moved = transition(item.value, `the ${target.ca} CA`, {
+          to,
+          now: this.ctx.clock.now(),
+          mode: request.mode,
+          id,
+          ...(newKey ? { newKey } : {}),
+          ...(request.mode === 'auto'
+            ? { gracePeriodMs: request.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS }
+            : {}),
+        });
+      } catch (err) {
+        if (err instanceof RotationError) return this.refuse([target], to, err.message);
+        throw err;
+      }
       outcomes.push(await this.commit(target, item, moved));
     }
     return outcomes;

@@ -1,0 +1,161 @@
+/**
+ * CA rotation in AWS mode: the rotation action (functions/authority-rotate.ts) moves a KMS-held CA to the
+ * next KMS key the stack created, on the DynamoDB state (dynalite) the authority Lambda reads; during the
+ * overlap the authority API's `ca-bundles` carries both keys' certificates, signing moves to the new key at
+ * update_clients, and only at standby is the key that left scheduled for deletion (the new one after a
+ * rollback). The KMS double signs for real; it does not model key deletion, so ScheduleKeyDeletion is
+ * recorded here and answered as KMS does.
+ */
+import { createPublicKey, randomUUID, X509Certificate } from 'node:crypto';
+import {
+  CreateKeyCommand,
+  GetPublicKeyCommand,
+  type KMSClient,
+  ScheduleKeyDeletionCommand,
+  type ScheduleKeyDeletionCommandInput,
+} from '@aws-sdk/client-kms';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAuthorityHandler } from '../../functions/authority.js';
+import {
+  createRotationHandler,
+  type RotateEvent,
+  type RotateResponse,
+} from '../../functions/authority-rotate.js';
+import { splitPemBundle } from '../../src/credentials/pem.js';
+import { createStateTable } from '../../src/state/dynamodb-store.js';
+import { type LocalDynamoDb, startDynalite } from '../support/aws/dynalite.js';
+import { KmsDouble } from '../support/aws/kms.js';
+import { EXAMPLE, exampleResourcesYaml } from '../support/fixtures.js';
+
+const TABLE = 'broker-rotation';
+const SERVICE_CA = `db-client/${EXAMPLE.service}`;
+
+describe('CA rotation of KMS-held CAs through the rotation action', () => {
+  let dynamo: LocalDynamoDb;
+  let kms: KMSClient;
+  const deletions: ScheduleKeyDeletionCommandInput[] = [];
+  const keys: Record<string, string> = {};
+  let rotate: (event: RotateEvent) => Promise<RotateResponse>;
+  let bundles: () => Promise<{ dbClient: string; dbServer: string }>;
+
+  const newKey = async () =>
+    (await kms.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata
+      ?.KeyId as string;
+  const publicKeyOf = async (keyId: string) =>
+    createPublicKey({
+      key: Buffer.from((await kms.send(new GetPublicKeyCommand({ KeyId: keyId }))).PublicKey as Uint8Array),
+      format: 'der',
+      type: 'spki',
+    }).export({ type: 'spki', format: 'pem' });
+  const certKey = (pem: string) => new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'pem' });
+
+  beforeAll(async () => {
+    dynamo = await startDynalite();
+    const double = new KmsDouble();
+    const real = double.client();
+    // The double signs with real keys; deletion it does not model, so it is recorded and answered here.
+    kms = {
+      send: async (command: unknown) => {
+        if (command instanceof ScheduleKeyDeletionCommand) {
+          deletions.push(command.input);
+          return { KeyId: command.input.KeyId, DeletionDate: new Date(Date.now() + 30 * 86_400_000) };
+        }
+        return real.send(command as Parameters<KMSClient['send']>[0]);
+      },
+    } as unknown as KMSClient;
+    await createStateTable(dynamo.client, TABLE);
+    for (const name of ['bot', 'db-client', 'db-server', 'service', 'next-db-server', 'next-service'])
+      keys[name] = await newKey();
+    const env = {
+      BROKER_TABLE_NAME: TABLE,
+      BROKER_CA_KEY_BOT: keys.bot as string,
+      BROKER_CA_KEY_DB_CLIENT: keys['db-client'] as string,
+      BROKER_CA_KEY_DB_SERVER: keys['db-server'] as string,
+      BROKER_DB_CLIENT_CA_KEYS: JSON.stringify({ [EXAMPLE.service]: keys.service }),
+      // What the stack sets for the CAs it created a next key for (nextCaKeys).
+      BROKER_CA_NEXT_KEYS: JSON.stringify({
+        'db-server': keys['next-db-server'],
+        [SERVICE_CA]: keys['next-service'],
+      }),
+      BROKER_RESOURCES: `base64:${Buffer.from(exampleResourcesYaml()).toString('base64')}`,
+    };
+    const deps = { env, dynamodb: dynamo.client, kms, writeLine: () => undefined };
+    const api = createAuthorityHandler(deps);
+    rotate = createRotationHandler(deps);
+    bundles = async () => {
+      const res = await api({
+        v: 1,
+        type: 'ca-bundles',
+        requestId: randomUUID(),
+        params: { service: EXAMPLE.service },
+      });
+      if (!res.ok) throw new Error(res.error.message);
+      return res.result as { dbClient: string; dbServer: string };
+    };
+  });
+
+  afterAll(async () => {
+    await dynamo?.close();
+  });
+
+  const ok = async (event: RotateEvent) => {
+    const res = await rotate(event);
+    if (!res.ok) throw new Error(`${res.error.code}: ${res.error.message}`);
+    return res.outcomes;
+  };
+
+  it('rotates the db-server CA to the stack-made key; the old key is scheduled for deletion only at standby', async () => {
+    const before = splitPemBundle((await bundles()).dbServer);
+    expect(before).toHaveLength(1);
+    expect(certKey(before[0] as string)).toBe(await publicKeyOf(keys['db-server'] as string));
+
+    const [init] = await ok({ type: 'db-server', phase: 'init', manual: true });
+    expect(init?.keys.map((k) => k.kmsKeyId)).toEqual([keys['db-server'], keys['next-db-server']]);
+    const overlap = splitPemBundle((await bundles()).dbServer);
+    expect(overlap).toHaveLength(2);
+    expect(certKey(overlap[1] as string)).toBe(await publicKeyOf(keys['next-db-server'] as string));
+
+    const [switched] = await ok({ type: 'db-server', phase: 'update_clients', manual: true });
+    expect(switched?.keys.map((k) => k.kmsKeyId)).toEqual([keys['next-db-server'], keys['db-server']]);
+    await ok({ type: 'db-server', phase: 'update_servers', manual: true });
+    expect(deletions).toEqual([]);
+
+    const [done] = await ok({ type: 'db-server', phase: 'standby', manual: true });
+    expect(done?.retired).toMatch(new RegExp(`KMS key ${keys['db-server']} scheduled for deletion on `));
+    expect(deletions).toEqual([{ KeyId: keys['db-server'], PendingWindowInDays: 30 }]);
+    const after = splitPemBundle((await bundles()).dbServer);
+    expect(after).toHaveLength(1);
+    expect(certKey(after[0] as string)).toBe(await publicKeyOf(keys['next-db-server'] as string));
+  });
+
+  it('a rotation rolled back discards the new key: it is the one scheduled for deletion', async () => {
+    deletions.length = 0;
+    await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'init', manual: true });
+    expect(splitPemBundle((await bundles()).dbClient)).toHaveLength(2);
+    await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'update_clients', manual: true });
+    await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'rollback', manual: true });
+    expect(deletions).toEqual([]);
+    await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'standby', manual: true });
+    expect(deletions).toEqual([{ KeyId: keys['next-service'], PendingWindowInDays: 30 }]);
+    const after = splitPemBundle((await bundles()).dbClient);
+    expect(certKey(after[0] as string)).toBe(await publicKeyOf(keys.service as string));
+  });
+
+  it('refuses what would break trust, with the reason, and changes nothing', async () => {
+    // The next key of db-server is now its current key: a new rotation needs a new key from the stack.
+    const again = await rotate({ type: 'db-server', phase: 'init', manual: true });
+    expect(again).toMatchObject({ ok: false, error: { code: 'rotation_phase' } });
+    expect(!again.ok && again.error.message).toMatch(
+      /the key it already has.*the stack must create a new one/,
+    );
+    const noKey = await rotate({ type: 'bot', phase: 'init', manual: true });
+    expect(!noKey.ok && noKey.error.message).toMatch(
+      /no next KMS key for the bot CA; deploy the stack with nextCaKeys: \['bot'\]/,
+    );
+    const auto = await rotate({ type: 'db-server' });
+    expect(!auto.ok && auto.error.message).toMatch(/only the bot CA rotates automatically/);
+    const bad = await rotate({ type: 'db-server', phase: 'sideways' } as unknown as RotateEvent);
+    expect(bad).toMatchObject({ ok: false, error: { code: 'bad_request' } });
+    expect(splitPemBundle((await bundles()).dbServer)).toHaveLength(1);
+  });
+});
