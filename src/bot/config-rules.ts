@@ -38,10 +38,20 @@ export function crossCheck(cfg: BotConfig, raw: RawFields): { issues: ConfigIssu
       path: ['onboarding', 'ca_path'],
       message: 'onboarding.ca_pins and onboarding.ca_path are mutually exclusive, as in tbot; give one',
     });
+  // tbot warns; a bot in AWS mode (the project's own shape: iam join or Secrets Manager storage) runs on a
+  // schedule with nobody to read a warning, and its consumers would read expired secrets, so it is refused.
+  const awsMode = cfg.onboarding.join_method === 'iam' || cfg.storage.type === 'secretsmanager';
   const slow = (ttl: number, interval: number, where: string) => {
-    if (!cfg.oneshot && interval >= ttl)
+    if (cfg.oneshot || interval < ttl) return;
+    const what = `renewal_interval (${formatDuration(interval)})`;
+    if (awsMode)
+      issues.push({
+        path: where.split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
+        message: `${what} must be shorter than credential_ttl (${formatDuration(ttl)}), or certificates expire before they are renewed`,
+      });
+    else
       warnings.push(
-        `${where}: renewal_interval (${formatDuration(interval)}) is not shorter than credential_ttl (${formatDuration(ttl)}): certificates expire before they are renewed; shorten renewal_interval or lengthen credential_ttl`,
+        `${where}: ${what} is not shorter than credential_ttl (${formatDuration(ttl)}): certificates expire before they are renewed; shorten renewal_interval or lengthen credential_ttl`,
       );
   };
   slow(cfg.credential_ttl, cfg.renewal_interval, 'renewal_interval');

@@ -48,6 +48,10 @@ export async function startConfig(
   const file = flags.config ?? options.globalConfig ?? env.TBOT_CONFIG_PATH;
   if (file) return loadBotConfig(file, { overrides });
   if (env.TBOT_CONFIG) return parseBotConfig(configString(env.TBOT_CONFIG), 'TBOT_CONFIG', { overrides });
+  if (!flags.authServer && !flags.proxyServer)
+    throw new UsageError(
+      'no configuration: give -c, --config <file> (or TBOT_CONFIG_PATH, or the YAML in TBOT_CONFIG), or the flags with at least --auth-server (see --help)',
+    );
   return parseBotConfig('version: v2\n', '(command-line flags)', { overrides });
 }
 

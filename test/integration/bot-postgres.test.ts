@@ -575,7 +575,7 @@ describe('the bot with a real PostgreSQL and the authority over its API', () => 
     it('exits 2 on usage errors and 1 on a missing configuration file', async () => {
       const noConfig = await cli('start');
       expect(noConfig.code).toBe(2);
-      expect(noConfig.stderr).toMatch(/required option '-c, --config <file>'/);
+      expect(noConfig.stderr).toMatch(/no configuration: give -c, --config <file>/);
       const unknownOption = await cli('start', '-c', dir('cli-bot.yaml'), '--oneshto');
       expect(unknownOption.code).toBe(2);
       expect(unknownOption.stderr).toMatch(/unknown option '--oneshto'/);

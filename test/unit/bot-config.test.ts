@@ -113,6 +113,15 @@ describe('parseBotConfig: renewal after expiry is warned about, as tbot does', (
     );
   });
 
+  it('refuses it in AWS mode (iam join or Secrets Manager storage), where no one reads a warning', () => {
+    const err = configError(
+      config({ top: 'renewal_interval: 2h' }).replace('join_method: token', 'join_method: iam'),
+    );
+    expect(err.message).toMatch(
+      /renewal_interval: renewal_interval \(2h0m0s\) must be shorter than credential_ttl \(1h0m0s\)/,
+    );
+  });
+
   it('says nothing in oneshot mode, where nothing is renewed', () => {
     const cfg = parseBotConfig(config({ top: 'renewal_interval: 2h\noneshot: true' }), 'bot.yaml');
     expect(cfg.warnings).toEqual([]);
