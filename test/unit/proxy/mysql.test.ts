@@ -486,3 +486,149 @@ describe('properties', () => {
     );
   });
 });
+
+describe('refusals name the problem', () => {
+  const refusal = (f: () => unknown): Error => {
+    try {
+      f();
+    } catch (err) {
+      return err as Error;
+    }
+    throw new Error('accepted');
+  };
+  const lenencAuth = (authPart: Buffer) =>
+    Buffer.concat([responseHead(CLIENT_CAPS), Buffer.from('alice\0'), authPart, Buffer.from('example\0')]);
+
+  it.each([
+    [
+      'another protocol version',
+      Buffer.from([9, 0x35, 0, ...Buffer.alloc(40)]),
+      'unexpected handshake protocol version 9',
+    ],
+    [
+      'a missing version terminator',
+      Buffer.from([10, 0x35, 0x2e, 0x35]),
+      'server greeting has no version terminator',
+    ],
+    [
+      'a greeting cut before the capabilities',
+      Buffer.from([10, 0x35, 0, ...Buffer.alloc(14)]),
+      'truncated server greeting',
+    ],
+  ])('a server greeting with %s', (_what, payload, message) => {
+    const err = refusal(() => parseServerGreeting(payload));
+    expect(err).toBeInstanceOf(MysqlProtocolError);
+    expect(err.name).toBe('MysqlProtocolError');
+    expect(err.message).toBe(message);
+  });
+
+  it('reads the upper capabilities of a greeting that ends right after them', () => {
+    const full = mariadbGreeting();
+    const g = parseServerGreeting(full);
+    const cut = full.subarray(0, (g.upperCapsOffset as number) + 2);
+    expect(parseServerGreeting(cut).capabilities).toBe(g.capabilities);
+    expect(parseServerGreeting(cut.subarray(0, cut.length - 1)).upperCapsOffset).toBeUndefined();
+  });
+
+  it('withoutCapabilities on an old greeting changes only the lower capabilities', () => {
+    const full = mariadbGreeting();
+    const old = full.subarray(0, 1 + VERSION.length + 1 + 4 + 8 + 1 + 2);
+    const g = parseServerGreeting(old);
+    const out = withoutCapabilities(old, g, CLIENT_SSL | CLIENT_PLUGIN_AUTH);
+    expect(out.length).toBe(old.length);
+    expect(out.subarray(0, g.lowerCapsOffset)).toEqual(old.subarray(0, g.lowerCapsOffset));
+    expect(out.readUInt16LE(g.lowerCapsOffset)).toBe(CAPS_LOWER & ~CLIENT_SSL & 0xffff);
+  });
+
+  it.each([
+    ['fewer than 32 bytes', Buffer.alloc(31), 'truncated client handshake response'],
+    [
+      'no protocol 4.1',
+      responseHead(CLIENT_CAPS & ~CLIENT_PROTOCOL_41),
+      'the client does not speak protocol 4.1',
+    ],
+    [
+      'no user name terminator',
+      Buffer.concat([responseHead(CLIENT_CAPS), Buffer.from('alice')]),
+      'client handshake response has no user name terminator',
+    ],
+  ])('a handshake response with %s', (_what, payload, message) => {
+    const err = refusal(() => parseHandshakeResponse(payload));
+    expect(err).toBeInstanceOf(MysqlProtocolError);
+    expect(err.message).toBe(message);
+  });
+
+  it('a 32-byte response without CLIENT_SSL is no SSLRequest, and has no user', () => {
+    const r = parseHandshakeResponse(responseHead(CLIENT_CAPS));
+    expect(r.isSslRequest).toBe(false);
+    expect(r.username).toBeUndefined();
+  });
+
+  it.each([
+    [
+      'a NULL length (0xfb)',
+      Buffer.from([0xfb]),
+      'client handshake response has a bad length-encoded integer',
+    ],
+    [
+      'an ERR marker (0xff)',
+      Buffer.from([0xff]),
+      'client handshake response has a bad length-encoded integer',
+    ],
+    [
+      'a 2-byte length cut short',
+      Buffer.from([0xfc, 20]),
+      'client handshake response has a bad length-encoded integer',
+    ],
+    [
+      'a 3-byte length cut short',
+      Buffer.from([0xfd, 1, 0]),
+      'client handshake response has a bad length-encoded integer',
+    ],
+    [
+      'an 8-byte length cut short',
+      Buffer.from([0xfe, 1, 2, 3]),
+      'client handshake response has a bad length-encoded integer',
+    ],
+    [
+      'an 8-byte length',
+      Buffer.concat([Buffer.from([0xfe]), Buffer.alloc(8, 0xff)]),
+      'client handshake response auth data is truncated',
+    ],
+    ['a length past the end', Buffer.from([200, 1, 2]), 'client handshake response auth data is truncated'],
+  ])('auth data with %s is refused by name', (_what, authPart, message) => {
+    const payload = Buffer.concat([responseHead(CLIENT_CAPS), Buffer.from('alice\0'), authPart]);
+    const err = refusal(() => parseHandshakeResponse(payload));
+    expect(err).toBeInstanceOf(MysqlProtocolError);
+    expect(err.message).toBe(message);
+  });
+
+  it('reads 2- and 3-byte auth data lengths', () => {
+    const auth = Buffer.alloc(300, 0x61);
+    const two = Buffer.concat([Buffer.from([0xfc, 0x2c, 0x01]), auth]);
+    expect(parseHandshakeResponse(lenencAuth(two)).database).toBe('example');
+    const three = Buffer.concat([Buffer.from([0xfd, 0x2c, 0x01, 0x00]), auth]);
+    expect(parseHandshakeResponse(lenencAuth(three)).database).toBe('example');
+  });
+
+  it('a response that ends exactly after its auth data has no database, and is no error', () => {
+    const payload = Buffer.concat([
+      responseHead(CLIENT_CAPS),
+      Buffer.from('alice\0'),
+      Buffer.from([3, 1, 2, 3]),
+    ]);
+    expect(parseHandshakeResponse(payload).database).toBeUndefined();
+  });
+
+  it('NUL-terminated auth data without its terminator runs to the end: no database', () => {
+    const base = CLIENT_CAPS & ~(CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_SECURE_CONNECTION);
+    const payload = Buffer.concat([responseHead(base), Buffer.from('alice\0'), Buffer.from('authdata')]);
+    expect(parseHandshakeResponse(payload).database).toBeUndefined();
+  });
+
+  it('AuthMoreData other than fast-auth success needs the client', () => {
+    expect(authPacketKind(Buffer.from([0x01, 0x04]))).toBe('needs-client');
+    expect(authPacketKind(Buffer.from([0x02, 0x03]))).toBe('needs-client');
+    expect(authPacketKind(Buffer.from([0x01, 0x03]))).toBe('fast-auth-ok');
+  });
+});
