@@ -3,11 +3,17 @@
  * source), read as tbot reads them: accepted with tbot's meaning and defaults, or refused naming the key.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type BotConfig, DEFAULT_STORAGE_PATH, parseBotConfig } from '../../src/bot/config.js';
+import { authorityAddress, trustedPins } from '../../src/bot/runtime.js';
 import { ConfigError } from '../../src/config/errors.js';
-import { REPO_ROOT } from '../support/fixtures.js';
+import { caPin } from '../../src/pki/parse.js';
+import { REPO_ROOT, testCa } from '../support/fixtures.js';
+import { makeTempDir, removeTempDirs } from '../support/temp.js';
+
+afterAll(removeTempDirs);
 
 const DIR = path.join(REPO_ROOT, 'test/support/tbot');
 const FIXTURES = readdirSync(DIR).filter((f) => f.endsWith('.yaml'));
@@ -147,5 +153,33 @@ describe('what the accepted ones mean', () => {
 
   it("the guide's output with an absolute token path: the path is kept, to be read as a file", () => {
     expect(read('guide-database-output.yaml').onboarding.token).toBe('/var/lib/teleport/bot-token');
+  });
+});
+
+describe('trusting the authority as tbot configures it', () => {
+  it('auth_server HOST:PORT is https://HOST:PORT; URLs stay as they are', () => {
+    expect(authorityAddress('auth.example.com:3025')).toBe('https://auth.example.com:3025');
+    expect(authorityAddress('unix:///run/broker/authority.sock')).toBe('unix:///run/broker/authority.sock');
+    expect(authorityAddress('https://127.0.0.1:3025')).toBe('https://127.0.0.1:3025');
+  });
+
+  it('onboarding.ca_path: each certificate in the file is pinned; a bad file is refused naming the key', async () => {
+    const [a, b] = [await testCa('ca path one'), await testCa('ca path two')];
+    const dir = await makeTempDir();
+    const file = path.join(dir, 'ca.pem');
+    await writeFile(file, `${a.certificatePem}\n${b.certificatePem}`);
+    const cfg = parseBotConfig(
+      `version: v2\nauth_server: auth.example.com:3025\nonboarding: { token: t, ca_path: ${file} }\n`,
+      'bot.yaml',
+    );
+    expect(trustedPins(cfg)).toEqual([caPin(a.certificatePem), caPin(b.certificatePem)]);
+    await writeFile(file, 'not a certificate');
+    expect(() => trustedPins(cfg)).toThrow(
+      /^onboarding\.ca_path: .*ca\.pem is not the authority's CA certificate/,
+    );
+    const both = `version: v2\nauth_server: a:1\nonboarding: { token: t, ca_path: ${file}, ca_pins: [sha256:${'0'.repeat(64)}] }\n`;
+    expect(() => parseBotConfig(both, 'bot.yaml')).toThrow(
+      /onboarding\.ca_path: onboarding\.ca_pins and onboarding\.ca_path are mutually exclusive/,
+    );
   });
 });
