@@ -1,10 +1,6 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Node } from 'constructs';
-import { parseResources } from '../src/authority/resources.js';
-import { parseBotConfig } from '../src/bot/config.js';
+import { readBrokerFiles } from './broker-files.js';
 import type { BrokerStackProps } from './broker-stack.js';
-import type { BrokerBotDefinition } from './constructs/credential-broker.js';
 import { BrokerPropError } from './constructs/props.js';
 
 /**
@@ -36,44 +32,6 @@ export interface BrokerAppConfig extends BrokerStackProps {
    * @default 'Broker'
    */
   readonly stackName: string;
-}
-
-/** Where file names came from, for the error that names a missing one: CDK context, or construct props. */
-export type BrokerFilesSource = 'context' | 'props';
-
-function readText(file: string, key: 'resources' | 'bots', source: BrokerFilesSource): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    const [prop, fix] =
-      source === 'context'
-        ? [`context ${key}`, `pass an existing file with -c ${key}=PATH`]
-        : [key === 'resources' ? 'resourcesFile' : 'botConfigFiles', 'name an existing file'];
-    throw new BrokerPropError(`${prop}: cannot read ${file} (${(err as Error).message}); ${fix}`);
-  }
-}
-
-/**
- * Reads a resource file and bot configuration files (paths relative to the working directory), each
- * validated with parseResources / parseBotConfig so that a bad file fails synth with its name, the path
- * inside it and the bad value. Each bot is named after its file (`bots/orders.yaml` → bot `orders`).
- */
-export function readBrokerFiles<F extends string | undefined>(
-  resourcesFile: F,
-  botFiles: readonly string[],
-  source: BrokerFilesSource = 'props',
-): { resourcesYaml: F extends string ? string : undefined; bots: BrokerBotDefinition[] } {
-  let resourcesYaml: string | undefined;
-  if (resourcesFile !== undefined) {
-    resourcesYaml = readText(resourcesFile, 'resources', source);
-    parseResources(resourcesYaml, resourcesFile);
-  }
-  const bots = botFiles.map((file) => {
-    const configYaml = readText(file, 'bots', source);
-    parseBotConfig(configYaml, file);
-    return { name: path.basename(file).replace(/\.ya?ml$/i, ''), configYaml, configFile: file };
-  });
-  return { resourcesYaml: resourcesYaml as F extends string ? string : undefined, bots };
 }
 
 function contextString(node: Node, key: string): string | undefined {

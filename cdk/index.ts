@@ -4,8 +4,8 @@
  * sidecar for ECS task definitions and the output grants for every other consumer.
  */
 
+export { type BrokerFilesSource, readBrokerFiles } from './broker-files.js';
 export { BrokerStack, type BrokerStackProps } from './broker-stack.js';
-export { readBrokerFiles } from './config.js';
 export { AlarmTopic, type AlarmTopicProps } from './constructs/alarm-topic.js';
 export {
   Authority,

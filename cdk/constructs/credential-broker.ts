@@ -2,31 +2,14 @@ import type { Duration } from 'aws-cdk-lib';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
-import { readBrokerFiles } from '../config.js';
+import { type BrokerBotDefinition, readBrokerFiles } from '../broker-files.js';
 import { AlarmTopic } from './alarm-topic.js';
 import { Authority } from './authority.js';
 import { Bot } from './bot.js';
 import type { BotOutput } from './bot-output.js';
 import { BrokerPropError } from './props.js';
 
-/** One bot of the broker: its name (a `kind: bot` resource) and its configuration text. */
-export interface BrokerBotDefinition {
-  /**
-   * The bot resource's name.
-   * @default - none: required
-   */
-  readonly name: string;
-  /**
-   * The bot configuration (tbot v2 YAML).
-   * @default - none: required
-   */
-  readonly configYaml: string;
-  /**
-   * Where it came from, for error messages.
-   * @default `bot <name>`
-   */
-  readonly configFile?: string;
-}
+export type { BrokerBotDefinition } from '../broker-files.js';
 
 /** What the broker is built from, given as text (resourcesYaml, bots). */
 export interface BrokerDefinitionProps {
