@@ -44,7 +44,11 @@ export const TARGETS = [
   { file: 'src/proxy/protocols/postgres.ts', threshold: 90, tests: POSTGRES_TESTS },
   { file: 'src/proxy/protocols/mysql.ts', threshold: 90, tests: MYSQL_TESTS },
   { file: 'src/proxy/tunnels/direct-tls.ts', threshold: 85, tests: TUNNEL_TESTS },
-  { file: 'src/proxy/tunnels/framed-upstream.ts', threshold: 85, tests: TUNNEL_TESTS },
+  {
+    file: 'src/proxy/tunnels/framed-upstream.ts',
+    threshold: 85,
+    tests: [...TUNNEL_TESTS, 'test/unit/proxy/framed-upstream-flow.test.ts'],
+  },
   { file: 'src/proxy/tunnels/mysql.ts', threshold: 85, tests: TUNNEL_TESTS },
   { file: 'src/proxy/tunnels/postgres.ts', threshold: 85, tests: TUNNEL_TESTS },
   { file: 'src/proxy/tunnels/tunnel.ts', threshold: 85, tests: TUNNEL_TESTS },
