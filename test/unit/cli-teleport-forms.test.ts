@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseBotConfig } from '../../src/bot/config.js';
-import { startOverrides } from '../../src/cli/bot-flags.js';
+import { databaseOutputOverride, startOverrides, tunnelServiceOverride } from '../../src/cli/bot-flags.js';
 import { startConfig } from '../../src/cli/bot-run.js';
 import { buildProgram, splitGlobalFlags } from '../../src/cli/main.js';
 import { EXAMPLE_ROLE_FILE } from '../support/fixtures.js';
@@ -134,6 +134,50 @@ outputs: []
       { env: {} },
     );
     expect(fromFlagsOnly).toMatchObject({ storage: { type: 'memory' }, ca_pins: [PIN], outputs: [] });
+  });
+
+  it('start database and start database-tunnel add an output and a tunnel from their flags', async () => {
+    const flags = { authServer: 'unix:///a.sock', token: 't', dataDir: 'memory://' };
+    const db = await startConfig(flags, {
+      env: {},
+      extra: [
+        databaseOutputOverride({
+          destination: '/opt/machine-id',
+          service: 'example-server',
+          username: 'alice',
+          database: 'example',
+          format: 'tls',
+        }),
+      ],
+    });
+    expect(db.outputs).toEqual([
+      expect.objectContaining({
+        destination: expect.objectContaining({ type: 'directory', path: '/opt/machine-id' }),
+        service: 'example-server',
+        username: 'alice',
+        database: 'example',
+        format: 'tls',
+      }),
+    ]);
+    const tunnel = await startConfig(flags, {
+      env: {},
+      extra: [
+        tunnelServiceOverride({
+          listen: 'tcp://127.0.0.1:25432',
+          service: 'example-server',
+          username: 'alice',
+          database: 'example',
+        }),
+      ],
+    });
+    expect(tunnel.tunnels).toEqual([
+      expect.objectContaining({
+        listen: 'tcp://127.0.0.1:25432',
+        service: 'example-server',
+        origin: 'services.0',
+      }),
+    ]);
+    expect(() => tunnelServiceOverride({ service: 'x' })).toThrow(/give --listen/);
   });
 
   it('TBOT_CONFIG_PATH names the file and TBOT_CONFIG holds the YAML (or base64 of it)', async () => {
