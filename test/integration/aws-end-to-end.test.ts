@@ -13,6 +13,9 @@
  * Then the faults: the authority function failing, an AWS identity the iam token does not allow, Secrets
  * Manager throttling, and a hand-written bundle that is not JSON. Fails (does not skip) with an install
  * message when the PostgreSQL server binaries are missing.
+ *
+ * The second suite deploys examples/aws exactly as shipped (its resources, bot files and the orders stack
+ * with the sidecar) from the synthesized template onto the same doubles, so a broken example fails here.
  */
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
 import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
