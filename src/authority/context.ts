@@ -9,18 +9,23 @@ import {
   type ServiceCaFactory,
   type SignerFactory,
 } from '../pki/ca.js';
-import type { KeyAlgorithm } from '../pki/keys.js';
+import { type KeyAlgorithm, keyAlgorithmOf, tryParsePublicKey } from '../pki/keys.js';
+import { parseCertificate } from '../pki/parse.js';
 import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import { type IamJoinVerifier, verifyIamJoin } from './iam-join.js';
-import { TypedState } from './state-keys.js';
+import { stateKeys, TypedState } from './state-keys.js';
 
 export interface AuthorityOptions {
   store: StateStore;
   audit: AuditSink;
   clock?: Clock;
   signerFactory?: SignerFactory;
-  /** The key of each CA this authority makes itself (embedded mode): rsa2048 (default) or ecdsa-p256. */
+  /**
+   * The key of each CA this authority makes itself (embedded mode): rsa2048 (default) or ecdsa-p256. Left
+   * out, keys made after `initialize` (a service's client CA, a rotation's next key) follow the shared
+   * db-client CA's, so an authority initialised with ECDSA CAs keeps making them.
+   */
   caKeyAlgorithm?: KeyAlgorithm;
   /**
    * Makes the first key of a database service's client CA when the service first needs one; by default a
@@ -62,6 +67,7 @@ export class AuthorityContext {
   readonly clock: Clock;
   readonly signerFactory: SignerFactory;
   readonly caKeyAlgorithm: KeyAlgorithm;
+  private readonly caKeyAlgorithmOption: KeyAlgorithm | undefined;
   readonly serviceCaFactory: ServiceCaFactory;
   readonly iamVerifier: IamJoinVerifier;
   readonly rotationKeyFactory: RotationKeyFactory;
@@ -74,10 +80,13 @@ export class AuthorityContext {
     this.clock = options.clock ?? systemClock;
     this.signerFactory = options.signerFactory ?? localSignerFactory;
     this.caKeyAlgorithm = options.caKeyAlgorithm ?? 'rsa2048';
+    this.caKeyAlgorithmOption = options.caKeyAlgorithm;
     this.serviceCaFactory =
       options.serviceCaFactory ??
       ((service, clusterName) =>
-        createLocalCa('db-client', clusterName, this.clock, { service, keyAlgorithm: this.caKeyAlgorithm }));
+        this.localCaAlgorithm().then((keyAlgorithm) =>
+          createLocalCa('db-client', clusterName, this.clock, { service, keyAlgorithm }),
+        ));
     this.iamVerifier =
       options.iamVerifier ?? ((request, challenge) => verifyIamJoin(request, challenge, { fetch }));
     this.rotationKeyFactory =
@@ -87,9 +96,20 @@ export class AuthorityContext {
           throw new ConfigError(
             'this authority keeps its CA keys in its state directory; a KMS key id is for an authority whose CAs are in KMS (AWS mode)',
           );
-        return createLocalCa(type, clusterName, this.clock, { service, keyAlgorithm: this.caKeyAlgorithm });
+        return createLocalCa(type, clusterName, this.clock, {
+          service,
+          keyAlgorithm: await this.localCaAlgorithm(),
+        });
       });
     this.retireCaKey = options.retireCaKey;
+  }
+
+  /** The key algorithm of a CA key made after `initialize`: the option, or the shared db-client CA's. */
+  async localCaAlgorithm(): Promise<KeyAlgorithm> {
+    if (this.caKeyAlgorithmOption) return this.caKeyAlgorithmOption;
+    const pem = (await this.state.get(stateKeys.ca('db-client')))?.value.keys[0]?.certificatePem;
+    const key = pem ? tryParsePublicKey(parseCertificate(pem).publicKeyPem) : undefined;
+    return (key && keyAlgorithmOf(key)) ?? 'rsa2048';
   }
 
   /** Writes an audit event stamped with the authority's clock. */

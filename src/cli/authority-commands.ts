@@ -7,6 +7,7 @@ import { Authority, DEFAULT_TOKEN_TTL_MS } from '../authority/authority.js';
 import { parseKind, parseResources } from '../authority/resources.js';
 import { ConfigError } from '../config/errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
+import { KEY_ALGORITHMS } from '../pki/keys.js';
 import { FileStateStore } from '../state/file-store.js';
 import { registerAuthCommands } from './auth-commands.js';
 import {
@@ -58,9 +59,19 @@ export function registerAuthorityCommands(program: Command, out: Out): void {
       'create a new authority: the bot, database client and database server CAs, in the state directory',
     )
     .option('--cluster-name <name>', 'name shown in CA subjects', 'broker')
-    .action(async (opts: { clusterName: string }) => {
+    .option('--ca-key-algorithm <algorithm>', `the CA keys: ${KEY_ALGORITHMS.join(' or ')}`, 'rsa2048')
+    .action(async (opts: { clusterName: string; caKeyAlgorithm: string }) => {
+      const caKeyAlgorithm = KEY_ALGORITHMS.find((a) => a === opts.caKeyAlgorithm);
+      if (!caKeyAlgorithm)
+        throw new UsageError(
+          `--ca-key-algorithm ${JSON.stringify(opts.caKeyAlgorithm)} is not a key algorithm; use ${KEY_ALGORITHMS.join(' or ')}`,
+        );
       const store = await FileStateStore.create(stateDir());
-      const authority = new Authority({ store, audit: new FileAuditLog(path.join(stateDir(), 'audit.log')) });
+      const authority = new Authority({
+        store,
+        audit: new FileAuditLog(path.join(stateDir(), 'audit.log')),
+        caKeyAlgorithm,
+      });
       await authority.initialize(opts.clusterName);
       const status = await authority.status();
       out(`Initialised authority "${status.cluster}" in ${stateDir()}`);

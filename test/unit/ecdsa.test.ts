@@ -5,6 +5,8 @@
  * test/integration/ecdsa-engines.test.ts.
  */
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +18,8 @@ import { parseResources } from '../../src/authority/resources.js';
 import { Bot } from '../../src/bot/bot.js';
 import { parseBotConfig } from '../../src/bot/config.js';
 import { MemoryIdentityStore } from '../../src/bot/identity-store.js';
+import { openAuthority } from '../../src/cli/authority-commands.js';
+import { buildProgram } from '../../src/cli/main.js';
 import { ManualClock } from '../../src/clock.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { MemoryDestination } from '../../src/destinations/memory.js';
@@ -35,6 +39,7 @@ import { LocalSigner } from '../../src/pki/signer.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { KmsDouble } from '../support/aws/kms.js';
 import { exampleResourcesYaml, INTERNAL_DB_URI, testKeyPair } from '../support/fixtures.js';
+import { makeTempDir, removeTempDirs } from '../support/temp.js';
 
 const START = new Date('2026-03-01T12:00:00Z');
 const RESOURCES = exampleResourcesYaml({ role: { maxSessionTtl: null }, db: { uri: INTERNAL_DB_URI } });
@@ -42,6 +47,8 @@ const ROUTE = { service: 'example-server', database: 'example', username: 'alice
 /** DER of the AlgorithmIdentifier ecdsa-with-SHA256 (no parameters, RFC 5758 §3.2). */
 const ECDSA_WITH_SHA256 = Buffer.from('300a06082a8648ce3d040302', 'hex');
 const SHA256_WITH_RSA = Buffer.from('300d06092a864886f70d01010b0500', 'hex');
+
+afterAll(removeTempDirs);
 
 /** The signatureAlgorithm field of a certificate: the AlgorithmIdentifier right after the TBS. */
 function signatureAlgorithmDer(pem: string): Buffer {
@@ -135,6 +142,40 @@ describe('certificates for ECDSA keys', () => {
     const refused = authority.issueDatabaseCertificate('example', ROUTE, p384);
     await expect(refused).rejects.toThrow(BrokerError);
     await expect(refused).rejects.toThrow(/RSA key of at least 2048 bits or an ECDSA P-256 key/);
+  });
+});
+
+describe('ECDSA CAs of an embedded authority', () => {
+  it('keys made after initialize follow the CAs the authority was initialised with', async () => {
+    const store = new MemoryStateStore();
+    const first = new Authority({
+      store,
+      audit: new MemoryAuditLog(),
+      clock: new ManualClock(START),
+      caKeyAlgorithm: 'ecdsa-p256',
+    });
+    await first.initialize('unit');
+    await first.createResources(parseResources(RESOURCES, 'resources.yaml'));
+    // Opened again as `broker` opens a state directory: no key algorithm given.
+    const reopened = new Authority({ store, audit: new MemoryAuditLog(), clock: new ManualClock(START) });
+    await reopened.issueDatabaseCertificate('example', ROUTE, (await generateEcdsaKeyPair()).publicKeyPem);
+    const serviceCa = await reopened.dbClientCaBundle('example-server');
+    expect(new X509Certificate(serviceCa).publicKey.asymmetricKeyType).toBe('ec');
+  });
+
+  it('broker init --ca-key-algorithm ecdsa-p256 makes ECDSA CAs; another value is refused before anything is written', async () => {
+    const dir = await makeTempDir('broker-ecdsa-init-');
+    const run = (args: string[]) =>
+      buildProgram(() => {}).parseAsync(['node', 'broker', '--state-dir', path.join(dir, 'state'), ...args]);
+    await expect(run(['init', '--ca-key-algorithm', 'ed25519'])).rejects.toThrow(
+      /--ca-key-algorithm "ed25519" is not a key algorithm; use rsa2048 or ecdsa-p256/,
+    );
+    await expect(stat(path.join(dir, 'state'))).rejects.toThrow(/ENOENT/);
+    await run(['init', '--ca-key-algorithm', 'ecdsa-p256']);
+    const authority = await openAuthority(path.join(dir, 'state'));
+    for (const ca of (await authority.status()).cas) expect(ca.pin).toMatch(/^sha256:/);
+    const bot = await authority.ca('bot');
+    expect(new X509Certificate(bot.keys[0]!.certificatePem).publicKey.asymmetricKeyType).toBe('ec');
   });
 });
 
