@@ -268,7 +268,11 @@ const isSecretPath = (p: readonly PropertyKey[]) =>
  * Parses a bot configuration (one YAML document) as tbot reads it: v2, or v1 migrated in memory. Errors name
  * the file, path, value and what is allowed; features that need a Teleport cluster are refused by name.
  */
-export function parseBotConfig(text: string, file: string): BotConfig {
+export function parseBotConfig(
+  text: string,
+  file: string,
+  options: { overrides?: (raw: Record<string, unknown>) => void } = {},
+): BotConfig {
   const docs = parseYamlDocuments(text, file);
   if (docs.length !== 1)
     throw new ConfigError(`${file}: a bot configuration is exactly one YAML document (found ${docs.length})`);
@@ -295,6 +299,12 @@ export function parseBotConfig(text: string, file: string): BotConfig {
       ...migrated.warnings,
     );
   }
+  if (options.overrides) {
+    // Command-line flags win over the file, as in tbot; positions stay those of the file.
+    const raw = doc.value === null || doc.value === undefined ? {} : doc.value;
+    if (typeof raw === 'object' && !Array.isArray(raw)) options.overrides(raw as Record<string, unknown>);
+    doc = { ...doc, value: raw };
+  }
   const refusals = tbotRefusals(doc.value);
   if (refusals.length) throw issuesError(file, doc, refusals, note);
   // The token may sit elsewhere than onboarding.token by mistake (`onboarding: <token>`, a token pasted as
@@ -307,14 +317,17 @@ export function parseBotConfig(text: string, file: string): BotConfig {
   return cfg;
 }
 
-export async function loadBotConfig(file: string): Promise<BotConfig> {
+export async function loadBotConfig(
+  file: string,
+  options: { overrides?: (raw: Record<string, unknown>) => void } = {},
+): Promise<BotConfig> {
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`cannot read bot configuration ${file}: ${(err as Error).message}`);
   }
-  return parseBotConfig(text, file);
+  return parseBotConfig(text, file, options);
 }
 
 /**
