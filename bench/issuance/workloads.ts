@@ -84,7 +84,7 @@ export interface IssuanceWorkloads {
    * keeps one Signer per CA key instead of making one per request. Not the shipped default.
    */
   issueCachedSigner: Operation;
-  /** `buildCertificate` alone with a signer made once: forge ASN.1 building plus the signature. */
+  /** `buildCertificate` alone with a signer made once: DER building plus the signature. */
   build: Operation;
   /** `LocalSigner.sign` alone (Node's `crypto.sign` on libuv's thread pool): the floor for both above. */
   sign: Operation;
