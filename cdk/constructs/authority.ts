@@ -31,7 +31,7 @@ export const DENIED_AUDIT_FILTER = '{ ($.audit IS TRUE) && ($.outcome = "denied"
  * The KMS key spec of the CA keys, and the algorithm src/pki/kms-signer.ts signs with for each (always with
  * message type DIGEST); the authority may sign no other way.
  */
-const CA_KEY_SPECS = {
+export const CA_KEY_SPECS = {
   RSA_2048: { keySpec: kms.KeySpec.RSA_2048, signingAlgorithm: 'RSASSA_PKCS1_V1_5_SHA_256' },
   ECC_NIST_P256: { keySpec: kms.KeySpec.ECC_NIST_P256, signingAlgorithm: 'ECDSA_SHA_256' },
 } as const;
@@ -158,6 +158,10 @@ export class Authority extends Construct {
    * service are signed with its key only, and its database trusts only that CA.
    */
   readonly dbClientCaKeys: Readonly<Record<string, kms.Key>>;
+  /** The authority Lambda's environment; the CA rotation action (./ca-rotation.ts) runs with the same. */
+  readonly environment: Record<string, string>;
+  /** The key spec of every CA key; a rotation's next keys have the same. */
+  readonly caKeySpec: keyof typeof CA_KEY_SPECS;
   /** The resources from the YAML, parsed (without the iam tokens the stack adds). */
   readonly resources: readonly Resource[];
   /** Refusals audited by the authority, per `denialAlarmPeriod` (a metric filter on its log group). */
@@ -225,6 +229,22 @@ export class Authority extends Construct {
     this.dbClientCaKeys = dbClientKeys;
     const allKeys = [...CA_TYPES.map((t) => keys[t]), ...Object.values(dbClientKeys)];
 
+    this.caKeySpec = caKeySpec;
+    this.environment = {
+      BROKER_TABLE_NAME: this.table.tableName,
+      BROKER_CA_KEY_BOT: keys.bot.keyArn,
+      BROKER_CA_KEY_DB_CLIENT: keys['db-client'].keyArn,
+      BROKER_CA_KEY_DB_SERVER: keys['db-server'].keyArn,
+      BROKER_CLUSTER_NAME: clusterName,
+      // In every audit line, so that the denials metric of two stacks in one account and region keep apart.
+      BROKER_STACK_NAME: Stack.of(this).stackName,
+      // Key ids, not ARNs: the authority signs in its own account, and ids keep the 4 KB environment small.
+      BROKER_DB_CLIENT_CA_KEYS: Stack.of(this).toJsonString(
+        Object.fromEntries(Object.entries(dbClientKeys).map(([service, key]) => [service, key.keyId])),
+      ),
+      // Lazy: the Bot constructs add their iam tokens after this construct exists.
+      BROKER_RESOURCES: Lazy.string({ produce: () => `base64:${Fn.base64(this.renderResources(TOKENS))}` }),
+    };
     this.function = new BrokerFunction(this, 'Function', {
       code: props.code ?? functionBundle('authority'),
       description: `${clusterName} credential broker authority`,
@@ -233,21 +253,7 @@ export class Authority extends Construct {
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_YEAR,
       logRemovalPolicy: removalPolicy,
       sourceMaps: props.sourceMaps ?? false,
-      environment: {
-        BROKER_TABLE_NAME: this.table.tableName,
-        BROKER_CA_KEY_BOT: keys.bot.keyArn,
-        BROKER_CA_KEY_DB_CLIENT: keys['db-client'].keyArn,
-        BROKER_CA_KEY_DB_SERVER: keys['db-server'].keyArn,
-        BROKER_CLUSTER_NAME: clusterName,
-        // In every audit line, so that the denials metric of two stacks in one account and region keep apart.
-        BROKER_STACK_NAME: Stack.of(this).stackName,
-        // Key ids, not ARNs: the authority signs in its own account, and ids keep the 4 KB environment small.
-        BROKER_DB_CLIENT_CA_KEYS: Stack.of(this).toJsonString(
-          Object.fromEntries(Object.entries(dbClientKeys).map(([service, key]) => [service, key.keyId])),
-        ),
-        // Lazy: the Bot constructs add their iam tokens after this construct exists.
-        BROKER_RESOURCES: Lazy.string({ produce: () => `base64:${Fn.base64(this.renderResources(TOKENS))}` }),
-      },
+      environment: this.environment,
     });
     const role = this.function.executionRole;
     // Exactly what src/state/dynamodb-store.ts calls, on this table only (no index, no scan, no batch).
