@@ -107,8 +107,9 @@ describe('CaRotation', () => {
     const key = resourcesOf(template, 'AWS::KMS::Key')[
       logicalId(template, 'AWS::KMS::Key', 'RotationNextCaKey')
     ];
+    if (!key) throw new Error('no next key in the template');
     const deny = (
-      key?.Properties.KeyPolicy as { Statement: { Sid?: string; Condition?: unknown }[] }
+      key.Properties.KeyPolicy as { Statement: { Sid?: string; Condition?: unknown }[] }
     ).Statement.find((s) => s.Sid === 'OnlyTheAuthorityAndItsRotationSign');
     expect(JSON.stringify(deny?.Condition)).toContain(
       logicalId(template, 'AWS::IAM::Role', 'AuthorityFunctionRole'),
