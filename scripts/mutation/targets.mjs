@@ -21,6 +21,7 @@ const PROOF_TESTS = [
 const DIRECTORY_TESTS = [
   'test/unit/directory-destination.test.ts',
   'test/unit/directory-destination-security.test.ts',
+  'test/unit/directory-destination-guards.test.ts',
   'test/contracts/destination.test.ts',
 ];
 const POSTGRES_TESTS = [
