@@ -403,6 +403,10 @@ export async function runProof(world: RotationWorld, phases: readonly RotationPh
   } finally {
     await load.stop();
   }
+  if (process.env.BROKER_TEST_LOG)
+    console.error(
+      `${world.engine.protocol} ${phases.join(',')}: ${load.opened} new connections, ${load.longLivedPings} long-lived round trips, ${load.failed.length} failed, ${load.dropped.length} dropped`,
+    );
   return {
     opened: load.opened,
     longLivedPings: load.longLivedPings,
