@@ -15,6 +15,8 @@ export interface OutputCheck {
   bot: string;
   /** The output's position in `outputs` (0-based), as `outputs[index]` in the config. */
   index: number;
+  /** Where it sits when not in `outputs`: a `services.N` database output or database-tunnel. */
+  where?: string;
   /** The output as a route: `user@service/database`. */
   output: string;
   route: DatabaseRoute;
@@ -65,9 +67,22 @@ export function checkBotOutputs({ resources, config, botName }: CheckInput): Bot
   const names = bot?.spec.roles ?? [];
   const roles = names.map(roleOf).filter((r): r is Role => r !== undefined);
   const missingRoles = names.filter((n) => !roleOf(n));
-  const outputs = config.outputs.map((o, index): OutputCheck => {
-    const route = routeOf(o);
-    const base = { bot: botName, index, output: label(route), route };
+  // Tunnels are checked too: each of their connections gets a certificate for their route.
+  const entries = [
+    ...config.outputs.map((o) => ({ route: routeOf(o), origin: o.origin })),
+    ...config.tunnels.map((t) => ({
+      route: { service: t.service, database: t.database, username: t.username },
+      origin: t.origin,
+    })),
+  ];
+  const outputs = entries.map(({ route, origin }, index): OutputCheck => {
+    const base = {
+      bot: botName,
+      index,
+      output: label(route),
+      route,
+      ...(origin.startsWith('outputs.') ? {} : { where: origin }),
+    };
     if (!bot)
       return {
         ...base,
@@ -107,5 +122,5 @@ export function checkBotOutputs({ resources, config, botName }: CheckInput): Bot
 
 /** One line for a refused output: bot, output, role, rule and reason. */
 export function describeRefusal(o: OutputCheck): string {
-  return `bot "${o.bot}" outputs[${o.index}] (${o.output}) would be refused: role ${o.roles[0] === '-' ? '-' : `"${o.roles[0]}"`}, rule ${o.rule} (${o.value}): ${o.reason}`;
+  return `bot "${o.bot}" ${o.where ?? `outputs[${o.index}]`} (${o.output}) would be refused: role ${o.roles[0] === '-' ? '-' : `"${o.roles[0]}"`}, rule ${o.rule} (${o.value}): ${o.reason}`;
 }

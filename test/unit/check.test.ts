@@ -105,6 +105,27 @@ describe('checkBotOutputs', () => {
     );
   });
 
+  it('checks database-tunnel services too, naming where they sit', () => {
+    const text = `${config([{ service: 'orders-postgres', database: 'orders', username: 'orders_app' }])}services:
+  - type: database-tunnel
+    listen: tcp://127.0.0.1:25432
+    service: orders-postgres
+    database: orders
+    username: postgres
+`;
+    const result = checkBotOutputs({
+      resources: parseResources(RESOURCES, 'resources.yaml'),
+      config: parseBotConfig(text, 'orders.yaml'),
+      botName: 'orders',
+    });
+    expect(result.ok).toBe(false);
+    const tunnel = result.outputs[1]!;
+    expect(tunnel).toMatchObject({ where: 'services.0', allowed: false, rule: 'allow.db_users' });
+    expect(describeRefusal(tunnel)).toMatch(
+      /^bot "orders" services\.0 \(postgres@orders-postgres\/orders\) would be refused/,
+    );
+  });
+
   it('refuses a service whose labels no role matches', () => {
     const [out] = check([
       { service: 'billing-postgres', database: 'orders', username: 'orders_app' },
