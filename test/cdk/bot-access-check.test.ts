@@ -32,7 +32,7 @@ function synthBot(configYaml: string): () => void {
 }
 
 describe('Bot access check at synth', () => {
-  it('synthesizes the shipped example output, which the roles allow', () => {
+  it('synthesizes the shipped example output, which the roles allow', { timeout: 120_000 }, () => {
     expect(synthBot(ordersConfig)).not.toThrow();
   });
 

@@ -105,7 +105,8 @@ describe('Bot', () => {
     expect(JSON.stringify(expression(withInterval('2h', '8h')))).toContain('"rate(2 hours)"');
     const perOutput = ordersConfig.replace(
       'username: orders_app',
-      'username: orders_app\n    renewal_interval: 15m',
+      // An output sets credential_ttl and renewal_interval together, as in tbot.
+      'username: orders_app\n    credential_ttl: 1h\n    renewal_interval: 15m',
     );
     expect(JSON.stringify(expression(perOutput))).toContain('"rate(15 minutes)"');
   });
@@ -390,7 +391,7 @@ describe('Bot props', () => {
     // Through the schedule: every output overrides 20m, but the top-level 5m sets the schedule's rate.
     const overridden = withInterval('5m').replace(
       /username: (\w+)/g,
-      'username: $1\n    renewal_interval: 20m',
+      'username: $1\n    credential_ttl: 1h\n    renewal_interval: 20m',
     );
     fails(
       overridden,
