@@ -21,11 +21,14 @@ import {
   type RotateEvent,
   type RotateResponse,
 } from '../../functions/authority-rotate.js';
+import { MemoryAuditLog } from '../../src/authority/audit.js';
+import { bootstrapAuthority } from '../../src/authority/aws-bootstrap.js';
+import { systemClock } from '../../src/clock.js';
 import { splitPemBundle } from '../../src/credentials/pem.js';
-import { createStateTable } from '../../src/state/dynamodb-store.js';
+import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
 import { type LocalDynamoDb, startDynalite } from '../support/aws/dynalite.js';
 import { KmsDouble } from '../support/aws/kms.js';
-import { EXAMPLE, exampleResourcesYaml } from '../support/fixtures.js';
+import { EXAMPLE, EXAMPLE_ROUTE, exampleResourcesYaml, testKeyPair } from '../support/fixtures.js';
 
 const TABLE = 'broker-rotation';
 const SERVICE_CA = `db-client/${EXAMPLE.service}`;
@@ -94,6 +97,23 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
     };
   });
 
+  /** An authority bootstrapped on the same table and keys, as the authority Lambda is. */
+  const authority = () =>
+    bootstrapAuthority({
+      store: new DynamoDbStateStore(dynamo.client, TABLE),
+      kms,
+      caKeyIds: {
+        bot: keys.bot as string,
+        'db-client': keys['db-client'] as string,
+        'db-server': keys['db-server'] as string,
+      },
+      dbClientCaKeyIds: { [EXAMPLE.service]: keys.service as string },
+      resourcesYaml: exampleResourcesYaml(),
+      clusterName: 'broker',
+      audit: new MemoryAuditLog(),
+      clock: systemClock,
+    });
+
   afterAll(async () => {
     await dynamo?.close();
   });
@@ -133,7 +153,29 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
     await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'init', manual: true });
     expect(splitPemBundle((await bundles()).dbClient)).toHaveLength(2);
     await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'update_clients', manual: true });
+    // The authority (another process on the same table) now signs the service's certificates with the new key.
+    const { publicKeyPem } = await testKeyPair(1);
+    const issued = await (await authority()).issueDatabaseCertificate(
+      EXAMPLE.bot,
+      EXAMPLE_ROUTE,
+      publicKeyPem,
+    );
+    expect(
+      new X509Certificate(issued.certificatePem).verify(
+        createPublicKey(await publicKeyOf(keys['next-service'] as string)),
+      ),
+    ).toBe(true);
     await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'rollback', manual: true });
+    const rolledBack = await (await authority()).issueDatabaseCertificate(
+      EXAMPLE.bot,
+      EXAMPLE_ROUTE,
+      publicKeyPem,
+    );
+    expect(
+      new X509Certificate(rolledBack.certificatePem).verify(
+        createPublicKey(await publicKeyOf(keys.service as string)),
+      ),
+    ).toBe(true);
     expect(deletions).toEqual([]);
     await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'standby', manual: true });
     expect(deletions).toEqual([{ KeyId: keys['next-service'], PendingWindowInDays: 30 }]);
