@@ -47,7 +47,7 @@ describe('createProof and verifyProof', () => {
     ).toBe(false);
   });
 
-  it.each([
+  it.each<[string, { key?: string; signature?: string }]>([
     ['a public key that is not PEM', { key: 'not a key' }],
     ['a truncated public key', { key: 'truncated' }],
     ['an empty signature', { signature: '' }],

@@ -50,7 +50,7 @@ function db(labels: Record<string, string>, protocol = 'postgres'): Db {
   });
 }
 
-const ROUTE: DatabaseRoute = { service: 'orders', protocol: 'postgres', database: 'main', username: 'app' };
+const ROUTE: DatabaseRoute = { service: 'orders', database: 'main', username: 'app' };
 const OPEN = { db_labels: { '*': '*' }, db_names: ['*'], db_users: ['*'] };
 
 function decide(roles: Role[], target: Db, route: Partial<DatabaseRoute> = {}): AccessDecision {
@@ -58,7 +58,7 @@ function decide(roles: Role[], target: Db, route: Partial<DatabaseRoute> = {}): 
     bot: 'b',
     roles,
     db: target,
-    route: { ...ROUTE, protocol: target.spec.protocol, ...route },
+    route: { ...ROUTE, ...route },
   });
 }
 

@@ -107,7 +107,7 @@ function fakeDialer(
       const upstream = new FakeSocket();
       upstreams.push(upstream);
       return upstream;
-    }) as Dialer['dialTls'],
+    }) as unknown as Dialer['dialTls'],
   } as FakeDialer;
 }
 
@@ -330,8 +330,11 @@ const CAPS_UPPER = 0x81ff;
 
 /** A MariaDB-style HandshakeV10 payload with the given capability halves. */
 function greeting(lower = CAPS_LOWER, upper = CAPS_UPPER): Buffer {
-  const b = Buffer.alloc(2);
-  const u16 = (n: number) => Buffer.from(b.fill(0).writeUInt16LE(n) && b);
+  const u16 = (n: number) => {
+    const b = Buffer.alloc(2);
+    b.writeUInt16LE(n);
+    return b;
+  };
   return Buffer.concat([
     Buffer.from([10]),
     Buffer.from('10.11.6-MariaDB\0', 'latin1'),
@@ -373,7 +376,7 @@ function handshake(options: { caps?: number; user?: string; database?: string } 
 
 /** Splits what was written into MySQL packets. */
 function packets(written: Buffer[]): MysqlPacket[] {
-  let buf = Buffer.concat(written);
+  let buf: Buffer = Buffer.concat(written);
   const out: MysqlPacket[] = [];
   for (let got = takeMysqlPacket(buf); got; got = takeMysqlPacket(buf)) {
     out.push(got.packet);
