@@ -33,7 +33,7 @@ async function selfSigned(privateExtensions: Record<string, string>): Promise<st
 describe("the broker's OID arc", () => {
   it('keeps every arc of every OID below 2^28', () => {
     expect(current.length).toBeGreaterThan(5);
-    for (const [name, oid] of [['BROKER_ARC', oids.BROKER_ARC], ...current])
+    for (const [name, oid] of [['BROKER_ARC', oids.BROKER_ARC] as const, ...current])
       for (const arc of oid.split('.')) expect(BigInt(arc), `${name} ${oid}`).toBeLessThan(2n ** 28n);
   });
 
