@@ -259,3 +259,62 @@ describe('DirectoryDestination: pruning after a crash', () => {
     }
   });
 });
+
+describe('DirectoryDestination: leftovers and reading back', () => {
+  it('removes temporary links a crashed write left, but not a file of that shape', async () => {
+    const { dir, dest } = await writtenOnce('7301');
+    await symlink('.current/key', path.join(dir, 'key.0123abcd.tmp'));
+    await writeFile(path.join(dir, 'notes.89abcdef.tmp'), 'mine\n');
+    await dest.write(await testBundle({ serial: '7302', format: 'tls' }));
+    const entries = await readdir(dir);
+    expect(entries).not.toContain('key.0123abcd.tmp');
+    expect(entries).toContain('notes.89abcdef.tmp');
+  });
+
+  it('a version without its .broker.json cannot be read back, and says so', async () => {
+    const { dir, dest } = await writtenOnce('7401');
+    await fsp.unlink(path.join(dir, '.versions', await current(dir), '.broker.json'));
+    const err = await dest.read().catch((e) => e);
+    expect(err).toBeInstanceOf(DestinationError);
+    expect((err as Error).message).toMatch(
+      new RegExp(`^output ${dir} has no readable \\.broker\\.json: ENOENT`),
+    );
+    expect((err as Error).cause).toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('reading back takes only regular files of the version, not links planted in it', async () => {
+    const { dir, dest, good } = await writtenOnce('7501');
+    const outside = path.join(await makeTempDir('broker-outside-'), 'secret');
+    await writeFile(outside, 'not part of the output\n');
+    await symlink(outside, path.join(dir, '.versions', await current(dir), 'planted'));
+    expect(await dest.read()).toEqual(good);
+  });
+
+  it('errors keep their cause and read without doubled spaces', async () => {
+    const dir = await outputPath();
+    failAt('mkdir', (target) => target === dir, 'EACCES');
+    const created = await new DirectoryDestination(dir)
+      .write(await testBundle({ serial: '7601' }))
+      .catch((e) => e);
+    vi.restoreAllMocks();
+    expect((created as Error).cause).toMatchObject({ code: 'EACCES' });
+
+    const { dir: out, dest } = await writtenOnce('7602');
+    const original = fsp.mkdir;
+    vi.spyOn(fsp, 'mkdir').mockImplementation((async (...args: Parameters<typeof fsp.mkdir>) => {
+      if (String(args[0]).endsWith('.tmp')) throw new Error('no code here');
+      return original(...args);
+    }) as never);
+    const unchanged = await dest.write(await testBundle({ serial: '7603' })).catch((e) => e);
+    vi.restoreAllMocks();
+    expect((unchanged as Error).message).toBe(
+      `could not write output to ${out}: no code here; the previous credentials are unchanged`,
+    );
+    expect((unchanged as Error).cause).toBeInstanceOf(Error);
+
+    await writeFile(path.join(out, 'plain'), 'x');
+    const notOutput = await readDirectoryOutput(path.join(out, 'plain')).catch((e) => e);
+    expect(notOutput).toBeInstanceOf(DestinationError);
+    expect((notOutput as Error).cause).toMatchObject({ code: 'ENOTDIR' });
+  });
+});
