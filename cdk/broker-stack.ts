@@ -4,6 +4,7 @@ import type { AlarmTopic } from './constructs/alarm-topic.js';
 import type { Authority } from './constructs/authority.js';
 import type { Bot } from './constructs/bot.js';
 import type { BotOutput } from './constructs/bot-output.js';
+import type { CaRotation } from './constructs/ca-rotation.js';
 import { addBrokerParts, type BrokerDefinitionProps, findOutput } from './constructs/credential-broker.js';
 
 export type { BrokerBotDefinition } from './constructs/credential-broker.js';
@@ -21,6 +22,7 @@ export class BrokerStack extends Stack {
   readonly authority: Authority;
   readonly bots: ReadonlyMap<string, Bot>;
   readonly alarmTopic: AlarmTopic | undefined;
+  readonly rotation: CaRotation | undefined;
 
   constructor(scope: Construct, id: string, props: BrokerStackProps) {
     const {
@@ -33,6 +35,8 @@ export class BrokerStack extends Stack {
       alarmEmail: _email,
       expiryAlarmMargin: _margin,
       runOnDeploy: _run,
+      caKeySpec: _keySpec,
+      nextCaKeys: _nextKeys,
       ...stackProps
     } = props;
     super(scope, id, {
@@ -44,6 +48,7 @@ export class BrokerStack extends Stack {
     this.authority = parts.authority;
     this.bots = parts.bots;
     this.alarmTopic = parts.alarmTopic;
+    this.rotation = parts.rotation;
 
     new CfnOutput(this, 'AuthorityFunctionName', {
       description: 'The authority Lambda (aws lambda invoke ... ca-bundles prints the CA certificates)',
@@ -69,6 +74,11 @@ export class BrokerStack extends Stack {
       new CfnOutput(this, 'AlarmTopicArn', {
         description: 'Alarm notifications',
         value: this.alarmTopic.topic.topicArn,
+      });
+    if (this.rotation)
+      new CfnOutput(this, 'RotationFunctionName', {
+        description: 'The CA rotation action (operators only): invoke with {"type":..., "phase":...}',
+        value: this.rotation.function.functionName,
       });
   }
 

@@ -20,6 +20,10 @@ export const CONTEXT_KEYS = {
   alarmTopic: 'alarmTopic',
   /** An address subscribed to the alarm topic (implies alarmTopic). */
   alarmEmail: 'alarmEmail',
+  /** The KMS key spec of the CA keys: RSA_2048 (default) or ECC_NIST_P256. */
+  caKeySpec: 'caKeySpec',
+  /** Comma-separated CAs to rotate next (bot, db-server, db-client, db-client/<service>); see docs/aws.md. */
+  nextCaKeys: 'nextCaKeys',
   /** Pin the stack to an account and region; without them the template is environment-agnostic. */
   account: 'account',
   region: 'region',
@@ -74,6 +78,15 @@ export function loadBrokerConfig(node: Node): BrokerAppConfig {
   const clusterName = contextString(node, CONTEXT_KEYS.clusterName);
   const account = contextString(node, CONTEXT_KEYS.account);
   const region = contextString(node, CONTEXT_KEYS.region);
+  const caKeySpec = contextString(node, CONTEXT_KEYS.caKeySpec);
+  if (caKeySpec !== undefined && caKeySpec !== 'RSA_2048' && caKeySpec !== 'ECC_NIST_P256')
+    throw new BrokerPropError(
+      `context ${CONTEXT_KEYS.caKeySpec} is ${JSON.stringify(caKeySpec)}: use RSA_2048 or ECC_NIST_P256`,
+    );
+  const nextCaKeys = (contextString(node, CONTEXT_KEYS.nextCaKeys) ?? '')
+    .split(',')
+    .map((c) => c.trim())
+    .filter(Boolean);
   return {
     stackName: contextString(node, CONTEXT_KEYS.stackName) ?? 'Broker',
     resourcesYaml,
@@ -82,6 +95,8 @@ export function loadBrokerConfig(node: Node): BrokerAppConfig {
     ...(clusterName ? { clusterName } : {}),
     ...(alarmTopic ? { alarmTopic: alarmTopic === 'true' } : {}),
     ...(alarmEmail ? { alarmEmail } : {}),
+    ...(caKeySpec ? { caKeySpec } : {}),
+    ...(nextCaKeys.length ? { nextCaKeys } : {}),
     ...(account || region ? { env: { ...(account ? { account } : {}), ...(region ? { region } : {}) } } : {}),
   };
 }

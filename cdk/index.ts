@@ -24,6 +24,7 @@ export {
   functionBundle,
   packageRoot,
 } from './constructs/broker-function.js';
+export { CaRotation, type CaRotationProps } from './constructs/ca-rotation.js';
 export {
   type BrokerBotDefinition,
   type BrokerDefinitionProps,

@@ -4,9 +4,10 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { type BrokerBotDefinition, readBrokerFiles } from '../broker-files.js';
 import { AlarmTopic } from './alarm-topic.js';
-import { Authority } from './authority.js';
+import { Authority, type AuthorityProps } from './authority.js';
 import { Bot } from './bot.js';
 import type { BotOutput } from './bot-output.js';
+import { CaRotation } from './ca-rotation.js';
 import { BrokerPropError } from './props.js';
 
 export type { BrokerBotDefinition } from '../broker-files.js';
@@ -37,7 +38,11 @@ export interface BrokerDefinitionProps {
    * Lambda code overrides; unit tests pass lambda.Code.fromInline to skip the esbuild bundles.
    * @default - the bundles in dist/functions (run `npm run build` first; an installed package ships them)
    */
-  readonly code?: { readonly authority?: lambda.Code; readonly bot?: lambda.Code };
+  readonly code?: {
+    readonly authority?: lambda.Code;
+    readonly bot?: lambda.Code;
+    readonly rotate?: lambda.Code;
+  };
   /**
    * Create an encrypted SNS topic that receives every alarm.
    * @default false, or true when `alarmEmail` is given
@@ -58,6 +63,17 @@ export interface BrokerDefinitionProps {
    * @default true
    */
   readonly runOnDeploy?: boolean;
+  /**
+   * The KMS key spec of every CA key (see AuthorityProps.caKeySpec).
+   * @default 'RSA_2048'
+   */
+  readonly caKeySpec?: AuthorityProps['caKeySpec'];
+  /**
+   * CAs to rotate next (see CaRotationProps.nextCaKeys): the stack creates a next KMS key for each and the
+   * rotation action, an operator-only Lambda that runs `broker auth rotate`.
+   * @default - no rotation action and no next keys
+   */
+  readonly nextCaKeys?: readonly string[];
 }
 
 /** The parts of a broker, as the CredentialBroker construct and the BrokerStack hold them. */
@@ -65,6 +81,8 @@ export interface BrokerParts {
   readonly authority: Authority;
   readonly bots: ReadonlyMap<string, Bot>;
   readonly alarmTopic: AlarmTopic | undefined;
+  /** The rotation action and next CA keys, when `nextCaKeys` names any. */
+  readonly rotation: CaRotation | undefined;
 }
 
 /**
@@ -81,7 +99,15 @@ export function addBrokerParts(scope: Construct, props: BrokerDefinitionProps): 
     ...(props.resourcesFile ? { resourcesFile: props.resourcesFile } : {}),
     ...(props.clusterName ? { clusterName: props.clusterName } : {}),
     ...(props.code?.authority ? { code: props.code.authority } : {}),
+    ...(props.caKeySpec ? { caKeySpec: props.caKeySpec } : {}),
   });
+  const rotation = props.nextCaKeys?.length
+    ? new CaRotation(scope, 'CaRotation', {
+        authority,
+        nextCaKeys: props.nextCaKeys,
+        ...(props.code?.rotate ? { code: props.code.rotate } : {}),
+      })
+    : undefined;
   const bots = new Map<string, Bot>();
   for (const def of props.bots) {
     if (bots.has(def.name))
@@ -108,7 +134,7 @@ export function addBrokerParts(scope: Construct, props: BrokerDefinitionProps): 
   if (alarmTopic)
     for (const alarm of [...authority.alarms, ...[...bots.values()].flatMap((b) => b.alarms)])
       alarmTopic.notify(alarm);
-  return { authority, bots, alarmTopic };
+  return { authority, bots, alarmTopic, rotation };
 }
 
 /** The output (of any bot) that writes the secret `secretName`, or an error naming the ones there are. */
@@ -169,6 +195,7 @@ export class CredentialBroker extends Construct implements BrokerParts {
   readonly authority: Authority;
   readonly bots: ReadonlyMap<string, Bot>;
   readonly alarmTopic: AlarmTopic | undefined;
+  readonly rotation: CaRotation | undefined;
 
   constructor(scope: Construct, id: string, props: CredentialBrokerProps) {
     super(scope, id);
@@ -190,6 +217,7 @@ export class CredentialBroker extends Construct implements BrokerParts {
     this.authority = parts.authority;
     this.bots = parts.bots;
     this.alarmTopic = parts.alarmTopic;
+    this.rotation = parts.rotation;
   }
 
   /** The output (of any bot) that writes the secret `secretName`: pass it to the sidecar or grant read on it. */

@@ -2,10 +2,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadBrokerConfig } from '../../cdk/config.js';
 import { functionBundle } from '../../cdk/constructs/broker-function.js';
-import { cdkJsonContext, read } from '../support/cdk.js';
+import { cdkJsonContext, exampleStack, inlineCode, read, resourcesOf } from '../support/cdk.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'broker-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -85,6 +87,43 @@ describe('loadBrokerConfig', () => {
     expect(() => load({ ...cdkJsonContext(), alarmTopic: 'yes' })).toThrow(
       /context alarmTopic is "yes": use true or false/,
     );
+  });
+  it('reads the CA key spec and the CAs to rotate next, refusing a key spec KMS has no CA use for', () => {
+    const config = load({ ...cdkJsonContext(), caKeySpec: 'ECC_NIST_P256', nextCaKeys: ' db-server, bot ,' });
+    expect(config).toMatchObject({ caKeySpec: 'ECC_NIST_P256', nextCaKeys: ['db-server', 'bot'] });
+    expect(load(cdkJsonContext())).not.toHaveProperty('nextCaKeys');
+    expect(() => load({ ...cdkJsonContext(), caKeySpec: 'RSA_4096' })).toThrow(
+      /context caKeySpec is "RSA_4096": use RSA_2048 or ECC_NIST_P256/,
+    );
+  });
+});
+
+describe('BrokerStack with nextCaKeys', () => {
+  it('adds the rotation action and one next key per CA named, with the CA key spec, and outputs its name', () => {
+    const stack = exampleStack({
+      caKeySpec: 'ECC_NIST_P256',
+      nextCaKeys: ['db-server', 'bot'],
+      code: { authority: inlineCode(), bot: inlineCode(), rotate: inlineCode() },
+    });
+    const template = Template.fromStack(stack);
+    const nextKeys = Object.values(resourcesOf(template, 'AWS::KMS::Key')).filter((k) =>
+      String(k.Properties.Description).startsWith('next key of the'),
+    );
+    expect(nextKeys.map((k) => k.Properties.Description).sort()).toEqual([
+      'next key of the bot CA, for its rotation (broker auth rotate)',
+      'next key of the db-server CA, for its rotation (broker auth rotate)',
+    ]);
+    for (const key of nextKeys) expect(key.Properties.KeySpec).toBe('ECC_NIST_P256');
+    expect(stack.rotation?.nextKeys).toHaveProperty('bot');
+    template.hasOutput('RotationFunctionName', {});
+    const report = new AwsSolutionsChecks().validateScope(stack);
+    expect(report.violations.map((v) => `${v.ruleName} ${v.violatingConstructs.join(',')}`)).toEqual([]);
+  });
+
+  it('adds nothing for rotation without nextCaKeys', () => {
+    const stack = exampleStack();
+    expect(stack.rotation).toBeUndefined();
+    expect(Template.fromStack(stack).findOutputs('RotationFunctionName')).toEqual({});
   });
 });
 
