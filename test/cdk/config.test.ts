@@ -117,7 +117,11 @@ describe('BrokerStack with nextCaKeys', () => {
     expect(stack.rotation?.nextKeys).toHaveProperty('bot');
     template.hasOutput('RotationFunctionName', {});
     const report = new AwsSolutionsChecks().validateScope(stack);
-    expect(report.violations.map((v) => `${v.ruleName} ${v.violatingConstructs.join(',')}`)).toEqual([]);
+    expect(
+      report.violations.map(
+        (v) => `${v.ruleName} ${v.violatingResources.map((r) => r.resourceLogicalId).join(',')}`,
+      ),
+    ).toEqual([]);
   });
 
   it('adds nothing for rotation without nextCaKeys', () => {
