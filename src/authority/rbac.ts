@@ -44,5 +44,6 @@ export function labelsMatch(
   labels: Readonly<Record<string, string>>,
 ): boolean {
   const pairs = Object.entries(selector ?? {}).map(([k, v]) => [k, typeof v === 'string' ? [v] : v] as const);
+  // Stryker disable next-line StringLiteral: keys of an object are unique, and then allow and deny agree.
   return matchLabels(pairs, labels, 'allow').match;
 }
