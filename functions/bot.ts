@@ -3,10 +3,11 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import * as z from 'zod';
 import { LambdaInvokeTransport } from '../src/api/lambda-transport.js';
 import type { OutputResult } from '../src/bot/bot.js';
-import { parseBotConfig } from '../src/bot/config.js';
+import { type BotConfig, botConfigFromDocuments } from '../src/bot/config-schema.js';
 import type { AwsCredentials } from '../src/bot/iam.js';
 import { createBot } from '../src/bot/runtime.js';
 import { type Clock, systemClock } from '../src/clock.js';
+import { readConfigDocuments } from '../src/config/read-documents.js';
 import { BrokerError } from '../src/errors.js';
 import { createLogger, redactedError } from '../src/log.js';
 import { type EmfMetric, emfLine } from '../src/metrics-emf.js';
@@ -43,7 +44,6 @@ export interface BotRunSummary {
  */
 export function createBotHandler(deps: BotHandlerDeps): () => Promise<BotRunSummary> {
   const env = parseEnv(envSchema, deps.env, 'bot');
-  const config = parseBotConfig(decodeText(env.BROKER_BOT_CONFIG), 'BROKER_BOT_CONFIG');
   const clock = deps.clock ?? systemClock;
   const log = createLogger({ base: { component: 'bot' }, destination: 1 });
   const writeLine = deps.writeLine ?? ((l: string) => process.stdout.write(`${l}\n`));
@@ -52,14 +52,30 @@ export function createBotHandler(deps: BotHandlerDeps): () => Promise<BotRunSumm
     secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
     ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
   });
-  const bot = createBot(config, {
-    log,
-    clock,
-    env: deps.env,
-    transport: new LambdaInvokeTransport(deps.lambda, env.BROKER_AUTHORITY_FUNCTION),
-    aws: { secretsManager: deps.secretsManager, region: env.AWS_REGION, credentials },
-  });
+  // The stack passes the configuration as JSON, read without the YAML library; YAML text (set by hand) loads it.
+  const start = async () => {
+    const text = decodeText(env.BROKER_BOT_CONFIG);
+    const config = botConfigFromDocuments(
+      await readConfigDocuments(text, 'BROKER_BOT_CONFIG'),
+      'BROKER_BOT_CONFIG',
+    );
+    const bot = createBot(config, {
+      log,
+      clock,
+      env: deps.env,
+      transport: new LambdaInvokeTransport(deps.lambda, env.BROKER_AUTHORITY_FUNCTION),
+      aws: { secretsManager: deps.secretsManager, region: env.AWS_REGION, credentials },
+    });
+    return { config, bot };
+  };
+  let ready: Promise<{ config: BotConfig; bot: ReturnType<typeof createBot> }> | undefined;
   return async () => {
+    // A bad configuration fails every invocation with the reason, as it did at cold start.
+    ready ??= start().catch((err) => {
+      ready = undefined;
+      throw err;
+    });
+    const { config, bot } = await ready;
     let outputs: OutputResult[];
     try {
       outputs = await bot.runCycle(true);

@@ -18,6 +18,7 @@ import {
   SECRET_WRITE_MIN_INTERVAL_MS,
 } from '../../src/bot/config.js';
 import { checkBotOutputs, describeRefusal } from '../../src/cli/check.js';
+import { parseYamlDocuments } from '../../src/config/yaml.js';
 import { formatDuration } from '../../src/duration.js';
 import { type Authority, LAMBDA_ENVIRONMENT_MAX_BYTES, METRIC_NAMESPACE } from './authority.js';
 import { BotOutput } from './bot-output.js';
@@ -55,9 +56,9 @@ export interface BotProps {
   readonly name: string;
   /**
    * The bot configuration (tbot v2 YAML, one document), validated here with parseBotConfig and delivered to
-   * the Lambda as BROKER_BOT_CONFIG. In AWS mode: `onboarding.join_method: iam` with `token` naming the iam
-   * token, `storage.type: memory`, and every output a `secretsmanager` destination. `auth_server` and
-   * `ca_pins` are not used: the bot invokes the authority Lambda.
+   * the Lambda as BROKER_BOT_CONFIG, the document as JSON. In AWS mode: `onboarding.join_method: iam` with
+   * `token` naming the iam token, `storage.type: memory`, and every output a `secretsmanager` destination.
+   * `auth_server` and `ca_pins` are not used: the bot invokes the authority Lambda.
    * @default - none: required
    */
   readonly configYaml: string;
@@ -267,15 +268,18 @@ export class Bot extends Construct {
       dimensions.set(o.metricDimension, i);
     });
 
-    const configValue = `base64:${Buffer.from(props.configYaml, 'utf8').toString('base64')}`;
+    // The validated document as compact JSON: the Lambda reads it without the YAML library (a faster cold
+    // start), and comments and layout cost nothing in the 4 KB environment.
+    const configJson = JSON.stringify(parseYamlDocuments(props.configYaml, file)[0]?.value ?? null);
+    const configValue = `base64:${Buffer.from(configJson, 'utf8').toString('base64')}`;
     const envSize = configValue.length + 'BROKER_BOT_CONFIG'.length + 200;
     if (envSize > LAMBDA_ENVIRONMENT_MAX_BYTES)
       badProp(
         this,
         'configYaml',
-        `${props.configYaml.length} characters`,
+        `${configJson.length} characters as JSON`,
         `BROKER_BOT_CONFIG would take about ${envSize} bytes of Lambda's ${LAMBDA_ENVIRONMENT_MAX_BYTES}-byte environment`,
-        'remove comments or split the outputs across bots',
+        'shorten names and secret names, or split the outputs across bots',
       );
     this.function = new BrokerFunction(this, 'Function', {
       code: props.code ?? functionBundle('bot'),

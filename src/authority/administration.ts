@@ -3,7 +3,7 @@ import { ConflictError } from '../state/errors.js';
 import type { AuthorityContext } from './context.js';
 import { AlreadyExistsError, NotFoundError } from './errors.js';
 import type { Locks } from './locks.js';
-import { type Bot, RESOURCE_KINDS, type Resource, type TokenResource } from './resources.js';
+import { type Bot, RESOURCE_KINDS, type Resource, type TokenResource } from './resources-schema.js';
 import { randomToken, tokenId } from './secrets.js';
 import {
   type NamedKind,

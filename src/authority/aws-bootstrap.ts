@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { type KMSClient, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms';
 import type { Clock } from '../clock.js';
 import { ConfigError } from '../config/errors.js';
+import { readConfigDocuments } from '../config/read-documents.js';
 import { CA_TYPES, type CaType } from '../pki/ca.js';
 import { createKmsCa, kmsServiceCaFactory, kmsSignerFactory } from '../pki/kms-signer.js';
 import { ConflictError } from '../state/errors.js';
@@ -9,7 +10,7 @@ import type { StateStore } from '../state/store.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import { Authority } from './authority.js';
 import type { IamJoinVerifier } from './iam-join.js';
-import { parseResources } from './resources.js';
+import { resourcesFromDocuments } from './resources-schema.js';
 import { stateKeys, TypedState } from './state-keys.js';
 
 /** Audit events as JSON lines on stdout: in Lambda they land in CloudWatch Logs, one event per line. */
@@ -36,7 +37,7 @@ export interface AuthorityBootstrapOptions {
    * `broker auth rotate --phase init`; a rotation may also name its key itself.
    */
   nextCaKeyIds?: Readonly<Record<string, string>>;
-  /** The resource YAML (roles, dbs, bots, iam tokens) the stack was deployed with. */
+  /** The resources (roles, dbs, bots, iam tokens) the stack was deployed with: JSON documents, or YAML. */
   resourcesYaml: string;
   clusterName: string;
   audit: AuditSink;
@@ -120,9 +121,9 @@ export async function bootstrapAuthority(options: AuthorityBootstrapOptions): Pr
   const hash = createHash('sha256').update(options.resourcesYaml).digest('hex');
   const applied = await state.get(stateKeys.appliedResources);
   if (applied?.value.hash !== hash) {
-    await authority.createResources(parseResources(options.resourcesYaml, 'deployed resources'), {
-      force: true,
-    });
+    // Parsed only when they changed; the stack writes JSON, read without loading the YAML library.
+    const docs = await readConfigDocuments(options.resourcesYaml, 'deployed resources');
+    await authority.createResources(resourcesFromDocuments(docs, 'deployed resources'), { force: true });
     await state.put(stateKeys.appliedResources, { hash, appliedAt: clock.now().toISOString() });
   }
   return authority;

@@ -6,7 +6,7 @@ import type { Signer } from '../pki/signer.js';
 import { ConflictError, StateError } from '../state/errors.js';
 import type { AuthorityContext } from './context.js';
 import { AlreadyExistsError, NotFoundError } from './errors.js';
-import { resourceName } from './resources.js';
+import { resourceName } from './resources-schema.js';
 import { advanceDueRotation } from './rotations.js';
 import { type StateKey, stateKeys } from './state-keys.js';
 

@@ -17,7 +17,7 @@ import { type AuthorityContext, withRequestId } from './context.js';
 import { assertPublicKey, clampTtl, DEFAULT_CERT_TTL_MS } from './limits.js';
 import type { Locks } from './locks.js';
 import { checkDatabaseAccess } from './rbac.js';
-import { type Db, hostOf, type Role, resourceName } from './resources.js';
+import { type Db, hostOf, type Role, resourceName } from './resources-schema.js';
 import { stateKeys } from './state-keys.js';
 
 export const DEFAULT_SERVER_CERT_TTL_MS = 2190 * 3_600_000;

@@ -11,7 +11,7 @@ import { SecretsManagerDestination } from '../destinations/secretsmanager.js';
 import type { Logger } from '../log.js';
 import { caPin } from '../pki/parse.js';
 import { Bot } from './bot.js';
-import { type BotConfig, type DatabaseOutputConfig, resolveToken } from './config.js';
+import { type BotConfig, type DatabaseOutputConfig, resolveToken } from './config-schema.js';
 import { type AwsCredentials, signedGetCallerIdentity } from './iam.js';
 import { DirectoryIdentityStore, type IdentityStore, MemoryIdentityStore } from './identity-store.js';
 import { preflightOutputs } from './preflight.js';

@@ -1,14 +1,8 @@
 import { type CST, isMap, isScalar, LineCounter, Parser, parseAllDocuments } from 'yaml';
-import type { z } from 'zod';
+import type { SourceDocument } from './documents.js';
 import { ConfigError } from './errors.js';
 
-/** One YAML document with a way to find where a path sits in the file, for error messages. */
-export interface SourceDocument {
-  index: number;
-  value: unknown;
-  /** `line N, column M` of the node at `path`, or of its closest existing parent. */
-  locate(path: readonly PropertyKey[]): string | undefined;
-}
+export { type SourceDocument, validateDocument } from './documents.js';
 
 /**
  * How deeply collections may nest. Configuration files need a handful of levels; the YAML library composes
@@ -96,80 +90,4 @@ function findKeyNode(
   if (!isMap(parent)) return undefined;
   const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === key);
   return pair && isScalar(pair.key) ? (pair.key as { range?: readonly number[] | null }) : undefined;
-}
-
-function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
-  let cur = value;
-  for (const key of path) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<PropertyKey, unknown>)[key];
-  }
-  return cur;
-}
-
-function describeValue(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  const text = JSON.stringify(v);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
-
-/**
- * Validates one document against a zod schema and turns the first problems into one message that names the
- * file, document, path, bad value and what is allowed. `isSecretPath` hides values (and unknown key names)
- * that must not be printed.
- */
-export function validateDocument<S extends z.ZodType>(
-  schema: S,
-  doc: SourceDocument,
-  where: { file: string; label: string; isSecretPath?: (path: readonly PropertyKey[]) => boolean },
-): z.output<S> {
-  const { file, label, isSecretPath = () => false } = where;
-  const result = schema.safeParse(doc.value);
-  if (result.success) return result.data;
-  const problems = result.error.issues.slice(0, 5).map((issue) => {
-    let path = issue.path as PropertyKey[];
-    let shown = path;
-    let what = issue.message;
-    if (issue.code === 'unrecognized_keys') {
-      const key = issue.keys[0] as string;
-      // A secret pasted where a key belongs (`onboarding: { join_method: token, <token> }`) is a key.
-      const hidden = issue.keys.some((k) => isSecretPath([...path, k]));
-      shown = [...path, hidden ? '[redacted]' : key];
-      path = [...path, key];
-      const parent = valueAt(doc.value, issue.path as PropertyKey[]);
-      const allowed = allowedKeys(schema, issue.path as PropertyKey[], parent);
-      const others =
-        issue.keys.length > 1 && !hidden ? ` (also unknown: ${issue.keys.slice(1).join(', ')})` : '';
-      what = `unknown field${others}${allowed ? `; allowed fields here: ${allowed}` : ''}`;
-    } else {
-      const bad = valueAt(doc.value, path);
-      what = `${what} (got ${isSecretPath(path) ? '[redacted]' : describeValue(bad)})`;
-    }
-    const where = doc.locate(path);
-    return `${shown.length ? shown.join('.') : '(document)'}: ${what}${where ? ` at ${where}` : ''}`;
-  });
-  const more = result.error.issues.length > 5 ? ` (and ${result.error.issues.length - 5} more)` : '';
-  throw new ConfigError(
-    `${file}: document ${doc.index}${label ? ` (${label})` : ''}: ${problems.join('; ')}${more}`,
-  );
-}
-
-/** Lists the keys a strict object schema allows at `path`, when the schema is simple enough to walk. */
-function allowedKeys(schema: z.ZodType, path: readonly PropertyKey[], _parent: unknown): string | undefined {
-  let cur: unknown = schema;
-  for (const key of path) {
-    cur = unwrap(cur);
-    const shape = (cur as { shape?: Record<string, unknown> }).shape;
-    if (shape && typeof key === 'string' && key in shape) cur = shape[key];
-    else if ((cur as { element?: unknown }).element) cur = (cur as { element: unknown }).element;
-    else return undefined;
-  }
-  const shape = (unwrap(cur) as { shape?: Record<string, unknown> }).shape;
-  return shape ? Object.keys(shape).join(', ') : undefined;
-}
-
-function unwrap(schema: unknown): unknown {
-  let cur = schema as { def?: { innerType?: unknown; type?: string } } | undefined;
-  for (let i = 0; i < 10 && cur?.def?.innerType; i++) cur = cur.def.innerType as typeof cur;
-  return cur;
 }

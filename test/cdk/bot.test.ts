@@ -3,7 +3,8 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Authority } from '../../cdk/constructs/authority.js';
 import { Bot, type BotProps } from '../../cdk/constructs/bot.js';
-import { parseBotConfig } from '../../src/bot/config.js';
+import { botConfigFromDocuments, parseBotConfig } from '../../src/bot/config.js';
+import { parseJsonDocuments } from '../../src/config/documents.js';
 import {
   decodeEnv,
   exampleStack,
@@ -48,7 +49,7 @@ const withInterval = (interval: string, ttl = '1h') =>
     .replace('credential_ttl: 1h', `credential_ttl: ${ttl}`);
 
 describe('Bot', () => {
-  it('runs one Lambda per bot (newest runtime, ARM64, own log group) with its config base64-encoded', () => {
+  it('runs one Lambda per bot (newest runtime, ARM64, own log group) with its config as JSON, base64-encoded', () => {
     for (const bot of ['orders', 'reports']) {
       const fn = resourceOf(template, 'AWS::Lambda::Function', `Bot${bot}Function`);
       expect(fn.Properties).toMatchObject({
@@ -58,7 +59,14 @@ describe('Bot', () => {
         Timeout: 120,
       });
       const vars = lambdaEnv(template, `Bot${bot}Function`);
-      expect(decodeEnv(vars.BROKER_BOT_CONFIG)).toBe(read(`examples/aws/bots/${bot}.yaml`));
+      // The document as JSON, which the Lambda reads without the YAML library, to the same configuration.
+      const sent = decodeEnv(vars.BROKER_BOT_CONFIG);
+      const file = read(`examples/aws/bots/${bot}.yaml`);
+      const docs = parseJsonDocuments(sent);
+      expect(docs).toHaveLength(1);
+      expect(botConfigFromDocuments(docs ?? [], 'BROKER_BOT_CONFIG')).toEqual(
+        parseBotConfig(file, 'BROKER_BOT_CONFIG'),
+      );
       expect(vars.BROKER_AUTHORITY_FUNCTION).toEqual({
         'Fn::GetAtt': [logicalId(template, 'AWS::Lambda::Function', 'AuthorityFunction'), 'Arn'],
       });

@@ -8,7 +8,7 @@
  */
 import type { DatabaseRoute } from '../../credentials/route.js';
 import { parseDuration } from '../../duration.js';
-import { type Db, type Role, roleWithDefaults } from '../resources.js';
+import { type Db, type Role, roleWithDefaults } from '../resources-schema.js';
 import { checkLabelsMatch } from './labels.js';
 import { checksDatabaseNames, foldsUserCase, matchDatabaseName, matchDatabaseUser } from './matchers.js';
 import { mergeTraits, type PreparedRole, type PreparedSide, prepareRole } from './prepare.js';

@@ -5,7 +5,7 @@
  * lists themselves and each role's max_session_ttl. Pure: no I/O, no clock.
  */
 import { formatDuration, parseDuration } from '../../duration.js';
-import { type Role, roleWithDefaults } from '../resources.js';
+import { type Role, roleWithDefaults } from '../resources-schema.js';
 import { mergeTraits, prepareRole } from './prepare.js';
 
 /** What to enumerate: the bot's roles and traits, and the certificate TTL asked for. */
