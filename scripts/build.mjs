@@ -79,6 +79,11 @@ const targets = {
     minify: true,
     metafile: true,
     banner: { js: cjsShim },
+    // What a cold start does not load (the YAML library, for configuration that is not the stack's JSON)
+    // goes to a chunk of its own: code in the entry file is parsed at import even when it never runs.
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+    clean: true,
   })),
   // The AWS SDK (needed only with a Secrets Manager bundle) goes to a chunk of its own, loaded on first use:
   // a proxy reading a directory output never parses it.

@@ -16,11 +16,15 @@ export const CJS_SHIM = [
   'const __dirname = __brokerDirname(__filename);',
 ].join('\n');
 
-/** The function target's options in scripts/build.mjs: everything bundled, minified, ESM, node20. */
+/** The function target's options in scripts/build.mjs: everything bundled, minified, ESM, node20, split. */
 export function functionBuildOptions(entry: string, outfile: string): BuildOptions {
   return {
-    entryPoints: [entry],
-    outfile,
+    // An entry file and its lazily imported chunks (chunks/ beside it), as the function bundles are split.
+    entryPoints: { [path.basename(outfile, '.mjs')]: entry },
+    outdir: path.dirname(outfile),
+    outExtension: { '.js': '.mjs' },
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
     bundle: true,
     platform: 'node',
     target: 'node20',
@@ -49,11 +53,22 @@ export async function bundle(entry: string, outfile: string): Promise<Metafile> 
   return result.metafile;
 }
 
-/** Output bytes of a bundle by where they came from: an npm package, or the project's own source. */
+/**
+ * Output bytes that importing a bundle loads (its entry file and the chunks that imports statically, not
+ * the chunks loaded on first use) by where they came from: an npm package, or the project's own source.
+ */
 export function bytesByOrigin(metafile: Metafile): Map<string, number> {
+  const loaded = new Set<string>();
+  const pending = Object.keys(metafile.outputs).filter((file) => metafile.outputs[file]?.entryPoint);
+  for (let file = pending.pop(); file !== undefined; file = pending.pop()) {
+    if (loaded.has(file)) continue;
+    loaded.add(file);
+    for (const i of metafile.outputs[file]?.imports ?? [])
+      if (i.kind === 'import-statement' && !i.external) pending.push(i.path);
+  }
   const totals = new Map<string, number>();
-  for (const output of Object.values(metafile.outputs))
-    for (const [input, info] of Object.entries(output.inputs)) {
+  for (const file of loaded)
+    for (const [input, info] of Object.entries(metafile.outputs[file]?.inputs ?? {})) {
       const parts = input.split(/[\\/]/);
       const at = parts.lastIndexOf('node_modules');
       let origin: string;

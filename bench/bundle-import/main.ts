@@ -292,7 +292,7 @@ ${contention}- Run: ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UT
 
 ${mdTable(['module', 'import ms (median)', 'range', 'CPU ms', 'process ms', 'size KiB', 'gzip KiB', '× reference (import)', '× reference (CPU)', '× reference (process)'], mdRows)}
 
-What the bundles hold (KiB of minified output by origin, from an esbuild metafile of the same build):
+What importing each bundle loads (KiB of minified output by origin, from an esbuild metafile of the same build; chunks loaded only on first use, such as the YAML library, are left out):
 
 ${breakdownText}
 `;
