@@ -183,7 +183,11 @@ function printSummary(rows) {
 
 async function main() {
   const options = parseArgs(process.argv.slice(2));
-  const targets = selectTargets(options.files);
+  const selected = selectTargets(options.files);
+  // In CI (no files named) the files still below their thresholds are named, not run.
+  const targets = options.ci && options.files.length === 0 ? selected.filter((t) => !t.pending) : selected;
+  for (const t of selected)
+    if (!targets.includes(t)) console.log(`pending, not run in CI: ${t.file}: ${t.pending}`);
   mkdirSync(REPORTS, { recursive: true });
   const rows = [];
   for (const t of targets.flatMap((target) => target.tests))
