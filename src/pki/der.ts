@@ -35,7 +35,18 @@ export function tlv(tag: number, content: Uint8Array): Buffer {
 
 export const sequence = (...parts: Uint8Array[]): Buffer => tlv(TAG.sequence, Buffer.concat(parts));
 export const set = (...parts: Uint8Array[]): Buffer => tlv(TAG.set, Buffer.concat(parts));
-export const oid = (dotted: string): Buffer => tlv(TAG.oid, encodeOid(dotted));
+// A certificate names the same dozen OIDs every time: their encodings are kept (bounded), so issuing does
+// not redo the arbitrary-precision arc arithmetic of encodeOid for each one. Callers only concatenate them.
+const oidCache = new Map<string, Buffer>();
+export function oid(dotted: string): Buffer {
+  let der = oidCache.get(dotted);
+  if (!der) {
+    der = tlv(TAG.oid, encodeOid(dotted));
+    if (oidCache.size >= 256) oidCache.clear();
+    oidCache.set(dotted, der);
+  }
+  return der;
+}
 export const octetString = (bytes: Uint8Array): Buffer => tlv(TAG.octetString, bytes);
 export const utf8String = (text: string): Buffer => tlv(TAG.utf8String, Buffer.from(text, 'utf8'));
 export const booleanTrue = (): Buffer => tlv(TAG.boolean, Buffer.from([0xff]));
