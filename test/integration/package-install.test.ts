@@ -1,12 +1,22 @@
 /**
- * The package as a consumer gets it: `npm pack` (which builds the bundles and declarations first), the
+ * The package as a consumer gets it: `npm pack` of the bundles `npm test` built (with --ignore-scripts: the
+ * prepack build would rewrite dist/ under the other test files reading it) and of the declarations this file
+ * builds (dist/types, which nothing else reads), the
  * tarball unpacked into a scratch project's node_modules beside its dependencies (linked from this
  * repository's node_modules: the machine is offline, and the dependencies are what `npm install` would
  * resolve from the package's own dependency list), then the client module and the constructs imported by
  * plain Node.js, type-checked by tsc, and the shipped example app synthesized from the installed package.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../support/fixtures.js';
@@ -26,8 +36,12 @@ const node = (args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
 
 beforeAll(async () => {
   work = await tempDir('package-install');
+  for (const bundle of ['dist/broker.mjs', 'dist/client/index.mjs', 'dist/cdk/index.mjs', 'dist/functions'])
+    if (!existsSync(path.join(REPO_ROOT, bundle)))
+      throw new Error(`${bundle} is missing: run \`npm run build\` first (npm test does)`);
+  node(['scripts/build.mjs', '--target', 'types', '--quiet'], REPO_ROOT);
   const packed = JSON.parse(
-    execFileSync('npm', ['pack', '--json', '--pack-destination', work.dir], {
+    execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work.dir], {
       cwd: REPO_ROOT,
       encoding: 'utf8',
       timeout: 480_000,
