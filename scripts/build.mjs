@@ -11,8 +11,9 @@
 // Source maps (`<bundle>.map` beside each bundle) only with BROKER_SOURCEMAP=1: loading one with
 // --enable-source-maps adds about 40% to a Lambda cold start, so a stale map is removed otherwise.
 import { execFileSync } from 'node:child_process';
-import { rmSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { build } from 'esbuild';
 
 const only = process.argv.includes('--target')
@@ -115,13 +116,26 @@ if (only === 'types') {
 }
 
 const sizes = [];
+/** Removes the files under `dir` that are not in `keep` (absolute paths), and directories left empty. */
+function removeStale(dir, keep) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const file = path.resolve(dir, entry.name);
+    if (entry.isDirectory()) {
+      removeStale(file, keep);
+      if (readdirSync(file).length === 0) rmSync(file, { recursive: true, force: true });
+    } else if (!keep.has(file)) rmSync(file, { force: true });
+  }
+}
+
 for (const [name, configs] of Object.entries(targets)) {
   if (only && only !== name) continue;
   for (const config of configs) {
     const { clean, ...options } = config;
-    // A split build leaves chunks named by hash: old ones go, so the directory holds one build.
-    if (clean) rmSync(config.outdir, { recursive: true, force: true });
-    await build(options);
+    const result = await build({ ...options, metafile: true });
+    // A split build leaves chunks named by hash: old ones go afterwards, so the directory holds one build
+    // and the entry files are never missing while it runs (tests read them while others rebuild).
+    if (clean)
+      removeStale(config.outdir, new Set(Object.keys(result.metafile.outputs).map((f) => path.resolve(f))));
     const out = `${config.outdir}/${Object.keys(config.entryPoints)[0]}.mjs`;
     if (!sourcemap) rmSync(`${out}.map`, { force: true });
     sizes.push([out, statSync(out).size]);
