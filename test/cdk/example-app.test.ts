@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrokerStack } from '../../cdk/broker-stack.js';
 import { loadBrokerConfig } from '../../cdk/config.js';
 import { REPO_ROOT } from '../../cdk/constructs/broker-function.js';
+import { ensureFunctionBundles } from '../support/bundles.js';
 import { cdkJsonContext } from '../support/cdk.js';
 
 /**
@@ -28,10 +29,7 @@ let app: App;
 let assembly: CloudAssembly;
 
 beforeAll(() => {
-  execFileSync(process.execPath, ['scripts/build.mjs', '--target', 'functions', '--quiet'], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, BROKER_SOURCEMAP: '' },
-  });
+  ensureFunctionBundles();
   app = new App({ outdir: tempDir(), context: cdkJsonContext() });
   const config = loadBrokerConfig(app.node);
   new BrokerStack(app, config.stackName, config);

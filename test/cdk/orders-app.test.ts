@@ -3,7 +3,6 @@
  * shipped resources and bot files, and a Fargate task definition with the proxy sidecar as docs/aws.md
  * documents it, synthesized with cdk-nag's AwsSolutions pack and the real Lambda bundles.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,9 +11,9 @@ import type { CloudAssembly } from 'aws-cdk-lib/cx-api';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../cdk/constructs/broker-function.js';
 import { IAM5_ECR_REASON } from '../../cdk/constructs/sidecar-findings.js';
 import { OrdersStack } from '../../examples/aws/orders-stack.js';
+import { ensureFunctionBundles } from '../support/bundles.js';
 import { cdkJsonContext } from '../support/cdk.js';
 
 interface Resource {
@@ -31,10 +30,7 @@ let assembly: CloudAssembly;
 let resources: Record<string, Resource>;
 
 beforeAll(() => {
-  execFileSync(process.execPath, ['scripts/build.mjs', '--target', 'functions', '--quiet'], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, BROKER_SOURCEMAP: '' },
-  });
+  ensureFunctionBundles();
   outdir = mkdtempSync(path.join(tmpdir(), 'broker-orders-app-'));
   app = new App({ outdir, context: cdkJsonContext() });
   stack = new OrdersStack(app, 'Orders');

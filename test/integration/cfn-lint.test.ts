@@ -10,6 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { requirePythonTool } from '../support/aws/moto.js';
+import { ensureFunctionBundles } from '../support/bundles.js';
 import { REPO_ROOT } from '../support/fixtures.js';
 import { run } from '../support/run.js';
 import { makeTempDir, removeTempDirs } from '../support/temp.js';
@@ -42,15 +43,8 @@ function templatesIn(dir: string): string[] {
     .map((f) => path.join(dir, f));
 }
 
-beforeAll(async () => {
-  // The apps deploy the esbuild bundles; `npm run test:integration` builds them, a single-file run may not.
-  if (!existsSync(path.join(REPO_ROOT, 'dist/functions/authority/index.mjs'))) {
-    const built = await run(process.execPath, ['scripts/build.mjs', '--target', 'functions', '--quiet'], {
-      cwd: REPO_ROOT,
-    });
-    if (built.code !== 0) throw new Error(`building the Lambda bundles failed:\n${built.stderr}`);
-  }
-});
+// The apps deploy the esbuild bundles; `npm test` builds them, a single-file run may not.
+beforeAll(ensureFunctionBundles, 120_000);
 afterAll(removeTempDirs);
 
 /** Runs the pinned cfn-lint with the repository's configuration on `templates`. */
