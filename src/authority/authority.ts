@@ -21,6 +21,7 @@ import { Locks } from './locks.js';
 import { renew } from './renewal.js';
 import type { Bot, Resource } from './resources.js';
 import { type RotateRequest, type RotationOutcome, Rotations } from './rotations.js';
+import { type SignedDatabaseServerCertificate, signDatabaseServerKey } from './server-cert.js';
 import type { Lock, NamedKind, NamedResource, StoredToken } from './state-keys.js';
 import { type AuthorityStatus, authorityStatus } from './status.js';
 
@@ -40,6 +41,7 @@ export {
   type RotationOutcome,
 } from './rotations.js';
 export { tokenId } from './secrets.js';
+export type { SignedDatabaseServerCertificate } from './server-cert.js';
 export type { BotState, Lock, StoredToken } from './state-keys.js';
 
 /**
@@ -258,6 +260,18 @@ export class Authority {
     options: DatabaseServerOptions,
   ): Promise<IssuedDatabaseServerCertificate> {
     return this.issuance.signDatabaseServer(hosts, options);
+  }
+
+  /**
+   * A database server certificate for a public key the caller made (AWS mode: the operator's machine keeps
+   * the private key, only the public key reaches the authority), with the client CA of `options.service`.
+   */
+  signDatabaseServerKey(
+    hosts: readonly string[],
+    publicKeyPem: string,
+    options: DatabaseServerOptions,
+  ): Promise<SignedDatabaseServerCertificate> {
+    return signDatabaseServerKey(this.context, this.cas, { ...options, hosts, publicKeyPem });
   }
 
   /** A server certificate for the authority's own HTTPS listener, from the bot CA (which bots pin). */

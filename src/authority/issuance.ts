@@ -1,4 +1,3 @@
-import { ConfigError } from '../config/errors.js';
 import { joinPemBundle } from '../credentials/pem.js';
 import type { DatabaseRoute } from '../credentials/route.js';
 import { formatDuration } from '../duration.js';
@@ -18,10 +17,16 @@ import { assertPublicKey, clampTtl, DEFAULT_CERT_TTL_MS } from './limits.js';
 import type { Locks } from './locks.js';
 import { checkDatabaseAccess } from './rbac.js';
 import { type Db, hostOf, type Role, resourceName } from './resources-schema.js';
+import {
+  checkServerCertRequest,
+  type DatabaseServerOptions,
+  DEFAULT_SERVER_CERT_TTL_MS,
+  type SignedDatabaseServerCertificate,
+  signDatabaseServerKey,
+} from './server-cert.js';
 import { stateKeys } from './state-keys.js';
 
-export const DEFAULT_SERVER_CERT_TTL_MS = 2190 * 3_600_000;
-const MAX_SERVER_CERT_TTL_MS = 8760 * 3_600_000;
+export { type DatabaseServerOptions, DEFAULT_SERVER_CERT_TTL_MS } from './server-cert.js';
 
 export interface IssuedDatabaseCertificate {
   certificatePem: string;
@@ -42,21 +47,9 @@ export interface DatabaseCertificateRequest {
   requestId?: string | undefined;
 }
 
-/** What `auth sign --format=db` signs for. */
-export interface DatabaseServerOptions {
-  /** The database service (a `db` resource name) this server is: it will trust only that service's client CA. */
-  service: string;
-  /** Validity of the server certificate; default 2190h. */
-  ttlMs?: number | undefined;
-}
-
-export interface IssuedDatabaseServerCertificate {
-  certificatePem: string;
+/** A server certificate with a key the authority generated (the embedded `auth sign --format=db`). */
+export interface IssuedDatabaseServerCertificate extends SignedDatabaseServerCertificate {
   privateKeyPem: string;
-  /** The client CA bundle of the service (every active key): the database's trust store. */
-  clientCaPem: string;
-  serial: string;
-  expires: string;
 }
 
 /** The certificates the authority signs besides bot identities: database clients and servers, itself. */
@@ -148,52 +141,21 @@ export class Issuance {
   }
 
   /**
-   * `auth sign --format=db --service S`: a database server certificate for `hosts` (plus localhost and
-   * 127.0.0.1, so a client verifying through a local proxy succeeds), its key, and the client CA of service
-   * S (created when S has none yet): the only CA that database is to trust.
+   * `auth sign --format=db --service S` in process: a key pair made here (on the operator's machine) and its
+   * server certificate (./server-cert.ts), with the client CA of service S.
    */
   async signDatabaseServer(
     hosts: readonly string[],
     options: DatabaseServerOptions,
   ): Promise<IssuedDatabaseServerCertificate> {
-    const { service, ttlMs = DEFAULT_SERVER_CERT_TTL_MS } = options;
-    if (hosts.length === 0 || hosts.some((h) => !/^[a-zA-Z0-9.*:-]+$/.test(h)))
-      throw new ConfigError('--host needs one or more host names or IP addresses, comma-separated');
-    if (!(ttlMs > 0 && ttlMs <= MAX_SERVER_CERT_TTL_MS))
-      throw new ConfigError('server certificate TTL must be between 1s and 8760h');
-    // First, so a bad service name fails before anything is signed.
-    const clientCaPem = await this.cas.serviceBundle(service);
+    checkServerCertRequest(hosts, options.ttlMs ?? DEFAULT_SERVER_CERT_TTL_MS);
     const keys = await generateRsaKeyPair();
-    const now = this.ctx.clock.now();
-    const sans = [...new Set([...hosts, 'localhost', '127.0.0.1'])];
-    const { certificatePem, serial } = await buildCertificate(
-      {
-        subject: { commonName: hosts[0] as string, organization: 'broker-db-server' },
-        publicKeyPem: keys.publicKeyPem,
-        issuedAt: now,
-        notAfter: new Date(now.getTime() + ttlMs),
-        profile: 'server',
-        sans,
-        privateExtensions: { [OID_CERT_ROLE]: 'db-server' },
-      },
-      await this.cas.issuer('db-server'),
-    );
-    const expires = new Date(now.getTime() + ttlMs).toISOString();
-    await this.ctx.record({
-      event: 'server_cert.issue',
-      outcome: 'success',
-      kind: 'db-server',
-      name: `${service}:${sans.join(',')}`,
-      serial,
-      expires,
+    const signed = await signDatabaseServerKey(this.ctx, this.cas, {
+      ...options,
+      hosts,
+      publicKeyPem: keys.publicKeyPem,
     });
-    return {
-      certificatePem,
-      privateKeyPem: keys.privateKeyPem,
-      clientCaPem,
-      serial,
-      expires,
-    };
+    return { ...signed, privateKeyPem: keys.privateKeyPem };
   }
 
   /** A server certificate for the authority's own HTTPS listener, from the bot CA (which bots pin). */

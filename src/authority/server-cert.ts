@@ -1,0 +1,78 @@
+import { ConfigError } from '../config/errors.js';
+import { buildCertificate } from '../pki/certificate.js';
+import { OID_CERT_ROLE } from '../pki/oids.js';
+import type { CaRegistry } from './ca-registry.js';
+import { type AuthorityContext, withRequestId } from './context.js';
+import { assertPublicKey } from './limits.js';
+
+export const DEFAULT_SERVER_CERT_TTL_MS = 2190 * 3_600_000;
+const MAX_SERVER_CERT_TTL_MS = 8760 * 3_600_000;
+
+/** What `auth sign --format=db` signs for. */
+export interface DatabaseServerOptions {
+  /** The database service (a `db` resource name) this server is: it will trust only that service's client CA. */
+  service: string;
+  /** Validity of the server certificate; default 2190h. */
+  ttlMs?: number | undefined;
+  /** Correlates the audit line with the caller's request (the Lambda request id in AWS mode). */
+  requestId?: string | undefined;
+}
+
+/** A server certificate for a key the caller holds: the authority never sees the server's private key. */
+export interface SignedDatabaseServerCertificate {
+  certificatePem: string;
+  /** The client CA bundle of the service (every active key): the database's trust store. */
+  clientCaPem: string;
+  serial: string;
+  expires: string;
+}
+
+/** Refuses host lists and TTLs `auth sign --format=db` cannot sign, naming the flag to fix. */
+export function checkServerCertRequest(hosts: readonly string[], ttlMs: number): void {
+  if (hosts.length === 0 || hosts.some((h) => !/^[a-zA-Z0-9.*:-]+$/.test(h)))
+    throw new ConfigError('--host needs one or more host names or IP addresses, comma-separated');
+  if (!(ttlMs > 0 && ttlMs <= MAX_SERVER_CERT_TTL_MS))
+    throw new ConfigError('server certificate TTL must be between 1s and 8760h');
+}
+
+/**
+ * `auth sign --format=db --service S` for a public key: a database server certificate from the db-server CA
+ * for `hosts` (plus localhost and 127.0.0.1, so a client verifying through a local proxy succeeds), and the
+ * client CA of service S (created when S has none yet), the only CA that database is to trust. Audited.
+ */
+export async function signDatabaseServerKey(
+  ctx: AuthorityContext,
+  cas: CaRegistry,
+  request: { hosts: readonly string[]; publicKeyPem: string } & DatabaseServerOptions,
+): Promise<SignedDatabaseServerCertificate> {
+  const { hosts, publicKeyPem, service, ttlMs = DEFAULT_SERVER_CERT_TTL_MS } = request;
+  checkServerCertRequest(hosts, ttlMs);
+  assertPublicKey(publicKeyPem);
+  // First, so a bad service name fails before anything is signed.
+  const clientCaPem = await cas.serviceBundle(service);
+  const now = ctx.clock.now();
+  const sans = [...new Set([...hosts, 'localhost', '127.0.0.1'])];
+  const { certificatePem, serial } = await buildCertificate(
+    {
+      subject: { commonName: hosts[0] as string, organization: 'broker-db-server' },
+      publicKeyPem,
+      issuedAt: now,
+      notAfter: new Date(now.getTime() + ttlMs),
+      profile: 'server',
+      sans,
+      privateExtensions: { [OID_CERT_ROLE]: 'db-server' },
+    },
+    await cas.issuer('db-server'),
+  );
+  const expires = new Date(now.getTime() + ttlMs).toISOString();
+  await ctx.record({
+    event: 'server_cert.issue',
+    outcome: 'success',
+    kind: 'db-server',
+    name: `${service}:${sans.join(',')}`,
+    serial,
+    expires,
+    ...withRequestId(request.requestId),
+  });
+  return { certificatePem, clientCaPem, serial, expires };
+}
