@@ -4,11 +4,11 @@ import { z } from 'zod';
 import { bootstrapAuthority } from '../src/authority/aws-bootstrap.js';
 import { parseDuration } from '../src/duration.js';
 import { BrokerError } from '../src/errors.js';
-import { redactedError } from '../src/log.js';
 import { CA_TYPES } from '../src/pki/ca.js';
 import { ROTATION_PHASES } from '../src/pki/ca-rotation.js';
 import { caPin } from '../src/pki/parse.js';
 import { type AuthorityHandlerDeps, authorityOptions } from './authority.js';
+import { lambdaEntry, once } from './env.js';
 
 /**
  * The rotation action, `broker auth rotate` as a Lambda event. It is its own function (same environment and
@@ -51,7 +51,7 @@ export function createRotationHandler(
   deps: AuthorityHandlerDeps,
 ): (event: unknown) => Promise<RotateResponse> {
   const options = authorityOptions(deps);
-  let ready: ReturnType<typeof bootstrapAuthority> | undefined;
+  const ready = once(() => bootstrapAuthority(options));
   return async (event) => {
     const parsed = rotateEventSchema.safeParse(event);
     if (!parsed.success)
@@ -63,12 +63,8 @@ export function createRotationHandler(
         },
       };
     const e = parsed.data;
-    ready ??= bootstrapAuthority(options).catch((err) => {
-      ready = undefined;
-      throw err;
-    });
     try {
-      const outcomes = await (await ready).rotateCa({
+      const outcomes = await (await ready()).rotateCa({
         type: e.type,
         service: e.service,
         phase: e.phase,
@@ -97,18 +93,7 @@ export function createRotationHandler(
   };
 }
 
-let handlerInstance: ((event: unknown) => Promise<RotateResponse>) | undefined;
-
 /** The Lambda entry point of the rotation action. */
-export const handler = async (event: unknown): Promise<RotateResponse> => {
-  try {
-    handlerInstance ??= createRotationHandler({
-      env: process.env,
-      dynamodb: new DynamoDBClient({}),
-      kms: new KMSClient({}),
-    });
-    return await handlerInstance(event);
-  } catch (err) {
-    throw redactedError(err);
-  }
-};
+export const handler = lambdaEntry((): ((event: unknown) => Promise<RotateResponse>) =>
+  createRotationHandler({ env: process.env, dynamodb: new DynamoDBClient({}), kms: new KMSClient({}) }),
+);

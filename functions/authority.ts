@@ -11,9 +11,9 @@ import {
 import type { IamJoinVerifier } from '../src/authority/iam-join.js';
 import { shortLivedPrefixes } from '../src/authority/state-keys.js';
 import { systemClock } from '../src/clock.js';
-import { createLogger, redactedError } from '../src/log.js';
+import { createLogger } from '../src/log.js';
 import { DynamoDbStateStore } from '../src/state/dynamodb-store.js';
-import { decodeText, parseEnv } from './env.js';
+import { decodeText, lambdaEntry, once, parseEnv } from './env.js';
 
 const envSchema = z.object({
   BROKER_TABLE_NAME: z.string().min(3),
@@ -61,15 +61,8 @@ export interface AuthorityHandlerDeps {
 export function createAuthorityHandler(deps: AuthorityHandlerDeps): (event: unknown) => Promise<ApiResponse> {
   const options = authorityOptions(deps);
   const log = createLogger({ base: { component: 'authority' }, destination: 1 });
-  let ready: ReturnType<typeof bootstrapAuthority> | undefined;
-  return async (event) => {
-    // A failed bootstrap is retried on the next invocation rather than cached for the container's life.
-    ready ??= bootstrapAuthority(options).catch((err) => {
-      ready = undefined;
-      throw err;
-    });
-    return handleApiRequest(await ready, event, log);
-  };
+  const ready = once(() => bootstrapAuthority(options));
+  return async (event) => handleApiRequest(await ready(), event, log);
 }
 
 /** The authority's configuration from the environment the stack sets (also the rotation action's). */
@@ -96,21 +89,10 @@ export function authorityOptions(deps: AuthorityHandlerDeps): AuthorityBootstrap
   };
 }
 
-let handlerInstance: ((event: unknown) => Promise<ApiResponse>) | undefined;
-
 /**
  * The Lambda entry point, configured from the environment the stack sets. A failure (bad environment or
  * resources, bootstrap) is thrown scrubbed: the runtime prints it, and a validation error quotes values.
  */
-export const handler = async (event: unknown): Promise<ApiResponse> => {
-  try {
-    handlerInstance ??= createAuthorityHandler({
-      env: process.env,
-      dynamodb: new DynamoDBClient({}),
-      kms: new KMSClient({}),
-    });
-    return await handlerInstance(event);
-  } catch (err) {
-    throw redactedError(err);
-  }
-};
+export const handler = lambdaEntry((): ((event: unknown) => Promise<ApiResponse>) =>
+  createAuthorityHandler({ env: process.env, dynamodb: new DynamoDBClient({}), kms: new KMSClient({}) }),
+);

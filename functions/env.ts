@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { ConfigError } from '../src/config/errors.js';
+import { redactedError } from '../src/log.js';
 
 /** Validates a Lambda's environment once at cold start; a bad one fails every invocation with the reason. */
 export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv, fn: string): z.output<S> {
@@ -14,4 +15,35 @@ export function decodeText(value: string): string {
   return value.startsWith('base64:')
     ? Buffer.from(value.slice('base64:'.length), 'base64').toString('utf8')
     : value;
+}
+
+/**
+ * A Lambda entry point that builds its handler once per execution environment (from `process.env` and new
+ * SDK clients) and throws every failure scrubbed: the runtime prints it, and a validation error quotes values.
+ */
+export function lambdaEntry<E, R>(create: () => (event: E) => Promise<R>): (event: E) => Promise<R> {
+  let instance: ((event: E) => Promise<R>) | undefined;
+  return async (event) => {
+    try {
+      instance ??= create();
+      return await instance(event);
+    } catch (err) {
+      throw redactedError(err);
+    }
+  };
+}
+
+/**
+ * Runs `start` once and keeps its promise; a failure is forgotten, so the next invocation retries it rather
+ * than the container failing for its whole life.
+ */
+export function once<T>(start: () => Promise<T>): () => Promise<T> {
+  let ready: Promise<T> | undefined;
+  return () => {
+    ready ??= start().catch((err) => {
+      ready = undefined;
+      throw err;
+    });
+    return ready;
+  };
 }
