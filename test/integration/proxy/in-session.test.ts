@@ -16,8 +16,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Authority } from '../../../src/authority/authority.js';
 import { DirectoryDestination } from '../../../src/destinations/directory.js';
 import { type StartedPostgres, startPostgres } from '../../../src/devdb/postgres.js';
-import { type StartedMariadb, startMariadb } from '../../support/devdb/mariadb.js';
-import { type StartedRedis, startRedis } from '../../support/devdb/redis.js';
+import { startMariadb } from '../../support/devdb/mariadb.js';
+import { startRedis } from '../../support/devdb/redis.js';
 import {
   changeUser,
   describePacket,
@@ -39,6 +39,7 @@ import {
 } from '../../support/proxy.js';
 import { run } from '../../support/run.js';
 import { tempDir } from '../../support/temp.js';
+import { tunnelWorld } from '../../support/tunnel-world.js';
 
 /** What a rejected promise rejected with; fails when it resolves. */
 async function rejection<T>(p: Promise<T>, what: string): Promise<Error & Record<string, unknown>> {
@@ -51,44 +52,26 @@ async function rejection<T>(p: Promise<T>, what: string): Promise<Error & Record
 }
 
 describe('tunnel in session: MariaDB', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let server: StartedMariadb | undefined;
-  let proxy: RunningProxy | undefined;
-
-  const db = (): StartedMariadb => {
-    if (!server) throw new Error('MariaDB did not start (see the first failure)');
-    return server;
-  };
-
-  setupOnce(async () => {
-    work = await tempDir('proxy-in-session-mariadb');
-    const authority = await newAuthority();
-    const serverCert = await authority.signDatabaseServer(['localhost'], { service: 'maria' });
-    server = await startMariadb({
-      baseDir: path.join(work.dir, 'mariadb'),
-      tls: {
-        serverCertPem: serverCert.certificatePem,
-        serverKeyPem: serverCert.privateKeyPem,
-        clientCaPem: serverCert.clientCaPem,
-      },
-      users: [{ name: 'alice', subject: '/O=example/CN=alice' }],
-      databases: ['example', 'secretdb'],
-    });
+  const world = tunnelWorld({
+    name: 'proxy-in-session-mariadb',
+    service: 'maria',
+    protocol: 'mysql',
+    host: '127.0.0.1',
+    start: (baseDir, tls) =>
+      startMariadb({
+        baseDir,
+        tls,
+        users: [{ name: 'alice', subject: '/O=example/CN=alice' }],
+        databases: ['example', 'secretdb'],
+      }),
     // An account anyone reaching the server may become: no password, no certificate requirement.
-    await server.sql(
-      "CREATE USER 'carol'@'%'; GRANT ALL ON secretdb.* TO 'carol'@'%';" +
-        "CREATE TABLE example.t (a TEXT); CREATE TABLE secretdb.s (v TEXT); INSERT INTO secretdb.s VALUES ('the secret');",
-    );
-    await addDatabase(authority, 'maria', 'mysql', `127.0.0.1:${server.port}`);
-    await writeBundle(authority, path.join(work.dir, 'out'), { service: 'maria', database: 'example' });
-    proxy = await startTunnelProxy(path.join(work.dir, 'out'));
+    prepare: (server) =>
+      server.sql(
+        "CREATE USER 'carol'@'%'; GRANT ALL ON secretdb.* TO 'carol'@'%';" +
+          "CREATE TABLE example.t (a TEXT); CREATE TABLE secretdb.s (v TEXT); INSERT INTO secretdb.s VALUES ('the secret');",
+      ),
   });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    await server?.stop();
-    await work?.cleanup();
-  });
+  const db = () => world().server;
 
   const viaProxy = (database = 'example') =>
     within(
@@ -96,7 +79,7 @@ describe('tunnel in session: MariaDB', () => {
       'mysql2 connect through the proxy',
       mysql.createConnection({
         host: '127.0.0.1',
-        port: proxy!.port,
+        port: world().proxy.port,
         user: 'alice',
         database,
         connectTimeout: 5_000,
@@ -118,12 +101,12 @@ describe('tunnel in session: MariaDB', () => {
     expect(err.sqlState).toBe('28000');
     await expect(conn.query('SELECT CURRENT_USER()')).rejects.toThrow();
     expect(await sessionsOf('carol')).toBe(0);
-    const metrics = await proxy!.proxy.metrics.connections.get();
+    const metrics = await world().proxy.proxy.metrics.connections.get();
     expect(metrics.values.find((v) => v.labels.outcome === 'user_mismatch')?.value).toBeGreaterThanOrEqual(1);
   });
 
   it('refuses a raw COM_CHANGE_USER to a password-less account, which would otherwise log in as it', async () => {
-    const { wire } = await MysqlWire.login(proxy!.port, 'alice', 'example');
+    const { wire } = await MysqlWire.login(world().proxy.port, 'alice', 'example');
     try {
       wire.send(0, changeUser('carol', 'secretdb'));
       const answer = await wire.next();
@@ -195,7 +178,7 @@ describe('tunnel in session: MariaDB', () => {
       'mysql2 with compress: true',
       mysql.createConnection({
         host: '127.0.0.1',
-        port: proxy!.port,
+        port: world().proxy.port,
         user: 'alice',
         database: 'example',
         compress: true,
@@ -206,7 +189,7 @@ describe('tunnel in session: MariaDB', () => {
     await conn.end();
     const CLIENT_COMPRESS = 0x20;
     const { wire, result } = await MysqlWire.login(
-      proxy!.port,
+      world().proxy.port,
       'alice',
       'example',
       WIRE_CAPS | CLIENT_COMPRESS,
@@ -225,7 +208,7 @@ describe('tunnel in session: MariaDB', () => {
         '-h',
         '127.0.0.1',
         '-P',
-        String(proxy!.port),
+        String(world().proxy.port),
         '-u',
         'alice',
         '--skip-ssl',
@@ -248,7 +231,7 @@ describe('tunnel in session: MariaDB', () => {
   });
 
   it('a command smuggled inside a packet the server would skip while reading LOAD DATA LOCAL never runs', async () => {
-    const { wire, result } = await MysqlWire.login(proxy!.port, 'alice', 'example');
+    const { wire, result } = await MysqlWire.login(world().proxy.port, 'alice', 'example');
     try {
       expect(result.payload[0]).toBe(0x00);
       wire.send(0, query("LOAD DATA LOCAL INFILE 'x' INTO TABLE t"));
@@ -274,7 +257,7 @@ describe('tunnel in session: MariaDB', () => {
   });
 
   it('a command smuggled inside an out-of-order change-user authentication reply never runs', async () => {
-    const { wire } = await MysqlWire.login(proxy!.port, 'alice', 'example');
+    const { wire } = await MysqlWire.login(world().proxy.port, 'alice', 'example');
     try {
       // Naming another client plugin makes the server ask again (an auth switch) and read a reply.
       wire.send(0, changeUser('alice', 'example', 'client_ed25519'));
@@ -293,47 +276,26 @@ describe('tunnel in session: MariaDB', () => {
 });
 
 describe('tunnel in session: Redis', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let server: StartedRedis | undefined;
-  let proxy: RunningProxy | undefined;
-
-  const redis = (): StartedRedis => {
-    if (!server) throw new Error('Redis did not start (see the first failure)');
-    return server;
-  };
-
-  setupOnce(async () => {
-    work = await tempDir('proxy-in-session-redis');
-    const authority = await newAuthority();
-    const serverCert = await authority.signDatabaseServer(['localhost'], { service: 'cache' });
-    server = await startRedis({
-      baseDir: path.join(work.dir, 'redis'),
-      tls: {
-        serverCertPem: serverCert.certificatePem,
-        serverKeyPem: serverCert.privateKeyPem,
-        clientCaPem: serverCert.clientCaPem,
-      },
-    });
+  const world = tunnelWorld({
+    name: 'proxy-in-session-redis',
+    service: 'cache',
+    protocol: 'redis',
+    host: 'localhost',
+    start: (baseDir, tls) => startRedis({ baseDir, tls }),
     // Another ACL user, and one named as the certificate's user.
-    await server.cli(['ACL', 'SETUSER', 'other', 'on', '>otherpass', '~*', '+@all']);
-    await server.cli(['ACL', 'SETUSER', 'alice', 'on', '>alicepass', '~*', '+@all']);
-    await addDatabase(authority, 'cache', 'redis', `localhost:${server.port}`);
-    await writeBundle(authority, path.join(work.dir, 'out'), { service: 'cache', database: 'example' });
-    proxy = await startTunnelProxy(path.join(work.dir, 'out'));
+    prepare: async (server) => {
+      await server.cli(['ACL', 'SETUSER', 'other', 'on', '>otherpass', '~*', '+@all']);
+      await server.cli(['ACL', 'SETUSER', 'alice', 'on', '>alicepass', '~*', '+@all']);
+    },
   });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    await server?.stop();
-    await work?.cleanup();
-  });
+  const redis = () => world().server;
 
   /** An ioredis client through the proxy; errors after a refusal are expected and kept. */
   async function client(): Promise<{ c: Redis; events: Error[] }> {
     const events: Error[] = [];
     const c = new Redis({
       host: '127.0.0.1',
-      port: proxy!.port,
+      port: world().proxy.port,
       lazyConnect: true,
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,
@@ -389,7 +351,7 @@ describe('tunnel in session: Redis', () => {
 
   it('refuses an inline AUTH as another user, however it is quoted', async () => {
     for (const line of ['AUTH other otherpass', '"AUTH" other otherpass', 'a"uth" "oth\\x65r" otherpass']) {
-      const socket = net.connect(proxy!.port, '127.0.0.1');
+      const socket = net.connect(world().proxy.port, '127.0.0.1');
       socket.on('error', () => undefined);
       const answer = await within(
         5_000,

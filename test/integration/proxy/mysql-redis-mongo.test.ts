@@ -13,9 +13,8 @@ import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Authority } from '../../../src/authority/authority.js';
-import { freePort } from '../../../src/devdb/postgres.js';
-import { type StartedMariadb, startMariadb } from '../../support/devdb/mariadb.js';
-import { type StartedRedis, startRedis } from '../../support/devdb/redis.js';
+import { startMariadb } from '../../support/devdb/mariadb.js';
+import { startRedis } from '../../support/devdb/redis.js';
 import {
   addDatabase,
   newAuthority,
@@ -28,6 +27,7 @@ import {
 } from '../../support/proxy.js';
 import { run } from '../../support/run.js';
 import { tempDir } from '../../support/temp.js';
+import { tunnelWorld } from '../../support/tunnel-world.js';
 
 type ServerCert = Awaited<ReturnType<Authority['signDatabaseServer']>>;
 
@@ -61,69 +61,35 @@ async function redisFailure(port: number): Promise<{ rejection: Error; events: E
 }
 
 describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
-  let authority: Authority;
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let server: StartedMariadb | undefined;
-  let serverCert: ServerCert;
-  let alice: WrittenBundle;
-  let proxy: RunningProxy | undefined;
-  let downProxy: RunningProxy | undefined;
-
-  const db = (): StartedMariadb => {
-    if (!server) throw new Error('MariaDB did not start (see the first failure)');
-    return server;
-  };
-
-  setupOnce(async () => {
-    work = await tempDir('proxy-mariadb');
-    authority = await newAuthority();
-    serverCert = await authority.signDatabaseServer(['localhost'], { service: 'maria' });
-    // MariaDB compares REQUIRE SUBJECT with OpenSSL's one-line form of the certificate subject.
-    server = await startMariadb({
-      baseDir: path.join(work.dir, 'mariadb'),
-      tls: {
-        serverCertPem: serverCert.certificatePem,
-        serverKeyPem: serverCert.privateKeyPem,
-        clientCaPem: serverCert.clientCaPem,
-      },
-      users: [{ name: 'alice', subject: '/O=example/CN=alice' }],
-      databases: ['example'],
-    });
-    await addDatabase(authority, 'maria', 'mysql', `127.0.0.1:${server.port}`);
-    alice = await writeBundle(authority, path.join(work.dir, 'out'), {
-      service: 'maria',
-      database: 'example',
-    });
-    proxy = await startTunnelProxy(path.join(work.dir, 'out'));
-
-    // The same route to a port where nothing listens.
-    await addDatabase(authority, 'maria-down', 'mysql', `127.0.0.1:${await freePort()}`);
-    await writeBundle(authority, path.join(work.dir, 'out-down'), {
-      service: 'maria-down',
-      database: 'example',
-    });
-    downProxy = await startTunnelProxy(path.join(work.dir, 'out-down'));
+  // MariaDB compares REQUIRE SUBJECT with OpenSSL's one-line form of the certificate subject.
+  const world = tunnelWorld({
+    name: 'proxy-mariadb',
+    service: 'maria',
+    protocol: 'mysql',
+    host: '127.0.0.1',
+    start: (baseDir, tls) =>
+      startMariadb({
+        baseDir,
+        tls,
+        users: [{ name: 'alice', subject: '/O=example/CN=alice' }],
+        databases: ['example'],
+      }),
+    unreachable: true,
   });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    await downProxy?.stop();
-    await server?.stop();
-    await work?.cleanup();
-  });
+  const db = () => world().server;
 
   const viaProxy = (user = 'alice') =>
     mysql.createConnection({
       host: '127.0.0.1',
-      port: proxy!.port,
+      port: world().proxy.port,
       user,
       database: 'example',
       connectTimeout: 5_000,
     });
 
   it('issues a certificate whose subject is the one the account requires', async () => {
-    const crt = path.join(work.dir, 'alice.crt');
-    await writeFile(crt, alice.bundle.files.tlscert!);
+    const crt = path.join(world().dir, 'alice.crt');
+    await writeFile(crt, world().alice.bundle.files.tlscert!);
     const out = await run('openssl', ['x509', '-in', crt, '-noout', '-subject', '-nameopt', 'compat']);
     expect(out.stdout.trim()).toBe('subject=/O=example/CN=alice');
     expect(db().version).toMatch(/MariaDB/);
@@ -158,7 +124,7 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
       '-h',
       '127.0.0.1',
       '-P',
-      String(proxy!.port),
+      String(world().proxy.port),
       '-u',
       'alice',
       ...extra,
@@ -219,15 +185,15 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
         connectTimeout: 5_000,
         ...(ssl ? { ssl } : {}),
       });
-    const serverCa = alice.bundle.files['teleport-host-ca.crt']!;
+    const serverCa = world().alice.bundle.files['teleport-host-ca.crt']!;
     await expect(direct({ ca: serverCa })).rejects.toThrow(/Access denied for user 'alice'@'127\.0\.0\.1'/);
     // Without TLS the account's X509 requirement fails first, with the same answer.
     await expect(direct(undefined)).rejects.toThrow(/Access denied for user 'alice'@'127\.0\.0\.1'/);
     // The same account with the bundle's certificate logs in directly: the certificate is what admits it.
     const conn = await direct({
       ca: serverCa,
-      cert: alice.bundle.files.tlscert!,
-      key: alice.bundle.files.key!,
+      cert: world().alice.bundle.files.tlscert!,
+      key: world().alice.bundle.files.key!,
     });
     const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT CURRENT_USER() AS u');
     expect(rows[0]?.u).toBe('alice@%');
@@ -247,7 +213,7 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
         });
       // MariaDB 10.11 answers a require_secure_transport violation with a plain "Access denied".
       await expect(carol()).rejects.toThrow(/Access denied for user 'carol'@'127\.0\.0\.1'/);
-      const conn = await carol({ ca: alice.bundle.files['teleport-host-ca.crt']! });
+      const conn = await carol({ ca: world().alice.bundle.files['teleport-host-ca.crt']! });
       const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT CURRENT_USER() AS u');
       expect(rows[0]?.u).toBe('carol@%');
       await conn.end();
@@ -260,7 +226,7 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
     const started = Date.now();
     const attempt = mysql.createConnection({
       host: '127.0.0.1',
-      port: downProxy!.port,
+      port: world().down!.port,
       user: 'alice',
       database: 'example',
       connectTimeout: 8_000,
@@ -284,56 +250,21 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
 });
 
 describe('proxy tunnel: Redis (TLS client certificates, real server)', () => {
-  let authority: Authority;
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let server: StartedRedis | undefined;
-  let alice: WrittenBundle;
-  let proxy: RunningProxy | undefined;
-  let downProxy: RunningProxy | undefined;
-
-  const redis = (): StartedRedis => {
-    if (!server) throw new Error('Redis did not start (see the first failure)');
-    return server;
-  };
-
-  setupOnce(async () => {
-    work = await tempDir('proxy-redis');
-    authority = await newAuthority();
-    const serverCert = await authority.signDatabaseServer(['localhost'], { service: 'cache' });
-    server = await startRedis({
-      baseDir: path.join(work.dir, 'redis'),
-      tls: {
-        serverCertPem: serverCert.certificatePem,
-        serverKeyPem: serverCert.privateKeyPem,
-        clientCaPem: serverCert.clientCaPem,
-      },
-    });
-    await addDatabase(authority, 'cache', 'redis', `localhost:${server.port}`);
-    alice = await writeBundle(authority, path.join(work.dir, 'out'), {
-      service: 'cache',
-      database: 'example',
-    });
-    proxy = await startTunnelProxy(path.join(work.dir, 'out'));
-    await addDatabase(authority, 'cache-down', 'redis', `127.0.0.1:${await freePort()}`);
-    await writeBundle(authority, path.join(work.dir, 'out-down'), {
-      service: 'cache-down',
-      database: 'example',
-    });
-    downProxy = await startTunnelProxy(path.join(work.dir, 'out-down'));
+  const world = tunnelWorld({
+    name: 'proxy-redis',
+    service: 'cache',
+    protocol: 'redis',
+    host: 'localhost',
+    start: (baseDir, tls) => startRedis({ baseDir, tls }),
+    unreachable: true,
   });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    await downProxy?.stop();
-    await server?.stop();
-    await work?.cleanup();
-  });
+  const redis = () => world().server;
 
   it('ioredis without TLS through the tunnel does SET and GET on the real server', async () => {
     expect(redis().version).toMatch(/^\d+\.\d+\.\d+$/);
     const client = new Redis({
       host: '127.0.0.1',
-      port: proxy!.port,
+      port: world().proxy.port,
       lazyConnect: true,
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,
@@ -356,7 +287,7 @@ describe('proxy tunnel: Redis (TLS client certificates, real server)', () => {
   });
 
   it('Redis itself refuses a TLS client without a certificate and accepts the bundle certificate', async () => {
-    const serverCa = alice.bundle.files['teleport-host-ca.crt']!;
+    const serverCa = world().alice.bundle.files['teleport-host-ca.crt']!;
     const noCert = new Redis({
       host: '127.0.0.1',
       port: redis().port,
@@ -392,8 +323,8 @@ describe('proxy tunnel: Redis (TLS client certificates, real server)', () => {
       port: redis().port,
       tls: {
         ca: serverCa,
-        cert: alice.bundle.files.tlscert!,
-        key: alice.bundle.files.key!,
+        cert: world().alice.bundle.files.tlscert!,
+        key: world().alice.bundle.files.key!,
         servername: 'localhost',
       },
       lazyConnect: true,
@@ -409,7 +340,7 @@ describe('proxy tunnel: Redis (TLS client certificates, real server)', () => {
   });
 
   it('with the database down, ioredis sees a RESP error from the proxy naming it', async () => {
-    const { rejection, events } = await redisFailure(downProxy!.port);
+    const { rejection, events } = await redisFailure(world().down!.port);
     const messages = [rejection, ...events].map((e) => e.message);
     expect(messages.join('\n')).toMatch(/broker proxy: .*ECONNREFUSED/);
   });
