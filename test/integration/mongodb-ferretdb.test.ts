@@ -8,7 +8,8 @@
  *   server and through the proxy's byte relay (non-tunnel), inserting and finding documents;
  * - `broker proxy db --tunnel`: the driver connects without TLS, the proxy opens mutual TLS upstream;
  * - refusals by the server: no certificate, an expired one, one from another service's client CA, one from
- *   another authority; and a client CA changed by restarting FerretDB (it cannot reload its files).
+ *   another authority; and a client CA changed with `rotateCertificates`, without a restart (the command
+ *   `.ci/ferretdb-tls-reload.patch` adds to FerretDB, as mongod has it).
  *
  * What FerretDB v1 does not check is who the certificate names: it has no MONGODB-X509 authentication (a
  * test pins that), so any certificate from the service's client CA works as the backend's user.
@@ -22,6 +23,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { MongoClient, type MongoClientOptions } from 'mongodb';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
@@ -263,25 +265,65 @@ describe('MongoDB on FerretDB: the mongo format, the proxy in both modes, and wh
     expect(status.authInfo.authenticatedUsers).toEqual([]);
   });
 
-  it('a changed client CA takes effect when FerretDB restarts (it cannot reload), on the same port', async () => {
-    const port = db().port;
-    const generation = db().generation;
-    const other = await writeMongoOutput(authority, out('other-again'), OTHER);
-    await db().reconfigure({ clientCaPem: await authority.dbClientCaBundle(OTHER) });
-    expect(db().port).toBe(port);
-    expect(db().generation).toBe(generation + 1);
-    const note = await withClient(direct(), mongoFiles(other), 'the client of the newly trusted CA', (c) =>
-      insertAndFind(c, 'after restart'),
+  it('a changed client CA takes effect with rotateCertificates, without a restart: open connections stay', async () => {
+    const open = new MongoClient(direct(), {
+      ...mongoFiles(alice),
+      directConnection: true,
+      serverSelectionTimeoutMS: 8_000,
+      retryReads: false,
+      retryWrites: false,
+    });
+    try {
+      await open.db('admin').command({ ping: 1 });
+      const other = await writeMongoOutput(authority, out('other-again'), OTHER);
+      await db().reconfigure({ clientCaPem: await authority.dbClientCaBundle(OTHER) });
+      const note = await withClient(direct(), mongoFiles(other), 'the client of the newly trusted CA', (c) =>
+        insertAndFind(c, 'after reload'),
+      );
+      expect(note).toBe('after reload');
+      expect(await refusal(direct(), mongoFiles(alice), 'the client of the no longer trusted CA')).toMatch(
+        /alert unknown ca/,
+      );
+      // The connection opened before the reload is the same process's and still answers.
+      const kept = await within(
+        10_000,
+        'the connection opened before the reload',
+        open.db('example').collection('notes').countDocuments({ note: 'direct' }),
+      );
+      expect(kept).toBe(1);
+    } finally {
+      await open.close(true);
+    }
+  });
+
+  it('files that do not load are refused by rotateCertificates and the previous ones stay in use', async () => {
+    const other = await writeMongoOutput(authority, out('other-refused'), OTHER);
+    // A key that is not the certificate's: FerretDB answers OperationFailed and keeps what it had.
+    const { privateKeyPem } = await generateRsaKeyPair();
+    await expect(db().reconfigure({ serverKeyPem: privateKeyPem })).rejects.toThrow(
+      /rotateCertificates.*previous TLS files stay in use/,
     );
-    expect(note).toBe('after restart');
-    expect(await refusal(direct(), mongoFiles(alice), 'the client of the no longer trusted CA')).toMatch(
-      /alert unknown ca/,
+    const note = await withClient(direct(), mongoFiles(other), 'a client after the refused reload', (c) =>
+      insertAndFind(c, 'after refused reload'),
     );
-    // The data lives in PostgreSQL and survives the restart.
-    const kept = await withClient(db().adminUri, {}, 'the admin read', (c) =>
-      c.db('example').collection('notes').countDocuments({ note: 'direct' }),
-    );
-    expect(kept).toBe(1);
+    expect(note).toBe('after refused reload');
+    // A matching pair then loads: the next handshake presents the new server certificate.
+    const signed = await authority.signDatabaseServer(['localhost'], { service: OTHER });
+    await db().reconfigure({ serverCertPem: signed.certificatePem, serverKeyPem: signed.privateKeyPem });
+    const presented = await new Promise<string>((resolve, reject) => {
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port: db().port,
+        servername: 'localhost',
+        rejectUnauthorized: false,
+      });
+      socket.once('secureConnect', () => {
+        resolve(socket.getPeerX509Certificate()?.serialNumber ?? '');
+        socket.destroy();
+      });
+      socket.once('error', reject);
+    });
+    expect(presented).toBe(new X509Certificate(signed.certificatePem).serialNumber);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * A throwaway FerretDB for tests: a real MongoDB-wire server (OP_MSG, the `mongodb` driver's handshake,
  * TLS) backed by a throwaway PostgreSQL. FerretDB v1 is built from the Go module proxy by `.ci/ferretdb.sh`
- * (pinned to FERRETDB_VERSION); no MongoDB server can be installed from Debian.
+ * (pinned to FERRETDB_VERSION, with `.ci/ferretdb-tls-reload.patch`); no MongoDB server can be installed
+ * from Debian.
  *
  * It listens on 127.0.0.1 with TLS only, presenting the given server certificate and requiring a client
  * certificate that chains to the given client CA (`--listen-tls-ca-file`: Go's
@@ -14,15 +15,17 @@
  * works as the backend's PostgreSQL user. The client CA is the whole gate, as with Redis 7.0 — which is why
  * `auth sign --format=db` gives each database service its own client CA.
  *
- * FerretDB reads its TLS files once, at start: it has no reload (no SIGHUP handler, no `rotateCertificates`
- * command). `reconfigure()` therefore writes the new files and restarts it on the same port, handing over as
- * closely as FerretDB allows: the old process is sent SIGTERM, which closes its listeners at once, and the
- * new one is started as soon as they are closed. Connections open on the old process keep working for
- * FerretDB's fixed grace of 3 seconds and are then closed by it; a client that reconnects (the `mongodb`
- * driver does, for retryable reads and writes) gets the new process. The PostgreSQL data stays.
+ * Released FerretDB reads its TLS files once, at start, and a restart closes every open connection (after
+ * a grace of 3 seconds). The patch `.ci/ferretdb.sh` applies adds mongod's `rotateCertificates` command:
+ * the listener re-reads its certificate, key and CA files for new handshakes while open connections keep
+ * going, and files that do not load leave the previous ones in use. `reconfigure()` does what an operator
+ * does on mongod: replaces the files, then runs `db.adminCommand({ rotateCertificates: 1 })` (here over
+ * the admin socket). The harness refuses a binary built without that patch, or with another version of it.
  */
+import { createHash } from 'node:crypto';
 import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { MongoClient } from 'mongodb';
 import { type StartedPostgres, startPostgres } from '../../../src/devdb/postgres.js';
 import {
@@ -45,11 +48,29 @@ export const FERRETDB_VERSION = 'v1.24.2';
 export const FERRETDB_CACHE_DIR = '/opt/broker-ci/ferretdb';
 /** FerretDB closes connections this long after SIGTERM (ctxutil.WithDelay in its source). */
 export const FERRETDB_SHUTDOWN_GRACE_MS = 3_000;
+/** The patch that adds `rotateCertificates`; `.ci/ferretdb.sh` applies it and names the build after it. */
+export const FERRETDB_PATCH = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../../.ci/ferretdb-tls-reload.patch',
+);
+
+/**
+ * What `ferretdb --version` prints as `package:` for a build with the current patch, and the cache
+ * directory's name: `.ci/ferretdb.sh` derives both from the patch's SHA-256 the same way.
+ */
+export async function ferretdbBuild(): Promise<{ package: string; dir: string }> {
+  const hash = createHash('sha256')
+    .update(await fs.readFile(FERRETDB_PATCH))
+    .digest('hex')
+    .slice(0, 12);
+  return { package: `source+tls-reload-${hash}`, dir: `${FERRETDB_VERSION}-tls-reload-${hash}` };
+}
 
 export const FERRETDB_INSTALL_HINT =
-  `FerretDB ${FERRETDB_VERSION} was not found (looked at $FERRETDB_BIN, ${FERRETDB_CACHE_DIR}/${FERRETDB_VERSION}/ferretdb ` +
-  'and `ferretdb` in PATH); build it with `bash .ci/ferretdb.sh` (needs Go 1.24 or later and the Go module proxy). ' +
-  'This integration test needs a real MongoDB-wire server.';
+  `FerretDB ${FERRETDB_VERSION} with .ci/ferretdb-tls-reload.patch was not found (looked at $FERRETDB_BIN, ` +
+  `${FERRETDB_CACHE_DIR}/${FERRETDB_VERSION}-tls-reload-<hash>/ferretdb and \`ferretdb\` in PATH); build it with ` +
+  '`bash .ci/ferretdb.sh` (needs Go 1.24 or later and the Go module proxy). This integration test needs a real ' +
+  'MongoDB-wire server.';
 
 /** What the server presents and whom it trusts: PEM strings. */
 export interface FerretdbTls {
@@ -88,23 +109,26 @@ export interface StartedFerretdb {
   version: string;
   /** The backend; stopped by stop(). */
   postgres: StartedPostgres;
-  /** How many FerretDB processes have served this instance (1 + restarts). */
-  readonly generation: number;
   /**
-   * Replaces any of the TLS files (written before FerretDB is restarted) and restarts FerretDB on the same
-   * port: FerretDB cannot reload them. Resolves once the new process accepts connections.
+   * Replaces any of the TLS files (each renamed into place) and runs `rotateCertificates`, as an operator
+   * does on mongod: new connections get the new files, open ones stay. Rejects with FerretDB's answer when
+   * the files do not load (the previous ones then stay in use).
    */
   reconfigure(tls: Partial<FerretdbTls>): Promise<void>;
   /** Stops FerretDB (and waits for it) and PostgreSQL. Removes no files. Safe to call twice. */
   stop(): Promise<void>;
 }
 
-/** The FerretDB binary and its version, or undefined when none is found. Throws on a wrong version. */
+/**
+ * The FerretDB binary and its version, or undefined when none is found. Throws on a wrong version or a
+ * binary built without the current `.ci/ferretdb-tls-reload.patch`.
+ */
 export async function findFerretdb(): Promise<{ bin: string; version: string } | undefined> {
   const cacheDir = process.env.BROKER_FERRETDB_CACHE || FERRETDB_CACHE_DIR;
+  const build = await ferretdbBuild();
   const candidates = [
     process.env.FERRETDB_BIN,
-    path.join(cacheDir, FERRETDB_VERSION, 'ferretdb'),
+    path.join(cacheDir, build.dir, 'ferretdb'),
     await findProgram('ferretdb', []),
   ].filter((c): c is string => Boolean(c));
   for (const bin of candidates) {
@@ -123,6 +147,12 @@ export async function findFerretdb(): Promise<{ bin: string; version: string } |
       throw new Error(
         `${bin} is FerretDB ${version}, but the tests are pinned to ${FERRETDB_VERSION}; run \`bash .ci/ferretdb.sh\` (or point FERRETDB_BIN at a ${FERRETDB_VERSION} binary)`,
       );
+    const pkg = /^package: (\S+)$/m.exec(out.stdout)?.[1];
+    if (pkg !== build.package)
+      throw new Error(
+        `${bin} is FerretDB ${version} built as package "${pkg ?? '(none)'}", not with the current .ci/ferretdb-tls-reload.patch ` +
+          `("${build.package}"), so it has no rotateCertificates command; run \`bash .ci/ferretdb.sh\``,
+      );
     return { bin, version };
   }
   return undefined;
@@ -140,8 +170,6 @@ interface Instance {
   proc: ServerProcess;
   tail: LogTail;
   forget: () => void;
-  /** Resolves once its listeners are closed (after SIGTERM) or it has exited. */
-  listenersClosed: Promise<void>;
 }
 
 /**
@@ -204,14 +232,7 @@ export async function startFerretdb(opts: StartFerretdbOptions): Promise<Started
     );
     const forget = killAtExit(() => proc.child.kill('SIGKILL'));
     const outcome = await startOutcome(ready, proc.exited, timeoutMs);
-    if (outcome === 'ready') {
-      const listenersClosed = new Promise<void>((resolve) => {
-        void proc.exited.then(resolve);
-        // Printed once SIGTERM has closed the listeners; open connections are then given the grace period.
-        void tail.waitFor(/Waiting for all connections to stop/).then(resolve);
-      });
-      return { proc, tail, forget, listenersClosed };
-    }
+    if (outcome === 'ready') return { proc, tail, forget };
     if (outcome === 'timeout') {
       proc.child.kill('SIGKILL');
       await settles(proc.exited, 5_000);
@@ -234,9 +255,8 @@ export async function startFerretdb(opts: StartFerretdbOptions): Promise<Started
     );
   };
 
-  /** Starts a process on `port` (a new free one when not fixed and `port` is 0), retrying a lost port. */
-  const boot = async (retryBindMs: number): Promise<Instance> => {
-    const deadline = Date.now() + retryBindMs;
+  /** Starts the process on `port`, or on a free one (retrying a port another process took first). */
+  const boot = async (): Promise<Instance> => {
     for (let attempt = 1; ; attempt++) {
       const p = port || (await freePort());
       try {
@@ -245,40 +265,20 @@ export async function startFerretdb(opts: StartFerretdbOptions): Promise<Started
         return instance;
       } catch (err) {
         const lost = err instanceof LaunchError && /address already in use/i.test(err.tail);
-        const retry = lost && (port === 0 ? attempt < 3 : Date.now() < deadline);
-        if (!retry) throw err;
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        if (!(lost && !fixedPort && attempt < 3)) throw err;
       }
     }
   };
 
   let current: Instance;
   try {
-    current = await boot(0);
+    current = await boot();
     await adminPing(adminUri);
   } catch (err) {
     logStream.end();
     await postgres.stop();
     throw err;
   }
-  let generation = 1;
-  const draining = new Set<Promise<void>>();
-
-  /** SIGTERM, then SIGKILL if it outlives the grace period by far; resolves once it has exited. */
-  const terminate = (instance: Instance): Promise<void> => {
-    const done = (async () => {
-      instance.proc.child.kill('SIGTERM');
-      if (!(await settles(instance.proc.exited, FERRETDB_SHUTDOWN_GRACE_MS + 10_000))) {
-        instance.proc.child.kill('SIGKILL');
-        await settles(instance.proc.exited, 5_000);
-      }
-      instance.forget();
-      instance.tail.flush();
-    })();
-    draining.add(done);
-    void done.finally(() => draining.delete(done));
-    return done;
-  };
 
   let busy: Promise<void> = Promise.resolve();
   let stopping: Promise<void> | undefined;
@@ -287,7 +287,7 @@ export async function startFerretdb(opts: StartFerretdbOptions): Promise<Started
     const step = busy.then(async () => {
       if (stopping) throw new Error('FerretDB has been stopped; start a new one');
       tls = { ...tls, ...change };
-      // Written beside and renamed into place: a process starting now reads whole files.
+      // Written beside and renamed into place, as an operator's tooling should: never a half-written file.
       for (const [file, pem] of [
         [certFile, tls.serverCertPem],
         [keyFile, tls.serverKeyPem],
@@ -296,12 +296,7 @@ export async function startFerretdb(opts: StartFerretdbOptions): Promise<Started
         await fs.writeFile(`${file}.new`, pem, { mode: 0o600 });
         await fs.rename(`${file}.new`, file);
       }
-      const old = current;
-      void terminate(old);
-      await old.listenersClosed;
-      current = await boot(10_000);
-      generation++;
-      await adminPing(adminUri);
+      await rotateCertificates(adminUri);
     });
     busy = step.catch(() => undefined);
     return step;
@@ -310,8 +305,14 @@ export async function startFerretdb(opts: StartFerretdbOptions): Promise<Started
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await busy;
-      await terminate(current);
-      await Promise.all([...draining]);
+      current.proc.child.kill('SIGTERM');
+      // FerretDB gives open connections its grace period; SIGKILL only if it outlives that by far.
+      if (!(await settles(current.proc.exited, FERRETDB_SHUTDOWN_GRACE_MS + 10_000))) {
+        current.proc.child.kill('SIGKILL');
+        await settles(current.proc.exited, 5_000);
+      }
+      current.forget();
+      current.tail.flush();
       await new Promise<void>((resolve) => logStream.end(resolve));
       await postgres.stop();
     })();
@@ -328,9 +329,6 @@ export async function startFerretdb(opts: StartFerretdbOptions): Promise<Started
     logFile,
     version,
     postgres,
-    get generation() {
-      return generation;
-    },
     reconfigure,
     stop,
   };
@@ -354,6 +352,18 @@ async function adminPing(uri: string): Promise<void> {
     await client.db('admin').admin().listDatabases();
   } catch (err) {
     throw new Error(`FerretDB started but did not answer over its admin socket: ${(err as Error).message}`);
+  } finally {
+    await client.close();
+  }
+}
+
+/** `db.adminCommand({ rotateCertificates: 1 })` over the admin socket; rejects with FerretDB's answer. */
+async function rotateCertificates(uri: string): Promise<void> {
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 15_000, connectTimeoutMS: 10_000 });
+  try {
+    await client.db('admin').command({ rotateCertificates: 1 });
+  } catch (err) {
+    throw new Error(`FerretDB did not reload its TLS files (rotateCertificates): ${(err as Error).message}`);
   } finally {
     await client.close();
   }
