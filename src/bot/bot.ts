@@ -16,6 +16,7 @@ import { parseCertificate } from '../pki/parse.js';
 import type { BotConfig, DatabaseOutputConfig } from './config.js';
 import type { IdentityStore } from './identity-store.js';
 import { StorageError } from './private-dir.js';
+import { saveOrRescue } from './save-identity.js';
 
 export interface BotDependencies {
   config: BotConfig;
@@ -38,6 +39,8 @@ export interface BotDependencies {
   preflight?: () => Promise<string[]>;
   generateKeyPair?: (algorithm: KeyAlgorithm) => Promise<KeyPairPem>;
   random?: () => number;
+  /** Waits between attempts to save a newly issued identity (default 250 ms, then 1 s). */
+  saveRetryDelaysMs?: readonly number[];
 }
 
 export interface OutputResult {
@@ -109,21 +112,22 @@ export class Bot {
 
   /**
    * Saves an identity the authority issued. It is the bot's identity from now on whether or not the save
-   * works: a join token is spent and the old generation is dead, so it is kept in memory and saved again
-   * at the start of every cycle until storage takes it.
+   * works: a join token is spent and the old generation is dead. A failed save is retried; if storage still
+   * refuses it, the identity goes to the store's rescue file (beside the storage, 0600), where the next start
+   * takes it back, and the error says where it is. In memory it is also kept and saved again at the start
+   * of every cycle until storage takes it.
    */
   private async keep(identity: BotIdentity, what: string): Promise<void> {
+    const { identityStore: store, log } = this.deps;
     this.identity = identity;
     this.unsaved = identity;
-    try {
-      await this.deps.identityStore.save(identity);
-      this.unsaved = undefined;
-    } catch (err) {
-      throw new StorageError(
-        `${what}, but could not save the identity to ${this.deps.identityStore.description}: ${errorMessage(err)}. It is kept in memory and saved as soon as storage works (no new join token is needed while this process runs): fix the storage`,
-        { cause: err },
-      );
-    }
+    await saveOrRescue(identity, {
+      store,
+      log,
+      what,
+      ...(this.deps.saveRetryDelaysMs ? { delaysMs: this.deps.saveRetryDelaysMs } : {}),
+    });
+    this.unsaved = undefined;
   }
 
   /** Loads the stored identity or joins with the onboarding token. */
@@ -131,7 +135,11 @@ export class Bot {
     const { log, clock, identityStore, config } = this.deps;
     const iam = config.onboarding.join_method === 'iam';
     if (this.unsaved) await this.keep(this.unsaved, 'the bot holds an identity it was issued');
-    if (!iam) this.identity ??= await identityStore.load();
+    if (!iam && !this.identity) {
+      this.identity = await identityStore.load();
+      for (const note of identityStore.takeNotes?.() ?? [])
+        log.info({ storage: identityStore.description }, note);
+    }
     const now = clock.now();
     if (!iam && this.identity && new Date(this.identity.expires) > now)
       return { identity: this.identity, joined: false };

@@ -1,8 +1,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { type BotIdentity, botIdentitySchema } from '../credentials/identity.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError, errorMessage } from '../errors.js';
 import { writeFileAtomic } from '../state/file-store.js';
+import { readRescue, removeRescue, rescueFileOf, writeRescue } from './identity-rescue.js';
 import { ensurePrivateDirectory, ensurePrivateFile, probeWritable, StorageError } from './private-dir.js';
 
 /** Where a bot keeps its renewable identity between runs. */
@@ -15,6 +16,13 @@ export interface IdentityStore {
    * can; returns what it changed. Absent: nothing to check.
    */
   prepare?(): Promise<string[]>;
+  /**
+   * Keeps an identity that `save` refused where the next `load` finds it, and returns where; throws with the
+   * reason when no safe place is left. Absent: the identity can live only in this process's memory.
+   */
+  rescue?(identity: BotIdentity): Promise<string>;
+  /** What the last `load` did beyond reading (an identity taken back from a rescue file), for the log. */
+  takeNotes?(): string[];
 }
 
 /**
@@ -33,14 +41,63 @@ export class DirectoryIdentityStore implements IdentityStore {
     this.file = path.join(dir, 'identity.json');
   }
 
+  private readonly notes: string[] = [];
+
   async prepare(): Promise<string[]> {
-    const changes = await ensurePrivateDirectory(this.dir, this.key);
-    changes.push(...(await ensurePrivateFile(this.file, this.key)));
-    await probeWritable(this.dir, this.key);
-    return changes;
+    try {
+      const changes = await ensurePrivateDirectory(this.dir, this.key);
+      changes.push(...(await ensurePrivateFile(this.file, this.key)));
+      await probeWritable(this.dir, this.key);
+      return changes;
+    } catch (err) {
+      const rescue = rescueFileOf(this.dir);
+      const waiting = await readRescue(this.dir).catch(() => undefined);
+      if (!waiting) throw err;
+      throw new StorageError(
+        `${errorMessage(err)}. The bot's newest identity waits in ${rescue}; once the storage works the bot takes it from there (no new join token is needed)`,
+        { cause: err },
+      );
+    }
   }
 
+  /**
+   * The stored identity, or the one in the rescue file beside the storage when that is newer (it expires
+   * later): a join or renewal whose save failed. It is moved into storage first; if storage still refuses it,
+   * the load fails naming both, and the rescue file stays.
+   */
   async load(): Promise<BotIdentity | undefined> {
+    const stored = await this.loadStored();
+    const rescued = await readRescue(this.dir);
+    if (!rescued) return stored;
+    const file = rescueFileOf(this.dir);
+    if (stored && Date.parse(stored.expires) >= Date.parse(rescued.expires)) {
+      await removeRescue(this.dir);
+      this.notes.push(`removed ${file}: ${this.file} holds a newer identity`);
+      return stored;
+    }
+    try {
+      await this.save(rescued);
+    } catch (err) {
+      throw new StorageError(
+        `${file} holds the bot's newest identity (generation ${rescued.generation}), but ${this.key} ${this.dir} still cannot take it: ${errorMessage(err)}. Fix the storage and run again; the identity stays in ${file}, no new join token is needed`,
+        { cause: err },
+      );
+    }
+    this.notes.push(
+      `moved the identity kept in ${file} (generation ${rescued.generation}) into ${this.file}`,
+    );
+    return rescued;
+  }
+
+  async rescue(identity: BotIdentity): Promise<string> {
+    return writeRescue(this.dir, identity);
+  }
+
+  takeNotes(): string[] {
+    return this.notes.splice(0);
+  }
+
+  private async loadStored(): Promise<BotIdentity | undefined> {
     let text: string;
     try {
       text = await fs.readFile(this.file, 'utf8');
@@ -73,6 +130,8 @@ export class DirectoryIdentityStore implements IdentityStore {
   async save(identity: BotIdentity): Promise<void> {
     await ensurePrivateDirectory(this.dir, this.key);
     await writeFileAtomic(this.file, `${JSON.stringify(identity)}\n`, 0o600);
+    // Storage holds the newest identity now: a rescue file left from an earlier failure is stale.
+    await removeRescue(this.dir).catch(() => undefined);
   }
 }
 

@@ -3,7 +3,7 @@
  * it, and an identity the authority issued is never thrown away. The case that burned tokens: a storage
  * directory made as the guide says (`mkdir -p /var/lib/teleport/bot`, mode 0755).
  */
-import { chmod, chown, mkdir, readFile, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { Bot } from '../../src/bot/bot.js';
 import { type BotConfig, parseBotConfig, resolveToken } from '../../src/bot/config.js';
 import { DirectoryIdentityStore, type IdentityStore } from '../../src/bot/identity-store.js';
 import { preflightOutputs } from '../../src/bot/preflight.js';
+import { StorageError } from '../../src/bot/private-dir.js';
 import type { ManualClock } from '../../src/clock.js';
 import { ConfigError } from '../../src/config/errors.js';
 import type { BotIdentity } from '../../src/credentials/identity.js';
@@ -58,6 +59,7 @@ async function setup(cfg: BotConfig, identityStore: IdentityStore) {
     log: pino({ level: 'silent' }),
     generateKeyPair: () => testKeyPair(slot++ % 4),
     preflight: () => preflightOutputs(cfg),
+    saveRetryDelaysMs: [0, 0],
   });
   return { authority, clock, bot, dest, spend: () => (current = 'spent-already') };
 }
@@ -107,8 +109,13 @@ describe('no misconfiguration burns the token', () => {
     const store = new FlakyStore(dir);
     const { authority, bot, dest, spend } = await setup(config(), store);
     const err = (await bot.runCycle().catch((e: unknown) => e)) as Error;
-    expect(err.message).toMatch(/joined the authority, but could not save the identity/);
-    expect(err.message).toMatch(/kept in memory.*no new join token is needed/);
+    expect(err.message).toContain(
+      `joined the authority, but could not save the identity to directory ${dir} (3 attempts): EIO: i/o error, write`,
+    );
+    const rescue = path.join(path.dirname(dir), '.storage.identity-rescue.json');
+    expect(err.message).toContain(`It was written to ${rescue} (mode 0600) instead`);
+    expect(err.message).toMatch(/no new join token is needed/);
+    expect((await stat(rescue)).mode & 0o777).toBe(0o600);
     expect(await authority.listTokens()).toHaveLength(0); // the token is spent...
     spend();
     // ...and the next cycle still cannot save: it neither joins again nor renews past the unsaved identity.
@@ -119,6 +126,66 @@ describe('no misconfiguration burns the token', () => {
     const [result] = await bot.runCycle();
     expect(result?.ok).toBe(true);
     expect((await store.load())?.generation).toBe(2);
+  });
+
+  it('a one-shot run whose storage fails after the join leaves the identity beside it; the next run takes it without a token', async () => {
+    const dir = path.join(await makeTempDir(), 'storage');
+    const store = new FlakyStore(dir);
+    const { authority, clock, bot } = await setup(config(), store);
+    const err = (await bot.runCycle().catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(StorageError);
+    expect(await authority.listTokens()).toHaveLength(0); // spent: this process ends here, as --oneshot does
+
+    // The operator fixes the storage; a new process with the same configuration and no token left.
+    const restarted = new Bot({
+      config: config(),
+      client: new AuthorityClient(new InProcessTransport(authority), clock as ManualClock),
+      identityStore: new DirectoryIdentityStore(dir),
+      destinationFor: () => new MemoryDestination(),
+      joinToken: async () => 'spent-already',
+      clock,
+      log: pino({ level: 'silent' }),
+      generateKeyPair: () => testKeyPair(slot++ % 4),
+    });
+    const [result] = await restarted.runCycle();
+    expect(result?.ok).toBe(true);
+    expect(JSON.parse(await readFile(path.join(dir, 'identity.json'), 'utf8')).generation).toBe(2);
+    await expect(stat(path.join(path.dirname(dir), '.storage.identity-rescue.json'))).rejects.toThrow(
+      /ENOENT/,
+    );
+  });
+
+  it('says when the identity could not be kept beside the storage either (others can write the parent)', async () => {
+    const parent = await makeTempDir();
+    await chmod(parent, 0o777);
+    const dir = path.join(parent, 'storage');
+    const { bot } = await setup(config(), new FlakyStore(dir));
+    const err = (await bot.runCycle().catch((e: unknown) => e)) as Error;
+    expect(err.message).toContain(
+      `could not be kept anywhere else either (not written beside the storage: others can write into ${parent})`,
+    );
+    expect(err.message).toMatch(/this process keeps it in memory .* needs a new join token/);
+    await expect(stat(path.join(parent, '.storage.identity-rescue.json'))).rejects.toThrow(/ENOENT/);
+    await chmod(parent, 0o700);
+  });
+
+  it('a rescue file older than the stored identity is removed, not used', async () => {
+    const dir = path.join(await makeTempDir(), 'storage');
+    const store = new FlakyStore(dir);
+    const { bot } = await setup(config(), store);
+    await bot.runCycle().catch(() => undefined); // generation 1 in the rescue file only
+    store.fixed = true;
+    await bot.runCycle(); // generation 2 saved: storage removes the stale rescue file itself
+    const rescue = path.join(path.dirname(dir), '.storage.identity-rescue.json');
+    await expect(stat(rescue)).rejects.toThrow(/ENOENT/);
+    // One left by hand (an old copy) loses to the newer stored identity and is removed on load.
+    await writeFile(
+      rescue,
+      JSON.stringify({ ...(await store.load()), generation: 1, expires: '2020-01-01T00:00:00Z' }),
+      { mode: 0o600 },
+    );
+    expect((await new DirectoryIdentityStore(dir).load())?.generation).toBe(2);
+    await expect(stat(rescue)).rejects.toThrow(/ENOENT/);
   });
 
   it.runIf(asRoot)('refuses a storage directory of another user before spending the token', async () => {
