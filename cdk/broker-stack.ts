@@ -6,6 +6,7 @@ import type { Bot } from './constructs/bot.js';
 import type { BotOutput } from './constructs/bot-output.js';
 import type { CaRotation } from './constructs/ca-rotation.js';
 import { addBrokerParts, type BrokerDefinitionProps, findOutput } from './constructs/credential-broker.js';
+import type { DbServerCertificates } from './constructs/db-server-certificates.js';
 
 export type { BrokerBotDefinition } from './constructs/credential-broker.js';
 
@@ -23,6 +24,7 @@ export class BrokerStack extends Stack {
   readonly bots: ReadonlyMap<string, Bot>;
   readonly alarmTopic: AlarmTopic | undefined;
   readonly rotation: CaRotation | undefined;
+  readonly serverCertificates: DbServerCertificates | undefined;
 
   constructor(scope: Construct, id: string, props: BrokerStackProps) {
     const {
@@ -37,6 +39,7 @@ export class BrokerStack extends Stack {
       runOnDeploy: _run,
       caKeySpec: _keySpec,
       nextCaKeys: _nextKeys,
+      dbServerCertificates: _serverCerts,
       ...stackProps
     } = props;
     super(scope, id, {
@@ -49,6 +52,7 @@ export class BrokerStack extends Stack {
     this.bots = parts.bots;
     this.alarmTopic = parts.alarmTopic;
     this.rotation = parts.rotation;
+    this.serverCertificates = parts.serverCertificates;
 
     new CfnOutput(this, 'AuthorityFunctionName', {
       description: 'The authority Lambda (aws lambda invoke ... ca-bundles prints the CA certificates)',
@@ -79,6 +83,12 @@ export class BrokerStack extends Stack {
       new CfnOutput(this, 'RotationFunctionName', {
         description: 'The CA rotation action (operators only): invoke with {"type":..., "phase":...}',
         value: this.rotation.function.functionName,
+      });
+    if (this.serverCertificates)
+      new CfnOutput(this, 'DbServerCertFunctionName', {
+        description:
+          'The database server certificate action (operators only): broker auth sign --format=db --function <this>',
+        value: this.serverCertificates.function.functionName,
       });
   }
 

@@ -24,6 +24,8 @@ export const CONTEXT_KEYS = {
   caKeySpec: 'caKeySpec',
   /** Comma-separated CAs to rotate next (bot, db-server, db-client, db-client/<service>); see docs/aws.md. */
   nextCaKeys: 'nextCaKeys',
+  /** `true` creates the database server certificate action (also created by a db-server rotation). */
+  dbServerCertificates: 'dbServerCertificates',
   /** Pin the stack to an account and region; without them the template is environment-agnostic. */
   account: 'account',
   region: 'region',
@@ -83,6 +85,11 @@ export function loadBrokerConfig(node: Node): BrokerAppConfig {
     throw new BrokerPropError(
       `context ${CONTEXT_KEYS.caKeySpec} is ${JSON.stringify(caKeySpec)}: use RSA_2048 or ECC_NIST_P256`,
     );
+  const serverCerts = contextString(node, CONTEXT_KEYS.dbServerCertificates);
+  if (serverCerts !== undefined && serverCerts !== 'true' && serverCerts !== 'false')
+    throw new BrokerPropError(
+      `context ${CONTEXT_KEYS.dbServerCertificates} is ${JSON.stringify(serverCerts)}: use true or false`,
+    );
   const nextCaKeys = (contextString(node, CONTEXT_KEYS.nextCaKeys) ?? '')
     .split(',')
     .map((c) => c.trim())
@@ -97,6 +104,7 @@ export function loadBrokerConfig(node: Node): BrokerAppConfig {
     ...(alarmEmail ? { alarmEmail } : {}),
     ...(caKeySpec ? { caKeySpec } : {}),
     ...(nextCaKeys.length ? { nextCaKeys } : {}),
+    ...(serverCerts ? { dbServerCertificates: serverCerts === 'true' } : {}),
     ...(account || region ? { env: { ...(account ? { account } : {}), ...(region ? { region } : {}) } } : {}),
   };
 }

@@ -39,4 +39,5 @@ export {
   DEFAULT_PORTS,
   PROXY_SOCKET_DIRECTORY,
 } from './constructs/database-proxy-sidecar.js';
+export { DbServerCertificates, type DbServerCertificatesProps } from './constructs/db-server-certificates.js';
 export { BrokerPropError } from './constructs/props.js';

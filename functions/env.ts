@@ -21,12 +21,14 @@ export function decodeText(value: string): string {
  * A Lambda entry point that builds its handler once per execution environment (from `process.env` and new
  * SDK clients) and throws every failure scrubbed: the runtime prints it, and a validation error quotes values.
  */
-export function lambdaEntry<E, R>(create: () => (event: E) => Promise<R>): (event: E) => Promise<R> {
-  let instance: ((event: E) => Promise<R>) | undefined;
-  return async (event) => {
+export function lambdaEntry<A extends unknown[], R>(
+  create: () => (...args: A) => Promise<R>,
+): (...args: A) => Promise<R> {
+  let instance: ((...args: A) => Promise<R>) | undefined;
+  return async (...args) => {
     try {
       instance ??= create();
-      return await instance(event);
+      return await instance(...args);
     } catch (err) {
       throw redactedError(err);
     }

@@ -2,6 +2,7 @@
 //   dist/broker.mjs                      the `broker` CLI (dependencies stay external: installed beside it)
 //   dist/functions/authority/index.mjs   the authority Lambda   (everything bundled, minified)
 //   dist/functions/authority-rotate/     the CA rotation action (an operator-only Lambda)
+//   dist/functions/authority-sign/       the database server certificate action (operator-only)
 //   dist/functions/bot/index.mjs         the bot Lambda
 //   dist/proxy-container/proxy.mjs       the proxy sidecar container's entry point
 //   dist/client/index.mjs                the client module for Lambda workloads (`db-credential-broker/client`)
@@ -72,7 +73,7 @@ const targets = {
       packages: 'external',
     },
   ],
-  functions: ['authority', 'authority-rotate', 'bot'].map((fn) => ({
+  functions: ['authority', 'authority-rotate', 'authority-sign', 'bot'].map((fn) => ({
     ...common,
     entryPoints: { index: `functions/${fn}.ts` },
     outdir: `dist/functions/${fn}`,

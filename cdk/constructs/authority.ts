@@ -169,6 +169,8 @@ export class Authority extends Construct {
   readonly alarms: cloudwatch.Alarm[] = [];
   private readonly resourcesFile: string;
   private readonly iamTokens: IamJoinTokenOptions[] = [];
+  /** Each shared CA key's "only the authority signs" statement and the roles it lets sign. */
+  private readonly signers = new Map<CaType, { statement: iam.PolicyStatement; roles: string[] }>();
 
   constructor(scope: Construct, id: string, props: AuthorityProps) {
     super(scope, id);
@@ -275,17 +277,19 @@ export class Authority extends Construct {
     );
     role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['kms:GetPublicKey'], resources: keyArns }));
     // Defence in depth: even an administrator's `kms:*` cannot sign with a CA key; only the authority can.
-    for (const key of allKeys)
-      key.addToResourcePolicy(
-        new iam.PolicyStatement({
-          sid: 'OnlyTheAuthoritySigns',
-          effect: iam.Effect.DENY,
-          principals: [new iam.AnyPrincipal()],
-          actions: ['kms:Sign'],
-          resources: ['*'],
-          conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
-        }),
-      );
+    for (const key of allKeys) {
+      const statement = new iam.PolicyStatement({
+        sid: 'OnlyTheAuthoritySigns',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['kms:Sign'],
+        resources: ['*'],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
+      });
+      key.addToResourcePolicy(statement);
+      const type = CA_TYPES.find((t) => keys[t] === key);
+      if (type) this.signers.set(type, { statement, roles: [role.roleArn] });
+    }
     this.checkEnvironmentSize();
 
     const period = props.denialAlarmPeriod ?? Duration.minutes(5);
@@ -317,6 +321,16 @@ export class Authority extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
+  }
+
+  /**
+   * Lets `role` sign with the `type` CA's key past its key policy (which denies kms:Sign to everyone but the
+   * authority); the role still needs its own kms:Sign statement. For the operator-only actions.
+   */
+  allowCaKeySigner(type: CaType, role: iam.IRole): void {
+    const signer = this.signers.get(type) as { statement: iam.PolicyStatement; roles: string[] };
+    signer.roles.push(role.roleArn);
+    signer.statement.addCondition('ArnNotEquals', { 'aws:PrincipalArn': [...signer.roles] });
   }
 
   /** The `kind: db` resource named `service`, if the resources define one. */

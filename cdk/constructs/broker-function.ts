@@ -38,7 +38,7 @@ export const REPO_ROOT = packageRoot();
 export const BROKER_LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
 
 /** The Lambda entry points scripts/build.mjs bundles into dist/functions/<name>/index.mjs. */
-export type BrokerFunctionName = 'authority' | 'authority-rotate' | 'bot';
+export type BrokerFunctionName = 'authority' | 'authority-rotate' | 'authority-sign' | 'bot';
 
 /**
  * The esbuild bundle of a broker Lambda as an asset. `npm run build` (scripts/build.mjs) must have run:

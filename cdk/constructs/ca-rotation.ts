@@ -46,6 +46,7 @@ export class CaRotation extends Construct {
   readonly function: BrokerFunction;
   /** The next key of each CA, by CA name. */
   readonly nextKeys: Readonly<Record<string, kms.Key>>;
+  private readonly signers = new Map<string, { statement: iam.PolicyStatement; roles: string[] }>();
 
   constructor(scope: Construct, id: string, props: CaRotationProps) {
     super(scope, id);
@@ -114,17 +115,30 @@ export class CaRotation extends Construct {
         resources: caKeys.map((k) => k.keyArn),
       }),
     );
-    for (const key of Object.values(next))
-      key.addToResourcePolicy(
-        new iam.PolicyStatement({
-          sid: 'OnlyTheAuthorityAndItsRotationSign',
-          effect: iam.Effect.DENY,
-          principals: [new iam.AnyPrincipal()],
-          actions: ['kms:Sign'],
-          resources: ['*'],
-          conditions: { ArnNotEquals: { 'aws:PrincipalArn': [signer.roleArn, rotator.roleArn] } },
-        }),
-      );
+    for (const [ca, key] of Object.entries(next)) {
+      const roles = [signer.roleArn, rotator.roleArn];
+      const statement = new iam.PolicyStatement({
+        sid: 'OnlyTheAuthorityAndItsRotationSign',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['kms:Sign'],
+        resources: ['*'],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': roles } },
+      });
+      key.addToResourcePolicy(statement);
+      this.signers.set(ca, { statement, roles });
+    }
+  }
+
+  /**
+   * Lets `role` sign with the next key of `ca` past its key policy (the server certificate action signs
+   * with the next db-server key from update_clients on); the role still needs its own kms:Sign statement.
+   */
+  allowNextKeySigner(ca: string, role: iam.IRole): void {
+    const signer = this.signers.get(ca);
+    if (!signer) return;
+    signer.roles.push(role.roleArn);
+    signer.statement.addCondition('ArnNotEquals', { 'aws:PrincipalArn': [...signer.roles] });
   }
 
   /** Lets `grantee` (an operator's role) run the rotation action. */

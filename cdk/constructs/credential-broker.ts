@@ -8,6 +8,7 @@ import { Authority, type AuthorityProps } from './authority.js';
 import { Bot } from './bot.js';
 import type { BotOutput } from './bot-output.js';
 import { CaRotation } from './ca-rotation.js';
+import { DbServerCertificates } from './db-server-certificates.js';
 import { BrokerPropError } from './props.js';
 
 export type { BrokerBotDefinition } from '../broker-files.js';
@@ -42,6 +43,7 @@ export interface BrokerDefinitionProps {
     readonly authority?: lambda.Code;
     readonly bot?: lambda.Code;
     readonly rotate?: lambda.Code;
+    readonly serverCertificates?: lambda.Code;
   };
   /**
    * Create an encrypted SNS topic that receives every alarm.
@@ -74,6 +76,12 @@ export interface BrokerDefinitionProps {
    * @default - no rotation action and no next keys
    */
   readonly nextCaKeys?: readonly string[];
+  /**
+   * Create the database server certificate action (DbServerCertificates), an operator-only Lambda that
+   * signs with the KMS-held db-server CA (`broker auth sign --format=db --function`).
+   * @default - true when nextCaKeys names db-server (its update_servers phase needs new server certificates), else false
+   */
+  readonly dbServerCertificates?: boolean;
 }
 
 /** The parts of a broker, as the CredentialBroker construct and the BrokerStack hold them. */
@@ -83,6 +91,8 @@ export interface BrokerParts {
   readonly alarmTopic: AlarmTopic | undefined;
   /** The rotation action and next CA keys, when `nextCaKeys` names any. */
   readonly rotation: CaRotation | undefined;
+  /** The database server certificate action, when `dbServerCertificates` (or a db-server rotation) asks for it. */
+  readonly serverCertificates: DbServerCertificates | undefined;
 }
 
 /**
@@ -108,6 +118,14 @@ export function addBrokerParts(scope: Construct, props: BrokerDefinitionProps): 
         ...(props.code?.rotate ? { code: props.code.rotate } : {}),
       })
     : undefined;
+  const serverCertificates =
+    (props.dbServerCertificates ?? props.nextCaKeys?.includes('db-server'))
+      ? new DbServerCertificates(scope, 'DbServerCertificates', {
+          authority,
+          ...(rotation ? { rotation } : {}),
+          ...(props.code?.serverCertificates ? { code: props.code.serverCertificates } : {}),
+        })
+      : undefined;
   const bots = new Map<string, Bot>();
   for (const def of props.bots) {
     if (bots.has(def.name))
@@ -134,7 +152,7 @@ export function addBrokerParts(scope: Construct, props: BrokerDefinitionProps): 
   if (alarmTopic)
     for (const alarm of [...authority.alarms, ...[...bots.values()].flatMap((b) => b.alarms)])
       alarmTopic.notify(alarm);
-  return { authority, bots, alarmTopic, rotation };
+  return { authority, bots, alarmTopic, rotation, serverCertificates };
 }
 
 /** The output (of any bot) that writes the secret `secretName`, or an error naming the ones there are. */
@@ -196,6 +214,7 @@ export class CredentialBroker extends Construct implements BrokerParts {
   readonly bots: ReadonlyMap<string, Bot>;
   readonly alarmTopic: AlarmTopic | undefined;
   readonly rotation: CaRotation | undefined;
+  readonly serverCertificates: DbServerCertificates | undefined;
 
   constructor(scope: Construct, id: string, props: CredentialBrokerProps) {
     super(scope, id);
@@ -218,6 +237,7 @@ export class CredentialBroker extends Construct implements BrokerParts {
     this.bots = parts.bots;
     this.alarmTopic = parts.alarmTopic;
     this.rotation = parts.rotation;
+    this.serverCertificates = parts.serverCertificates;
   }
 
   /** The output (of any bot) that writes the secret `secretName`: pass it to the sidecar or grant read on it. */

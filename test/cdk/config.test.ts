@@ -103,7 +103,12 @@ describe('BrokerStack with nextCaKeys', () => {
     const stack = exampleStack({
       caKeySpec: 'ECC_NIST_P256',
       nextCaKeys: ['db-server', 'bot'],
-      code: { authority: inlineCode(), bot: inlineCode(), rotate: inlineCode() },
+      code: {
+        authority: inlineCode(),
+        bot: inlineCode(),
+        rotate: inlineCode(),
+        serverCertificates: inlineCode(),
+      },
     });
     const template = Template.fromStack(stack);
     const nextKeys = Object.values(resourcesOf(template, 'AWS::KMS::Key')).filter((k) =>
@@ -116,13 +121,15 @@ describe('BrokerStack with nextCaKeys', () => {
     for (const key of nextKeys) expect(key.Properties.KeySpec).toBe('ECC_NIST_P256');
     expect(stack.rotation?.nextKeys).toHaveProperty('bot');
     template.hasOutput('RotationFunctionName', {});
+    // A db-server rotation needs new server certificates at update_servers: the action that signs them.
+    template.hasOutput('DbServerCertFunctionName', {});
     const report = new AwsSolutionsChecks().validateScope(stack);
     expect(
       report.violations.map(
         (v) => `${v.ruleName} ${v.violatingResources.map((r) => r.resourceLogicalId).join(',')}`,
       ),
     ).toEqual([]);
-  });
+  }, 120_000);
 
   it('adds nothing for rotation without nextCaKeys', () => {
     const stack = exampleStack();
