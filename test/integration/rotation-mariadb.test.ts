@@ -9,7 +9,6 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
-import { afterEach, describe, expect, it } from 'vitest';
 import { mysqlTunnel } from '../../src/proxy/tunnels/mysql.js';
 import { type StartedMariadb, startMariadb } from '../support/devdb/mariadb.js';
 import {
@@ -17,16 +16,9 @@ import {
   DATABASE,
   type DatabaseTls,
   type Engine,
-  expectNoDisruption,
-  expectOnlyNewKeys,
-  expectOnlyOriginalKeys,
-  FULL_ROTATION,
-  ROLLED_BACK,
-  RotationWorld,
-  runProof,
+  rotationSuite,
   USER,
 } from '../support/rotation-proof.js';
-import { tempDir } from '../support/temp.js';
 
 function wrap(conn: mysql.Connection): Connection {
   conn.on('error', () => undefined);
@@ -95,36 +87,4 @@ class MariadbEngine implements Engine {
   }
 }
 
-describe('CA rotation against a real MariaDB server, under load', () => {
-  let cleanup: (() => Promise<void>) | undefined;
-  afterEach(async () => {
-    await cleanup?.();
-    cleanup = undefined;
-  });
-
-  async function world(): Promise<RotationWorld> {
-    const work = await tempDir('rotation-maria');
-    const w = new RotationWorld(new MariadbEngine(), work.dir);
-    cleanup = async () => {
-      await w.stop();
-      await work.cleanup();
-    };
-    await w.start();
-    return w;
-  }
-
-  it('a full rotation of the client CA, then of the server CA: nothing fails, nothing drops, the old keys are gone', async () => {
-    const w = await world();
-    const report = await runProof(w, FULL_ROTATION);
-    expectNoDisruption(report);
-    await expectOnlyNewKeys(w, report);
-    await expect(w.engine.direct(report.firstOutput, w.port)).rejects.toThrow();
-  }, 240_000);
-
-  it('a rotation rolled back from update_servers: nothing fails, nothing drops, only the original keys remain', async () => {
-    const w = await world();
-    const report = await runProof(w, ROLLED_BACK);
-    expectNoDisruption(report);
-    await expectOnlyOriginalKeys(w, report);
-  }, 240_000);
-});
+rotationSuite('a real MariaDB server', () => new MariadbEngine());

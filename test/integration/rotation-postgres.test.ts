@@ -10,7 +10,6 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
 import { type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { requirePostgres } from '../support/postgres.js';
 import {
@@ -18,16 +17,9 @@ import {
   DATABASE,
   type DatabaseTls,
   type Engine,
-  expectNoDisruption,
-  expectOnlyNewKeys,
-  expectOnlyOriginalKeys,
-  FULL_ROTATION,
-  ROLLED_BACK,
-  RotationWorld,
-  runProof,
+  rotationSuite,
   USER,
 } from '../support/rotation-proof.js';
-import { tempDir } from '../support/temp.js';
 
 function wrap(client: pg.Client): Connection {
   // A connection the server drops reports it here too; the next ping rejects and counts it.
@@ -99,40 +91,4 @@ class PostgresEngine implements Engine {
   }
 }
 
-describe('CA rotation against a real PostgreSQL server, under load', () => {
-  let cleanup: (() => Promise<void>) | undefined;
-  afterEach(async () => {
-    await cleanup?.();
-    cleanup = undefined;
-  });
-
-  async function world(): Promise<RotationWorld> {
-    const work = await tempDir('rotation-pg');
-    const w = new RotationWorld(new PostgresEngine(), work.dir);
-    cleanup = async () => {
-      await w.stop();
-      await work.cleanup();
-    };
-    await w.start();
-    return w;
-  }
-
-  it('a full rotation of the client CA, then of the server CA: nothing fails, nothing drops, the old keys are gone', async () => {
-    const w = await world();
-    const report = await runProof(w, FULL_ROTATION);
-    expectNoDisruption(report);
-    await expectOnlyNewKeys(w, report);
-    // The database no longer trusts the client key that left: the first output's certificate is refused.
-    await expect(w.engine.direct(report.firstOutput, w.port)).rejects.toThrow();
-    expect(
-      w.audit.events.filter((e) => e.event === 'ca.rotate' && e.outcome === 'success').map((e) => e.name),
-    ).toEqual([...FULL_ROTATION.map(() => 'db-client/rotation-db'), ...FULL_ROTATION.map(() => 'db-server')]);
-  }, 240_000);
-
-  it('a rotation rolled back from update_servers: nothing fails, nothing drops, only the original keys remain', async () => {
-    const w = await world();
-    const report = await runProof(w, ROLLED_BACK);
-    expectNoDisruption(report);
-    await expectOnlyOriginalKeys(w, report);
-  }, 240_000);
-});
+rotationSuite('a real PostgreSQL server', () => new PostgresEngine());

@@ -9,21 +9,8 @@
 import { chown, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
 import { type StartedRedis, startRedis } from '../support/devdb/redis.js';
-import {
-  type Connection,
-  type DatabaseTls,
-  type Engine,
-  expectNoDisruption,
-  expectOnlyNewKeys,
-  expectOnlyOriginalKeys,
-  FULL_ROTATION,
-  ROLLED_BACK,
-  RotationWorld,
-  runProof,
-} from '../support/rotation-proof.js';
-import { tempDir } from '../support/temp.js';
+import { type Connection, type DatabaseTls, type Engine, rotationSuite } from '../support/rotation-proof.js';
 
 /** The two ways the proof reaches Redis: TLS with the output's files, or plain to the tunnel. */
 interface Target {
@@ -115,37 +102,4 @@ class RedisEngine implements Engine {
   }
 }
 
-describe('CA rotation against a real Redis server, under load', () => {
-  let cleanup: (() => Promise<void>) | undefined;
-  afterEach(async () => {
-    await cleanup?.();
-    cleanup = undefined;
-  });
-
-  async function world(): Promise<RotationWorld> {
-    const work = await tempDir('rotation-redis');
-    const w = new RotationWorld(new RedisEngine(), work.dir);
-    cleanup = async () => {
-      await w.stop();
-      await work.cleanup();
-    };
-    await w.start();
-    return w;
-  }
-
-  it('a full rotation of the client CA, then of the server CA: nothing fails, nothing drops, the old keys are gone', async () => {
-    const w = await world();
-    const report = await runProof(w, FULL_ROTATION);
-    expectNoDisruption(report);
-    await expectOnlyNewKeys(w, report);
-    // Redis no longer trusts the client key that left: the first output's certificate is refused.
-    await expect(w.engine.direct(report.firstOutput, w.port).then((c) => c.ping())).rejects.toThrow();
-  }, 240_000);
-
-  it('a rotation rolled back from update_servers: nothing fails, nothing drops, only the original keys remain', async () => {
-    const w = await world();
-    const report = await runProof(w, ROLLED_BACK);
-    expectNoDisruption(report);
-    await expectOnlyOriginalKeys(w, report);
-  }, 240_000);
-});
+rotationSuite('a real Redis server', () => new RedisEngine());

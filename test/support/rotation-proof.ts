@@ -5,11 +5,14 @@
  * TLS with the output's files), while a CA rotation runs phase by phase and the database is reconfigured the
  * way the README's "Rotating a CA" says. Every failed or dropped connection is recorded with the phase it
  * happened in.
+ *
+ * `rotationSuite` is the proof's two tests (a full rotation, and one rolled back); an engine's test file
+ * declares only what differs between engines (its `Engine`: server start, reload, client connections).
  */
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { expect } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { AuthorityClient } from '../../src/api/client.js';
 import { InProcessTransport } from '../../src/api/transports.js';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
@@ -20,6 +23,7 @@ import { parseBotConfig } from '../../src/bot/config.js';
 import { MemoryIdentityStore } from '../../src/bot/identity-store.js';
 import { systemClock } from '../../src/clock.js';
 import type { CredentialBundle } from '../../src/credentials/bundle.js';
+import type { OutputFormat } from '../../src/credentials/formats.js';
 import { splitPemBundle } from '../../src/credentials/pem.js';
 import type { DbProtocol } from '../../src/credentials/route.js';
 import { DirectoryDestination } from '../../src/destinations/directory.js';
@@ -31,6 +35,7 @@ import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { testKeyPair } from './fixtures.js';
 import { opensslVerify } from './openssl.js';
 import { testLogger } from './proxy.js';
+import { tempDir } from './temp.js';
 
 export const SERVICE = 'rotation-db';
 export const USER = 'alice';
@@ -57,6 +62,8 @@ export interface Connection {
 /** What the proof needs from one engine. */
 export interface Engine {
   protocol: DbProtocol;
+  /** The bot output's `format` (the default format when absent). */
+  format?: OutputFormat;
   /** Tunnel handlers the proxy needs beyond its defaults. */
   handlers?: ProxyOptions['handlers'];
   /** Starts the database under `baseDir` with `tls`; returns its port on 127.0.0.1. */
@@ -131,7 +138,7 @@ outputs:
     service: ${SERVICE}
     database: ${DATABASE}
     username: ${USER}
-`,
+${this.engine.format ? `    format: ${this.engine.format}\n` : ''}`,
       'bot.yaml',
     );
     const destination = new DirectoryDestination(this.outDir);
@@ -459,4 +466,66 @@ export async function expectOnlyOriginalKeys(w: RotationWorld, report: ProofRepo
   const again = await w.engine.direct(report.firstOutput, w.port);
   await again.ping();
   await again.close();
+}
+
+/** The database refuses a client with `bundle`'s certificate (in the handshake or at its first round trip). */
+export async function expectRefused(w: RotationWorld, bundle: CredentialBundle): Promise<void> {
+  const attempt = async () => {
+    const conn = await w.engine.direct(bundle, w.port);
+    try {
+      await conn.ping();
+    } finally {
+      await conn.close().catch(() => undefined);
+    }
+  };
+  await expect(attempt()).rejects.toThrow();
+}
+
+/**
+ * The proof for one engine: a full rotation of the client CA and then of the server CA, and a rotation rolled
+ * back from update_servers, each with the client load running throughout. `server` names the database in the
+ * suite's title ("a real PostgreSQL server"); `makeEngine` gives each test a fresh engine.
+ */
+export function rotationSuite(server: string, makeEngine: () => Engine): void {
+  describe(`CA rotation against ${server}, under load`, () => {
+    let cleanup: (() => Promise<void>) | undefined;
+    afterEach(async () => {
+      await cleanup?.();
+      cleanup = undefined;
+    });
+
+    async function world(): Promise<RotationWorld> {
+      const engine = makeEngine();
+      const work = await tempDir(`rotation-${engine.protocol}`);
+      const w = new RotationWorld(engine, work.dir);
+      cleanup = async () => {
+        await w.stop();
+        await work.cleanup();
+      };
+      await w.start();
+      return w;
+    }
+
+    it('a full rotation of the client CA, then of the server CA: nothing fails, nothing drops, the old keys are gone', async () => {
+      const w = await world();
+      const report = await runProof(w, FULL_ROTATION);
+      expectNoDisruption(report);
+      await expectOnlyNewKeys(w, report);
+      // The database no longer trusts the client key that left: the first output's certificate is refused.
+      await expectRefused(w, report.firstOutput);
+      expect(
+        w.audit.events.filter((e) => e.event === 'ca.rotate' && e.outcome === 'success').map((e) => e.name),
+      ).toEqual([
+        ...FULL_ROTATION.map(() => `db-client/${SERVICE}`),
+        ...FULL_ROTATION.map(() => 'db-server'),
+      ]);
+    }, 240_000);
+
+    it('a rotation rolled back from update_servers: nothing fails, nothing drops, only the original keys remain', async () => {
+      const w = await world();
+      const report = await runProof(w, ROLLED_BACK);
+      expectNoDisruption(report);
+      await expectOnlyOriginalKeys(w, report);
+    }, 240_000);
+  });
 }
