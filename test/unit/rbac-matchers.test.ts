@@ -92,6 +92,13 @@ describe('equalFold (Go strings.EqualFold)', () => {
     expect(equalFold('ﬀ', 'FF')).toBe(false);
   });
 
+  it('does not fold two letters together because their upper case is the same several letters', () => {
+    // ﬅ and ﬆ are both ST in upper case, ΐ and ΐ both Ϊ́: Go's tables (Unicode 15.0) fold neither pair.
+    expect(equalFold('\ufb05', '\ufb06')).toBe(false);
+    expect(equalFold('\u0390', '\u1fd3')).toBe(false);
+    expect(equalFold('\u03b0', '\u1fe3')).toBe(false);
+  });
+
   it('leaves Turkish İ and ı apart from i and I', () => {
     for (const turkish of ['\u0130', '\u0131'])
       for (const latin of ['i', 'I']) {
