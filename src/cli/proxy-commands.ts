@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { formatDuration, parseDuration } from '../duration.js';
 import { BrokerError } from '../errors.js';
-import { createLogger } from '../log.js';
+import { createJsonLogger } from '../json-log.js';
 import { CredentialCache } from '../proxy/credential-cache.js';
 import { DatabaseProxy, type ListenSpec, proxyListenHost } from '../proxy/proxy.js';
 import type { BundleSource } from '../proxy/sources/bundle-source.js';
@@ -11,12 +11,12 @@ import { UsageError } from './errors.js';
 
 type Out = (line: string) => void;
 
-interface ProxyDbOptions {
+export interface ProxyDbOptions {
   port?: string;
   address: string;
   unix?: string;
   tunnel?: boolean;
-  destinationDir?: string;
+  destinationDir?: string | undefined;
   secretId?: string;
   diagAddr?: string;
   maxConnections: string;
@@ -47,6 +47,63 @@ async function secretsManagerSource(secretId: string): Promise<BundleSource> {
   return new SecretsManagerBundleSource({ client: new SecretsManagerClient({}), secretId });
 }
 
+/** `broker proxy db`'s options: commander's flags syntax, description and default, declared once for both parsers. */
+export const PROXY_DB_OPTIONS: readonly { flags: string; description: string; default?: string }[] = [
+  { flags: '-p, --port <port>', description: 'TCP port on --address (0 picks one)', default: '0' },
+  {
+    flags: '--db-user <user>',
+    description: "as in tbot; must be the output's user (the certificate names it)",
+  },
+  { flags: '--db-name <name>', description: "as in tbot; must be the output's database" },
+  {
+    flags: '--address <address>',
+    description: 'listen address; loopback only unless --unsafe-listen',
+    default: '127.0.0.1',
+  },
+  { flags: '--unix <path>', description: 'listen on a unix socket (mode 0600) instead of TCP' },
+  {
+    flags: '--tunnel',
+    description: 'attach the current certificate upstream; clients connect without TLS or password',
+  },
+  { flags: '--destination-dir <dir>', description: 'directory output the bot writes' },
+  {
+    flags: '--secret-id <id>',
+    description: 'read the bundle from this AWS Secrets Manager secret instead (AWS mode)',
+  },
+  {
+    flags: '--diag-addr <host:port>',
+    description: 'serve /livez, /readyz and /metrics here; loopback only unless --unsafe-listen',
+  },
+  {
+    flags: '--max-connections <n>',
+    description: 'refuse connections beyond this many open ones (0 = unlimited)',
+    default: '0',
+  },
+  {
+    flags: '--max-sigterm-delay <duration>',
+    description: 'on SIGTERM, wait this long for open connections to finish',
+    default: '25s',
+  },
+  {
+    flags: '--idle-timeout <duration>',
+    description: 'close connections with no traffic for this long (0 = never)',
+    default: '0',
+  },
+  {
+    flags: '--unsafe-listen',
+    description: 'allow a non-loopback --address or --diag-addr (reachable from the network)',
+  },
+];
+
+export const PROXY_DB_HELP_AFTER = `
+Examples:
+  broker proxy --destination-dir var/out/example db --port 12345 example-server
+  broker proxy db --tunnel --port 5433 --destination-dir var/out/example --diag-addr 127.0.0.1:9090 example-server
+    psql "host=127.0.0.1 port=5433 dbname=example user=alice"     # tunnel: no TLS, no password
+
+Signals: SIGHUP re-reads the credentials now; SIGTERM stops accepting and drains (--max-sigterm-delay,
+the default fits the ECS 30 s stop timeout), exiting 0 when every connection finished.`;
+
 export function registerProxyCommands(program: Command, out: Out): void {
   const proxy = program
     .command('proxy')
@@ -56,137 +113,120 @@ export function registerProxyCommands(program: Command, out: Out): void {
       'directory output the bot writes (as in `tbot proxy --destination-dir`)',
     );
 
-  proxy
+  const db = proxy
     .command('db')
     .description('serve a localhost endpoint for one database output')
-    .argument('<service>', 'the database service of the output (checked against the bundle)')
-    .option('-p, --port <port>', 'TCP port on --address (0 picks one)', '0')
-    .option('--db-user <user>', "as in tbot; must be the output's user (the certificate names it)")
-    .option('--db-name <name>', "as in tbot; must be the output's database")
-    .option('--address <address>', 'listen address; loopback only unless --unsafe-listen', '127.0.0.1')
-    .option('--unix <path>', 'listen on a unix socket (mode 0600) instead of TCP')
-    .option('--tunnel', 'attach the current certificate upstream; clients connect without TLS or password')
-    .option('--destination-dir <dir>', 'directory output the bot writes')
-    .option('--secret-id <id>', 'read the bundle from this AWS Secrets Manager secret instead (AWS mode)')
-    .option(
-      '--diag-addr <host:port>',
-      'serve /livez, /readyz and /metrics here; loopback only unless --unsafe-listen',
-    )
-    .option('--max-connections <n>', 'refuse connections beyond this many open ones (0 = unlimited)', '0')
-    .option(
-      '--max-sigterm-delay <duration>',
-      'on SIGTERM, wait this long for open connections to finish',
-      '25s',
-    )
-    .option('--idle-timeout <duration>', 'close connections with no traffic for this long (0 = never)', '0')
-    .option('--unsafe-listen', 'allow a non-loopback --address or --diag-addr (reachable from the network)')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  broker proxy --destination-dir var/out/example db --port 12345 example-server
-  broker proxy db --tunnel --port 5433 --destination-dir var/out/example --diag-addr 127.0.0.1:9090 example-server
-    psql "host=127.0.0.1 port=5433 dbname=example user=alice"     # tunnel: no TLS, no password
-
-Signals: SIGHUP re-reads the credentials now; SIGTERM stops accepting and drains (--max-sigterm-delay,
-the default fits the ECS 30 s stop timeout), exiting 0 when every connection finished.`,
-    )
-    .action(async (service: string, opts: ProxyDbOptions) => {
-      const dir = opts.destinationDir ?? proxy.opts<{ destinationDir?: string }>().destinationDir;
-      if (!dir && !opts.secretId)
-        throw new UsageError(
-          'give --destination-dir (the directory the bot writes this output to) or --secret-id',
-        );
-      const source: BundleSource = opts.secretId
-        ? await secretsManagerSource(opts.secretId)
-        : new DirectoryBundleSource(dir as string);
-      const port = Number(opts.port);
-      if (!opts.unix && (!Number.isInteger(port) || port < 0 || port > 65535))
-        throw new UsageError(`--port ${opts.port} is not a port number`);
-      const maxConnections = Number(opts.maxConnections);
-      if (!Number.isInteger(maxConnections) || maxConnections < 0)
-        throw new UsageError('--max-connections must be a whole number');
-      const drainMs = durationOption(opts.maxSigtermDelay, '--max-sigterm-delay');
-      const idleMs = opts.idleTimeout === '0' ? 0 : durationOption(opts.idleTimeout, '--idle-timeout');
-      // Both listen addresses are checked before anything starts; each listener checks again as it binds.
-      const unsafeListen = opts.unsafeListen === true;
-      if (!opts.unix) await proxyListenHost(opts.address, { unsafeListen });
-      // The diagnostics server (node:http and the metrics text) loads only when it is asked for.
-      const diagModule = opts.diagAddr ? await import('../proxy/diag.js') : undefined;
-      if (opts.diagAddr) await diagModule?.diagListenAddress(opts.diagAddr, { unsafeListen });
-      const log = createLogger({ base: { component: 'proxy', service } });
-      const creds = new CredentialCache(source, { log });
-      await creds.start();
-      const loaded = creds.loaded;
-      for (const [flag, want, have] of [
-        ['--db-user', opts.dbUser, loaded?.bundle.username],
-        ['--db-name', opts.dbName, loaded?.bundle.database],
-      ] as const)
-        if (want !== undefined && have !== undefined && want !== have)
-          throw new UsageError(`${flag} ${want}: the credentials in ${source.description} are for ${have}`);
-      if (loaded && loaded.bundle.service !== service)
-        throw new BrokerError(
-          'wrong_service',
-          `${source.description} holds credentials for service "${loaded.bundle.service}", not "${service}"`,
-        );
-      const listen: ListenSpec = opts.unix ? { unixPath: opts.unix } : { address: opts.address, port };
-      const dbProxy = new DatabaseProxy({
-        creds,
-        log,
-        tunnel: opts.tunnel === true,
-        listen,
-        unsafeListen,
-        maxConnections,
-        idleTimeoutMs: idleMs,
-        handlers: { mysql: mysqlTunnel },
-      });
-      const address = await dbProxy.start();
-      const diag =
-        opts.diagAddr && diagModule
-          ? await diagModule.startDiagServer(opts.diagAddr, creds, dbProxy, { unsafeListen })
-          : undefined;
-      out(
-        `Proxy for ${service} listening on ${address} (${opts.tunnel ? 'tunnel: the proxy attaches the certificate' : 'non-tunnel: clients bring the certificate'})`,
-      );
-      if (diag) out(`Diagnostics on http://${diag.address}/readyz and /metrics`);
-      if (!loaded)
-        out(
-          `Waiting for credentials in ${source.description}: connections fail until the bot has written them.`,
-        );
-      log.info(
-        { address, tunnel: opts.tunnel === true, source: source.description, diag: diag?.address },
-        'proxy started',
-      );
-      const onHup = () => {
-        log.info('SIGHUP: re-reading credentials');
-        void creds.refresh();
-      };
-      process.on('SIGHUP', onHup);
-      const signal = await new Promise<string>((resolve) => {
-        process.once('SIGTERM', () => resolve('SIGTERM'));
-        process.once('SIGINT', () => resolve('SIGINT'));
-      });
-      log.info({ open: dbProxy.openConnections, drainFor: formatDuration(drainMs) }, `${signal}: draining`);
-      const drained = await dbProxy.stop(drainMs);
-      creds.stop();
-      await diag?.close();
-      process.off('SIGHUP', onHup);
-      log.info(
-        { drained },
-        drained ? 'all connections finished; exiting' : 'drain time over; closed the remaining connections',
-      );
-      if (!drained)
-        throw new BrokerError('not_drained', `connections were still open after ${formatDuration(drainMs)}`);
-    });
+    .argument('<service>', 'the database service of the output (checked against the bundle)');
+  for (const o of PROXY_DB_OPTIONS) db.option(o.flags, o.description, o.default);
+  db.addHelpText('after', PROXY_DB_HELP_AFTER).action((service: string, opts: ProxyDbOptions) =>
+    runProxyDb(
+      service,
+      {
+        ...opts,
+        destinationDir: opts.destinationDir ?? proxy.opts<{ destinationDir?: string }>().destinationDir,
+      },
+      out,
+    ),
+  );
 
   proxy
     .command('healthcheck')
     .description('exit 0 when the proxy is ready (GET /readyz on --diag-addr); for container health checks')
     .requiredOption('--diag-addr <host:port>', 'the proxy diagnostics address')
-    .action(async (opts: { diagAddr: string }) => {
-      const { checkHealth } = await import('../proxy/diag.js');
-      const { ok, body } = await checkHealth(opts.diagAddr);
-      out(body);
-      if (!ok) throw new BrokerError('not_ready', `proxy at ${opts.diagAddr} is not ready`);
-    });
+    .action((opts: { diagAddr: string }) => runProxyHealthcheck(opts.diagAddr, out));
+}
+
+/** `broker proxy healthcheck`: prints /readyz's answer; throws when the proxy is not ready. */
+export async function runProxyHealthcheck(diagAddr: string, out: Out): Promise<void> {
+  const { checkHealth } = await import('../proxy/diag.js');
+  const { ok, body } = await checkHealth(diagAddr);
+  out(body);
+  if (!ok) throw new BrokerError('not_ready', `proxy at ${diagAddr} is not ready`);
+}
+
+/** `broker proxy db SERVICE`: runs the proxy until SIGTERM or SIGINT, then drains. */
+export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out): Promise<void> {
+  const dir = opts.destinationDir;
+  if (!dir && !opts.secretId)
+    throw new UsageError(
+      'give --destination-dir (the directory the bot writes this output to) or --secret-id',
+    );
+  const source: BundleSource = opts.secretId
+    ? await secretsManagerSource(opts.secretId)
+    : new DirectoryBundleSource(dir as string);
+  const port = Number(opts.port);
+  if (!opts.unix && (!Number.isInteger(port) || port < 0 || port > 65535))
+    throw new UsageError(`--port ${opts.port} is not a port number`);
+  const maxConnections = Number(opts.maxConnections);
+  if (!Number.isInteger(maxConnections) || maxConnections < 0)
+    throw new UsageError('--max-connections must be a whole number');
+  const drainMs = durationOption(opts.maxSigtermDelay, '--max-sigterm-delay');
+  const idleMs = opts.idleTimeout === '0' ? 0 : durationOption(opts.idleTimeout, '--idle-timeout');
+  // Both listen addresses are checked before anything starts; each listener checks again as it binds.
+  const unsafeListen = opts.unsafeListen === true;
+  if (!opts.unix) await proxyListenHost(opts.address, { unsafeListen });
+  // The diagnostics server (node:http and the metrics text) loads only when it is asked for.
+  const diagModule = opts.diagAddr ? await import('../proxy/diag.js') : undefined;
+  if (opts.diagAddr) await diagModule?.diagListenAddress(opts.diagAddr, { unsafeListen });
+  const log = createJsonLogger({ base: { component: 'proxy', service } });
+  const creds = new CredentialCache(source, { log });
+  await creds.start();
+  const loaded = creds.loaded;
+  for (const [flag, want, have] of [
+    ['--db-user', opts.dbUser, loaded?.bundle.username],
+    ['--db-name', opts.dbName, loaded?.bundle.database],
+  ] as const)
+    if (want !== undefined && have !== undefined && want !== have)
+      throw new UsageError(`${flag} ${want}: the credentials in ${source.description} are for ${have}`);
+  if (loaded && loaded.bundle.service !== service)
+    throw new BrokerError(
+      'wrong_service',
+      `${source.description} holds credentials for service "${loaded.bundle.service}", not "${service}"`,
+    );
+  const listen: ListenSpec = opts.unix ? { unixPath: opts.unix } : { address: opts.address, port };
+  const dbProxy = new DatabaseProxy({
+    creds,
+    log,
+    tunnel: opts.tunnel === true,
+    listen,
+    unsafeListen,
+    maxConnections,
+    idleTimeoutMs: idleMs,
+    handlers: { mysql: mysqlTunnel },
+  });
+  const address = await dbProxy.start();
+  const diag =
+    opts.diagAddr && diagModule
+      ? await diagModule.startDiagServer(opts.diagAddr, creds, dbProxy, { unsafeListen })
+      : undefined;
+  out(
+    `Proxy for ${service} listening on ${address} (${opts.tunnel ? 'tunnel: the proxy attaches the certificate' : 'non-tunnel: clients bring the certificate'})`,
+  );
+  if (diag) out(`Diagnostics on http://${diag.address}/readyz and /metrics`);
+  if (!loaded)
+    out(`Waiting for credentials in ${source.description}: connections fail until the bot has written them.`);
+  log.info(
+    { address, tunnel: opts.tunnel === true, source: source.description, diag: diag?.address },
+    'proxy started',
+  );
+  const onHup = () => {
+    log.info('SIGHUP: re-reading credentials');
+    void creds.refresh();
+  };
+  process.on('SIGHUP', onHup);
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info({ open: dbProxy.openConnections, drainFor: formatDuration(drainMs) }, `${signal}: draining`);
+  const drained = await dbProxy.stop(drainMs);
+  creds.stop();
+  await diag?.close();
+  process.off('SIGHUP', onHup);
+  log.info(
+    { drained },
+    drained ? 'all connections finished; exiting' : 'drain time over; closed the remaining connections',
+  );
+  if (!drained)
+    throw new BrokerError('not_drained', `connections were still open after ${formatDuration(drainMs)}`);
 }

@@ -1,29 +1,32 @@
-import { Command, CommanderError } from 'commander';
 import { BrokerError } from '../errors.js';
-import { redact } from '../log.js';
+import { redact } from '../redact.js';
 import { exitCodeOf } from './errors.js';
-import { registerProxyCommands } from './proxy-commands.js';
+import { ProxyArgsError, parseProxyArgs } from './proxy-args.js';
+import { runProxyDb, runProxyHealthcheck } from './proxy-commands.js';
 
 /**
- * `broker proxy …` on its own: the proxy sidecar's entry point. It registers only the proxy commands, so a
- * proxy process never loads the authority, the bot, YAML, node-forge or the database drivers (and the AWS
- * SDK only with --secret-id). Arguments and exit codes are those of `broker proxy` (main.ts runCli).
+ * `broker proxy …` on its own: the proxy sidecar's entry point. It reads only the proxy commands' arguments
+ * (proxy-args.ts, no command-line library), so a proxy process never loads the authority, the bot, YAML,
+ * node-forge, the database drivers or commander (and the AWS SDK only with --secret-id). Arguments and exit
+ * codes are those of `broker proxy` (main.ts runCli).
  */
 export async function runProxyCli(argv: readonly string[]): Promise<number> {
-  const program = new Command('broker')
-    .showHelpAfterError('(add --help for usage)')
-    .exitOverride()
-    // Usage errors quote what was typed: scrubbed like every error line.
-    .configureOutput({ writeErr: (s) => process.stderr.write(redact(s)) });
-  registerProxyCommands(program, (line) => process.stdout.write(`${line}\n`));
-  for (const cmd of program.commands) cmd.exitOverride();
+  const out = (line: string) => process.stdout.write(`${line}\n`);
   try {
-    await program.parseAsync(argv as string[], { from: 'user' });
+    const call = parseProxyArgs(argv);
+    if (call.command === 'help') {
+      (call.error ? process.stderr : process.stdout).write(call.text);
+      return call.error ? 1 : 0;
+    }
+    if (call.command === 'healthcheck') await runProxyHealthcheck(call.diagAddr, out);
+    else await runProxyDb(call.service, call.options, out);
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError)
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.help' ? 0 : 2;
-    // Messages quote what was typed, and a secret may have been typed into the wrong argument.
+    // Usage errors quote what was typed, and a secret may have been typed into the wrong argument.
+    if (err instanceof ProxyArgsError) {
+      process.stderr.write(redact(`${err.message}\n(add --help for usage)\n`));
+      return 2;
+    }
     const message = err instanceof BrokerError ? err.message : ((err as Error)?.message ?? String(err));
     process.stderr.write(`ERROR: ${redact(message)}\n`);
     return exitCodeOf(err);

@@ -1,6 +1,6 @@
 import { type Clock, systemClock } from '../clock.js';
 import { BrokerError, errorMessage } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { JsonLogger as Logger } from '../json-log.js';
 import { type LoadedCredentials, loadCredentials } from './loaded-credentials.js';
 import type { BundleSource } from './sources/bundle-source.js';
 

@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { DbProtocol } from '../credentials/route.js';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { JsonLogger as Logger } from '../json-log.js';
 import { type HostResolver, loopbackListenHost } from '../net-address.js';
 import type { CredentialCache } from './credential-cache.js';
 import { CredentialDialer, type Dialer } from './dialer.js';

@@ -1,5 +1,5 @@
 import { Duplex, type Writable } from 'node:stream';
-import type { Logger } from '../../log.js';
+import type { JsonLogger as Logger } from '../../json-log.js';
 import { ProxyError } from '../errors.js';
 import type { ClientFramer, Refusal } from '../protocols/framing.js';
 

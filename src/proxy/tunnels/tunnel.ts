@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../../log.js';
+import type { JsonLogger as Logger } from '../../json-log.js';
 import type { Dialer } from '../dialer.js';
 import type { PacketReader } from '../packet-reader.js';
 
