@@ -54,7 +54,11 @@ else
   chmod -R u+w "$work/src"
   echo "$FERRETDB_VERSION" >"$work/src/build/version/version.txt"
   echo "$PACKAGE" >"$work/src/build/version/package.txt"
-  patch -d "$work/src" -p1 --forward --batch --silent <"$PATCH" ||
+  # `patch` is Debian priority "optional", so `git apply` (which needs no repository) stands in for it.
+  if command -v patch >/dev/null; then apply=(patch -d "$work/src" -p1 --forward --batch --silent)
+  elif command -v git >/dev/null; then apply=(git -C "$work/src" apply -p1 -)
+  else echo "applying $PATCH needs \`patch\` or \`git\`; install either (apt-get install patch)" >&2; exit 1; fi
+  "${apply[@]}" <"$PATCH" ||
     { echo "$PATCH does not apply to FerretDB $FERRETDB_VERSION; make it again from that release's source" >&2; exit 1; }
   mkdir -p "$(dirname "$BIN")"
   (cd "$work/src" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
