@@ -1,8 +1,7 @@
-import { X509Certificate } from 'node:crypto';
 import { GenerationMismatchError } from '../errors.js';
 import { buildCertificate } from '../pki/certificate.js';
 import { OID_BOT_GENERATION, OID_BOT_LINEAGE, OID_BOT_NAME, OID_CERT_ROLE } from '../pki/oids.js';
-import { parseCertificate } from '../pki/parse.js';
+import { isSignedBy, parseCertificate } from '../pki/parse.js';
 import { MAX_CLOCK_SKEW_MS, type Proof, verifyProof } from '../pki/proof.js';
 import { ConflictError } from '../state/errors.js';
 import type { AuditEvent } from './audit.js';
@@ -169,11 +168,7 @@ export class Identities {
     const bot = info.privateExtensions[OID_BOT_NAME];
     const generation = Number(info.privateExtensions[OID_BOT_GENERATION]);
     const botCa = await this.cas.ca('bot');
-    const cert = new X509Certificate(identityPem);
-    const trusted = botCa.keys.some((k) => {
-      const ca = new X509Certificate(k.certificatePem);
-      return cert.checkIssued(ca) && cert.verify(ca.publicKey);
-    });
+    const trusted = botCa.keys.some((k) => isSignedBy(identityPem, k.certificatePem));
     if (
       !trusted ||
       !bot ||

@@ -170,17 +170,21 @@ export class DirectoryDestination implements Destination {
     const final = path.join(versions, name);
     const { files, ...meta } = bundle;
     try {
+      const entries = [...Object.entries(files), [META_FILE, `${JSON.stringify(meta, null, 2)}\n`] as const];
+      // Each directory of the version (the staging one, cockroach/) once, then every file at the same time:
+      // each is synced before the rename that publishes them, and the syncs overlap instead of queueing.
       await fs.mkdir(staging, { mode: this.dirMode });
       await fs.chmod(staging, this.dirMode);
-      for (const [rel, content] of [
-        ...Object.entries(files),
-        [META_FILE, `${JSON.stringify(meta, null, 2)}\n`] as const,
-      ]) {
-        const file = path.join(staging, rel);
-        await fs.mkdir(path.dirname(file), { recursive: true, mode: this.dirMode });
-        await fs.chmod(path.dirname(file), this.dirMode);
-        await writeDurable(file, content, this.fileMode);
+      for (const parent of new Set(entries.map(([rel]) => path.dirname(path.join(staging, rel))))) {
+        await fs.mkdir(parent, { recursive: true, mode: this.dirMode });
+        await fs.chmod(parent, this.dirMode);
       }
+      const written = await Promise.allSettled(
+        entries.map(([rel, content]) => writeDurable(path.join(staging, rel), content, this.fileMode)),
+      );
+      // Every write has settled, so none can recreate a file after the cleanup below removes the staging tree.
+      const failed = written.find((w) => w.status === 'rejected');
+      if (failed) throw failed.reason;
       await fs.rename(staging, final);
     } catch (err) {
       await pinned.removeTree(path.basename(staging)).catch(() => undefined);

@@ -1,6 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { BrokerError } from '../errors.js';
 import { childrenOf, contentsOf, readElement, TAG, tbsParts } from './der.js';
+import { memoByText } from './memo.js';
 import { decodeOid } from './oid-der.js';
 import { BROKER_ARC, LEGACY_BROKER_ARC } from './oids.js';
 
@@ -61,8 +62,13 @@ function commonNameOf(dn: string): string {
   return cn ? cn.slice(3) : '';
 }
 
-/** Parses the facts the broker needs from one certificate PEM. Throws a BrokerError on garbage. */
-export function parseCertificate(pem: string): CertificateInfo {
+/**
+ * Parses the facts the broker needs from one certificate PEM. Throws a BrokerError on garbage. The result is
+ * frozen and shared: the authority reads the same identity certificate on every request of a bot's cycle.
+ */
+export const parseCertificate: (pem: string) => Readonly<CertificateInfo> = memoByText(256, readCertificate);
+
+function readCertificate(pem: string): Readonly<CertificateInfo> {
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(pem);
@@ -74,7 +80,7 @@ export function parseCertificate(pem: string): CertificateInfo {
     .split(', ')
     .filter(Boolean)
     .map((s) => s.replace(/^(DNS|IP Address):/, ''));
-  return {
+  return Object.freeze({
     serial: x509.serialNumber.toLowerCase().replace(/^(00)+(?=.)/, ''),
     subjectCommonName: commonNameOf(x509.subject),
     issuerCommonName: commonNameOf(x509.issuer),
@@ -82,11 +88,28 @@ export function parseCertificate(pem: string): CertificateInfo {
     notAfter: new Date(x509.validTo),
     fingerprint: createHash('sha256').update(x509.raw).digest('hex'),
     publicKeyPem: x509.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-    privateExtensions,
+    privateExtensions: Object.freeze(privateExtensions),
     isCA: x509.ca,
-    sans,
-  };
+    sans: Object.freeze(sans) as string[],
+  });
 }
+
+/**
+ * Whether `certificatePem` names `caPem`'s subject as its issuer and carries a valid signature by its key
+ * (validity dates are the caller's to check). Remembered per pair, since a bot presents one identity on
+ * every request of a cycle.
+ */
+export function isSignedBy(certificatePem: string, caPem: string): boolean {
+  return signedBy(JSON.stringify([certificatePem, caPem]));
+}
+
+// Keyed by the JSON of the pair, which no choice of the two texts can make ambiguous.
+const signedBy = memoByText(256, (pair) => {
+  const [certificatePem, caPem] = JSON.parse(pair) as [string, string];
+  const cert = new X509Certificate(certificatePem);
+  const ca = new X509Certificate(caPem);
+  return cert.checkIssued(ca) && cert.verify(ca.publicKey);
+});
 
 /** Teleport-style CA pin: `sha256:` + hex SHA-256 of the CA's SubjectPublicKeyInfo DER. */
 export function caPin(caPem: string): string {

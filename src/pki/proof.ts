@@ -1,4 +1,10 @@
 import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto';
+import { memoByText } from './memo.js';
+
+// A bot signs every request of a cycle with one identity key, and the authority checks them all against
+// that identity's public key: each is parsed once, not once per request.
+const privateKeyOf = memoByText(4, createPrivateKey);
+const publicKeyOf = memoByText(256, createPublicKey);
 
 /**
  * Proof of possession of a bot identity key. Every authenticated request carries a signature by the
@@ -22,11 +28,7 @@ export function proofPayload(type: string, timestamp: string, nonce: string, par
 export function createProof(type: string, params: unknown, privateKeyPem: string, now: Date): Proof {
   const timestamp = now.toISOString();
   const nonce = randomBytes(16).toString('hex');
-  const signature = sign(
-    'sha256',
-    proofPayload(type, timestamp, nonce, params),
-    createPrivateKey(privateKeyPem),
-  );
+  const signature = sign('sha256', proofPayload(type, timestamp, nonce, params), privateKeyOf(privateKeyPem));
   return { timestamp, nonce, signature: signature.toString('base64') };
 }
 
@@ -35,7 +37,7 @@ export function verifyProof(type: string, params: unknown, proof: Proof, publicK
     return verify(
       'sha256',
       proofPayload(type, proof.timestamp, proof.nonce, params),
-      createPublicKey(publicKeyPem),
+      publicKeyOf(publicKeyPem),
       Buffer.from(proof.signature, 'base64'),
     );
   } catch {
