@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { Command } from 'commander';
 import {
   type Authority,
@@ -7,10 +8,12 @@ import {
   DEFAULT_SERVER_CERT_TTL_MS,
   type RotationOutcome,
 } from '../authority/authority.js';
+import { checkServerCertRequest } from '../authority/server-cert.js';
 import { ConfigError } from '../config/errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../pki/ca.js';
 import { ROTATION_PHASES, type RotationPhase } from '../pki/ca-rotation.js';
+import { generateRsaKeyPair } from '../pki/keys.js';
 import { writeFileAtomic } from '../state/file-store.js';
 import { rotationSteps } from './auth-rotation-steps.js';
 import { UsageError } from './errors.js';
@@ -33,6 +36,76 @@ interface SignOptions {
   out: string;
   ttl: string;
   overwrite: boolean;
+  function?: string;
+  region?: string;
+}
+
+/** What `auth sign` writes: the server certificate, its key and the service's client CA. */
+interface ServerFiles {
+  certificatePem: string;
+  privateKeyPem: string;
+  clientCaPem: string;
+  serial: string;
+  expires: string;
+}
+
+/** The server-certificate action's answer (functions/authority-sign.ts): public material only. */
+type SignActionResponse =
+  | { ok: true; certificatePem: string; clientCaPem: string; serial: string; expires: string }
+  | { ok: false; error: { code: string; message: string } };
+
+/**
+ * AWS mode of `auth sign --format=db`: the key pair is made here, on the operator's machine, and only its
+ * public key goes to the stack's server-certificate action, which signs with the KMS-held db-server CA. The
+ * private key never leaves this process except into PREFIX.key.
+ */
+async function signWithLambda(
+  opts: SignOptions & { function: string },
+  request: { service: string; hosts: string[]; ttl: string },
+): Promise<ServerFiles> {
+  const keys = await generateRsaKeyPair();
+  const client = new LambdaClient({ ...(opts.region ? { region: opts.region } : {}), maxAttempts: 2 });
+  const payload = { ...request, publicKeyPem: keys.publicKeyPem };
+  let text: string;
+  try {
+    const out = await client.send(
+      new InvokeCommand({
+        FunctionName: opts.function,
+        InvocationType: 'RequestResponse',
+        Payload: Buffer.from(JSON.stringify(payload)),
+      }),
+    );
+    text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';
+    if (out.FunctionError)
+      throw new ConfigError(
+        `the server certificate function ${opts.function} failed (${out.FunctionError}); see its CloudWatch logs`,
+      );
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const name = (err as Error).name;
+    const hint =
+      name === 'ResourceNotFoundException'
+        ? '; deploy the stack with -c dbServerCertificates=true (its output DbServerCertFunctionName names the function)'
+        : name === 'AccessDeniedException'
+          ? '; your role needs lambda:InvokeFunction on it (DbServerCertificates.grantSign)'
+          : '';
+    throw new ConfigError(
+      `cannot invoke the server certificate function ${opts.function}: ${name}: ${(err as Error).message}${hint}`,
+      { cause: err },
+    );
+  }
+  let res: SignActionResponse;
+  try {
+    res = JSON.parse(text) as SignActionResponse;
+  } catch {
+    throw new ConfigError(
+      `the server certificate function ${opts.function} returned something that is not JSON`,
+    );
+  }
+  if (!res.ok) throw new ConfigError(`${opts.function} refused: ${res.error.message}`);
+  if (![res.certificatePem, res.clientCaPem, res.serial, res.expires].every((v) => typeof v === 'string'))
+    throw new ConfigError(`the server certificate function ${opts.function} answered without a certificate`);
+  return { ...res, privateKeyPem: keys.privateKeyPem };
 }
 
 function durationOption(text: string, flag: string): number {
@@ -94,11 +167,17 @@ export function registerAuthCommands(program: Command, out: Out, open: () => Pro
       formatDuration(DEFAULT_SERVER_CERT_TTL_MS),
     )
     .option('--overwrite', 'replace existing files', false)
+    .option(
+      '--function <name>',
+      "AWS mode: the stack's server certificate action (output DbServerCertFunctionName); the key is made here and only its public key is sent",
+    )
+    .option('--region <region>', 'AWS mode: the region of --function (default: the AWS SDK configuration)')
     .action(async (opts: SignOptions) => {
       if (opts.format !== 'db') throw new UsageError('--format must be "db"');
       if (!opts.service) throw new UsageError(SERVICE_REQUIRED);
       const service = opts.service;
-      const authority = await open();
+      if (opts.region !== undefined && opts.function === undefined)
+        throw new UsageError('--region goes with --function (AWS mode) only');
       const files = { crt: `${opts.out}.crt`, key: `${opts.out}.key`, cas: `${opts.out}.cas` };
       if (!opts.overwrite)
         for (const f of Object.values(files))
@@ -107,10 +186,15 @@ export function registerAuthCommands(program: Command, out: Out, open: () => Pro
         .split(',')
         .map((s) => s.trim())
         .filter(Boolean);
-      const signed = await authority.signDatabaseServer(hosts, {
-        service,
-        ttlMs: durationOption(opts.ttl, '--ttl'),
-      });
+      const ttlMs = durationOption(opts.ttl, '--ttl');
+      checkServerCertRequest(hosts, ttlMs);
+      const authority = opts.function === undefined ? await open() : undefined;
+      const signed = authority
+        ? await authority.signDatabaseServer(hosts, { service, ttlMs })
+        : await signWithLambda(
+            { ...opts, function: opts.function as string },
+            { service, hosts, ttl: opts.ttl },
+          );
       await fs.mkdir(path.dirname(path.resolve(files.crt)), { recursive: true });
       await writeFileAtomic(files.key, signed.privateKeyPem, 0o600);
       await writeFileAtomic(files.crt, signed.certificatePem, 0o644);
@@ -126,7 +210,7 @@ export function registerAuthCommands(program: Command, out: Out, open: () => Pro
       out(
         'PostgreSQL: ssl = on, ssl_cert_file, ssl_key_file, ssl_ca_file = these files; pg_hba.conf: hostssl all all 0.0.0.0/0 cert',
       );
-      if ((await authority.getResources('db')).every((db) => db.metadata.name !== service))
+      if (authority && (await authority.getResources('db')).every((db) => db.metadata.name !== service))
         out(
           `Note: there is no db resource "${service}" yet; certificates are issued for it once \`broker create\` adds one with that name.`,
         );

@@ -3,16 +3,15 @@
  * next KMS key the stack created, on the DynamoDB state (dynalite) the authority Lambda reads; during the
  * overlap the authority API's `ca-bundles` carries both keys' certificates, signing moves to the new key at
  * update_clients, and only at standby is the key that left scheduled for deletion (the new one after a
- * rollback). The KMS double signs for real; it does not model key deletion, so ScheduleKeyDeletion is
- * recorded here and answered as KMS does.
+ * rollback). The KMS double signs for real and models key deletion as KMS documents it: the retired key is
+ * PendingDeletion and refuses to sign.
  */
 import { createPublicKey, randomUUID, X509Certificate } from 'node:crypto';
 import {
   CreateKeyCommand,
+  DescribeKeyCommand,
   GetPublicKeyCommand,
   type KMSClient,
-  ScheduleKeyDeletionCommand,
-  type ScheduleKeyDeletionCommandInput,
 } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthorityHandler } from '../../functions/authority.js';
@@ -36,7 +35,11 @@ const SERVICE_CA = `db-client/${EXAMPLE.service}`;
 describe('CA rotation of KMS-held CAs through the rotation action', () => {
   let dynamo: LocalDynamoDb;
   let kms: KMSClient;
-  const deletions: ScheduleKeyDeletionCommandInput[] = [];
+  let double: KmsDouble;
+  /** ScheduleKeyDeletion requests the double received, as `{ KeyId, PendingWindowInDays }`. */
+  const deletions = () => double.requestsOf('ScheduleKeyDeletion').map((r) => r.body);
+  const keyState = async (keyId: string) =>
+    (await kms.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata?.KeyState;
   const keys: Record<string, string> = {};
   let rotate: (event: RotateEvent) => Promise<RotateResponse>;
   let bundles: () => Promise<{ dbClient: string; dbServer: string }>;
@@ -54,18 +57,8 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
 
   beforeAll(async () => {
     dynamo = await startDynalite();
-    const double = new KmsDouble();
-    const real = double.client();
-    // The double signs with real keys; deletion it does not model, so it is recorded and answered here.
-    kms = {
-      send: async (command: unknown) => {
-        if (command instanceof ScheduleKeyDeletionCommand) {
-          deletions.push(command.input);
-          return { KeyId: command.input.KeyId, DeletionDate: new Date(Date.now() + 30 * 86_400_000) };
-        }
-        return real.send(command as Parameters<KMSClient['send']>[0]);
-      },
-    } as unknown as KMSClient;
+    double = new KmsDouble();
+    kms = double.client();
     await createStateTable(dynamo.client, TABLE);
     for (const name of ['bot', 'db-client', 'db-server', 'service', 'next-db-server', 'next-service'])
       keys[name] = await newKey();
@@ -138,18 +131,20 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
     const [switched] = await ok({ type: 'db-server', phase: 'update_clients', manual: true });
     expect(switched?.keys.map((k) => k.kmsKeyId)).toEqual([keys['next-db-server'], keys['db-server']]);
     await ok({ type: 'db-server', phase: 'update_servers', manual: true });
-    expect(deletions).toEqual([]);
+    expect(deletions()).toEqual([]);
 
     const [done] = await ok({ type: 'db-server', phase: 'standby', manual: true });
     expect(done?.retired).toMatch(new RegExp(`KMS key ${keys['db-server']} scheduled for deletion on `));
-    expect(deletions).toEqual([{ KeyId: keys['db-server'], PendingWindowInDays: 30 }]);
+    expect(deletions()).toEqual([{ KeyId: keys['db-server'], PendingWindowInDays: 30 }]);
+    expect(await keyState(keys['db-server'] as string)).toBe('PendingDeletion');
+    expect(await keyState(keys['next-db-server'] as string)).toBe('Enabled');
     const after = splitPemBundle((await bundles()).dbServer);
     expect(after).toHaveLength(1);
     expect(certKey(after[0] as string)).toBe(await publicKeyOf(keys['next-db-server'] as string));
   });
 
   it('a rotation rolled back discards the new key: it is the one scheduled for deletion', async () => {
-    deletions.length = 0;
+    double.requests.length = 0;
     await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'init', manual: true });
     expect(splitPemBundle((await bundles()).dbClient)).toHaveLength(2);
     await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'update_clients', manual: true });
@@ -176,9 +171,11 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
         createPublicKey(await publicKeyOf(keys.service as string)),
       ),
     ).toBe(true);
-    expect(deletions).toEqual([]);
+    expect(deletions()).toEqual([]);
     await ok({ type: 'db-client', service: EXAMPLE.service, phase: 'standby', manual: true });
-    expect(deletions).toEqual([{ KeyId: keys['next-service'], PendingWindowInDays: 30 }]);
+    expect(deletions()).toEqual([{ KeyId: keys['next-service'], PendingWindowInDays: 30 }]);
+    expect(await keyState(keys['next-service'] as string)).toBe('PendingDeletion');
+    expect(await keyState(keys.service as string)).toBe('Enabled');
     const after = splitPemBundle((await bundles()).dbClient);
     expect(certKey(after[0] as string)).toBe(await publicKeyOf(keys.service as string));
   });

@@ -6,6 +6,12 @@
  * ./http-double.ts.
  *
  * What it models: CreateKey (KeySpec RSA_2048/3072/4096 or ECC_NIST_P256, KeyUsage SIGN_VERIFY only),
+ * DescribeKey; key states after the KMS Developer Guide ("Key states of AWS KMS keys"): ScheduleKeyDeletion
+ * (PendingWindowInDays 7 to 30, default 30; the key becomes PendingDeletion with a DeletionDate),
+ * CancelKeyDeletion (a PendingDeletion key becomes Disabled, as KMS leaves it), EnableKey and DisableKey; a
+ * PendingDeletion key refuses Sign, Verify, GetPublicKey, EnableKey, DisableKey and a second
+ * ScheduleKeyDeletion with KMSInvalidStateException, a Disabled key refuses Sign, Verify and GetPublicKey with
+ * DisabledException, and CancelKeyDeletion of a key not pending deletion is KMSInvalidStateException;
  * GetPublicKey (DER SPKI), Sign and Verify with RSASSA_PKCS1_V1_5_SHA_256 (RSA keys) and Sign with
  * ECDSA_SHA_256 (ECC_NIST_P256 keys, DER signatures; see ./ecdsa-digest.ts) for MessageType RAW (at most 4096
  * bytes, hashed here) and DIGEST (exactly 32 bytes, signed as given), key lookup by key id or key ARN, NotFoundException for unknown
@@ -13,7 +19,7 @@
  * signatures are real, so certificates signed through it verify with `openssl`.
  *
  * What it does not model: request signatures (SigV4 is not checked), key policies, grants, IAM, aliases,
- * key states (disable, deletion), key rotation, multi-region keys, other key specs and algorithms
+ * the deletion itself (a key stays PendingDeletion past its DeletionDate), key rotation, multi-region keys, other key specs and algorithms
  * (PSS, other curves, SHA-384/512), Verify on ECC keys, quotas and throttling. Faults are injected with aws-sdk-client-mock instead.
  */
 import {
@@ -56,6 +62,11 @@ interface StoredKey {
   keySpec: string;
   privateKey: KeyObject;
   publicKey: KeyObject;
+  creationDate: number;
+  state: 'Enabled' | 'Disabled' | 'PendingDeletion';
+  /** Epoch seconds, while PendingDeletion. */
+  deletionDate?: number;
+  pendingWindowInDays?: number;
 }
 
 /** KMS answers every error, its own internal ones included, with status 400. */
@@ -106,8 +117,29 @@ export class KmsDouble extends HttpDouble {
     switch (operation) {
       case 'CreateKey':
         return this.createKey(body);
-      case 'GetPublicKey': {
+      case 'DescribeKey':
+        return { KeyMetadata: this.metadata(this.key(body.KeyId)) };
+      case 'ScheduleKeyDeletion':
+        return this.scheduleKeyDeletion(body);
+      case 'CancelKeyDeletion': {
         const key = this.key(body.KeyId);
+        if (key.state !== 'PendingDeletion')
+          throw new AwsFault('KMSInvalidStateException', `${key.arn} is not pending deletion.`);
+        key.state = 'Disabled';
+        delete key.deletionDate;
+        delete key.pendingWindowInDays;
+        return { KeyId: key.arn };
+      }
+      case 'EnableKey':
+      case 'DisableKey': {
+        const key = this.key(body.KeyId);
+        if (key.state === 'PendingDeletion')
+          throw new AwsFault('KMSInvalidStateException', `${key.arn} is pending deletion.`);
+        key.state = operation === 'EnableKey' ? 'Enabled' : 'Disabled';
+        return {};
+      }
+      case 'GetPublicKey': {
+        const key = this.usableKey(body.KeyId);
         return {
           KeyId: key.arn,
           KeySpec: key.keySpec,
@@ -117,7 +149,7 @@ export class KmsDouble extends HttpDouble {
         };
       }
       case 'Sign': {
-        const key = this.key(body.KeyId);
+        const key = this.usableKey(body.KeyId);
         const digest = this.digestOf(body, algorithmOf(key.keySpec));
         if (key.keySpec === 'ECC_NIST_P256') {
           const signature = signP256Digest(key.privateKey, digest);
@@ -134,7 +166,7 @@ export class KmsDouble extends HttpDouble {
         return { KeyId: key.arn, Signature: signature.toString('base64'), SigningAlgorithm: ALGORITHM };
       }
       case 'Verify': {
-        const key = this.key(body.KeyId);
+        const key = this.usableKey(body.KeyId);
         if (key.keySpec === 'ECC_NIST_P256')
           throw new AwsFault(
             'UnsupportedOperationException',
@@ -180,20 +212,66 @@ export class KmsDouble extends HttpDouble {
     );
     const keyId = randomUUID();
     const arn = `arn:aws:kms:${REGION}:${ACCOUNT}:key/${keyId}`;
-    this.keys.set(keyId, { keyId, arn, keySpec, privateKey, publicKey });
-    return {
-      KeyMetadata: {
-        KeyId: keyId,
-        Arn: arn,
-        AWSAccountId: ACCOUNT,
-        KeySpec: keySpec,
-        KeyUsage: 'SIGN_VERIFY',
-        KeyState: 'Enabled',
-        Enabled: true,
-        SigningAlgorithms: [algorithmOf(keySpec)],
-        CreationDate: Date.now() / 1000,
-      },
+    const key: StoredKey = {
+      keyId,
+      arn,
+      keySpec,
+      privateKey,
+      publicKey,
+      creationDate: Date.now() / 1000,
+      state: 'Enabled',
     };
+    this.keys.set(keyId, key);
+    return { KeyMetadata: this.metadata(key) };
+  }
+
+  /** KeyMetadata as CreateKey and DescribeKey return it. */
+  private metadata(key: StoredKey): Record<string, unknown> {
+    return {
+      KeyId: key.keyId,
+      Arn: key.arn,
+      AWSAccountId: ACCOUNT,
+      KeySpec: key.keySpec,
+      KeyUsage: 'SIGN_VERIFY',
+      KeyState: key.state,
+      Enabled: key.state === 'Enabled',
+      SigningAlgorithms: [algorithmOf(key.keySpec)],
+      CreationDate: key.creationDate,
+      ...(key.deletionDate === undefined
+        ? {}
+        : { DeletionDate: key.deletionDate, PendingDeletionWindowInDays: key.pendingWindowInDays }),
+    };
+  }
+
+  /** ScheduleKeyDeletion: PendingWindowInDays 7 to 30 (default 30); the key signs nothing from then on. */
+  private scheduleKeyDeletion(body: Record<string, unknown>): unknown {
+    const key = this.key(body.KeyId);
+    const days = body.PendingWindowInDays ?? 30;
+    if (typeof days !== 'number' || !Number.isInteger(days) || days < 7 || days > 30)
+      throw new AwsFault(
+        'ValidationException',
+        `1 validation error detected: Value '${String(days)}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value ${typeof days === 'number' && days > 30 ? 'less than or equal to 30' : 'greater than or equal to 7'}`,
+      );
+    if (key.state === 'PendingDeletion')
+      throw new AwsFault('KMSInvalidStateException', `${key.arn} is pending deletion.`);
+    key.state = 'PendingDeletion';
+    key.pendingWindowInDays = days;
+    key.deletionDate = Math.floor(Date.now() / 1000) + days * 86_400;
+    return {
+      KeyId: key.arn,
+      DeletionDate: key.deletionDate,
+      KeyState: 'PendingDeletion',
+      PendingWindowInDays: days,
+    };
+  }
+
+  /** A key that may sign or give its public key: Enabled. */
+  private usableKey(ref: unknown): StoredKey {
+    const key = this.key(ref);
+    if (key.state === 'PendingDeletion')
+      throw new AwsFault('KMSInvalidStateException', `${key.arn} is pending deletion.`);
+    if (key.state === 'Disabled') throw new AwsFault('DisabledException', `${key.arn} is disabled.`);
+    return key;
   }
 
   private key(ref: unknown): StoredKey {
