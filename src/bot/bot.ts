@@ -15,6 +15,7 @@ import { DEFAULT_KEY_ALGORITHM, generateKeyPairOf, type KeyAlgorithm, type KeyPa
 import { parseCertificate } from '../pki/parse.js';
 import type { BotConfig, DatabaseOutputConfig } from './config.js';
 import type { IdentityStore } from './identity-store.js';
+import { describeOutput, routeOf } from './output-names.js';
 import { StorageError } from './private-dir.js';
 import { saveOrRescue } from './save-identity.js';
 
@@ -55,21 +56,7 @@ export interface OutputResult {
 /** Clock differences the bot warns about: certificates are back-dated a minute, so more than that is odd. */
 const SKEW_WARNING_MS = 60_000;
 
-/** Describes an output for logs: `alice@example-server/example -> directory ./out`. */
-export function describeOutput(o: DatabaseOutputConfig): string {
-  const dest =
-    o.destination.type === 'directory'
-      ? o.destination.path
-      : o.destination.type === 'secretsmanager'
-        ? o.destination.name
-        : 'memory';
-  return `${o.username}@${o.service}/${o.database ?? ''} -> ${o.destination.type} ${dest}`;
-}
-
-/** The route an output asks for; an output without `database` asks for none (the empty name). */
-export function routeOf(o: DatabaseOutputConfig): DatabaseRoute {
-  return { service: o.service, database: o.database ?? '', username: o.username };
-}
+export { describeOutput, routeOf } from './output-names.js';
 
 /**
  * The bot: joins once, renews its identity every cycle (moving the generation forward), and renders every
@@ -82,6 +69,8 @@ export class Bot {
   /** An identity the authority issued that storage has not taken yet: kept, and saved first every cycle. */
   private unsaved: BotIdentity | undefined;
   private preflightDone = false;
+  /** Serializes identity changes and on-demand issuance (see `exclusive`). */
+  private identityTurn: Promise<unknown> = Promise.resolve();
   /** What the last cycle did, for /readyz (`broker wait`): ready once a cycle rendered every output. */
   readonly health: { ready: boolean; lastSuccess?: string; lastError?: string } = { ready: false };
   private readonly lastRendered = new Map<number, number>();
@@ -285,13 +274,34 @@ export class Bot {
   }
 
   /**
+   * Runs `fn` alone among identity changes and on-demand issuance: a certificate request signed with one
+   * generation must never cross a renewal to the next, since the authority locks a bot that presents a
+   * superseded generation.
+   */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const turn = this.identityTurn.then(fn, fn);
+    this.identityTurn = turn.catch(() => undefined);
+    return turn;
+  }
+
+  /**
+   * Issues and writes one output now with the current identity, never renewing it: a database-tunnel's
+   * certificate just in time, when a connection finds the cached one expired or about to expire.
+   */
+  renderNow(output: DatabaseOutputConfig): Promise<OutputResult> {
+    return this.exclusive(async () => this.renderOutput((await this.ensureIdentity()).identity, output));
+  }
+
+  /**
    * One cycle: make sure of the identity (join or renew), then render every output that is due (all of them
    * when `force`). Identity failures fail the cycle; output failures are reported per output.
    */
   async runCycle(force = true): Promise<OutputResult[]> {
     const { config, clock } = this.deps;
-    let { identity, joined } = await this.ensureIdentity();
-    if (!joined) identity = await this.renewIdentity(identity);
+    const identity = await this.exclusive(async () => {
+      const ensured = await this.ensureIdentity();
+      return ensured.joined ? ensured.identity : this.renewIdentity(ensured.identity);
+    });
     const results: OutputResult[] = [];
     for (const [i, output] of config.outputs.entries()) {
       const interval = output.renewal_interval ?? config.renewal_interval;

@@ -2,23 +2,13 @@
 import http from 'node:http';
 import type { Bot } from '../bot/bot.js';
 import { describeOutput } from '../bot/bot.js';
-import {
-  type BotConfig,
-  type DatabaseOutputConfig,
-  loadBotConfig,
-  parseBotConfig,
-  parseTunnelListen,
-} from '../bot/config.js';
+import { type BotConfig, loadBotConfig, parseBotConfig } from '../bot/config.js';
 import { createBot, signalWaiter } from '../bot/runtime.js';
-import type { Destination } from '../destinations/destination.js';
-import { MemoryDestination } from '../destinations/memory.js';
-import { BrokerError, errorMessage } from '../errors.js';
+import { BrokerError } from '../errors.js';
 import { createLogger, type Logger, redact } from '../log.js';
-import { CredentialCache } from '../proxy/credential-cache.js';
 import { diagListenAddress } from '../proxy/diag.js';
-import { DatabaseProxy, type ListenSpec, proxyListenHost } from '../proxy/proxy.js';
-import { mysqlTunnel } from '../proxy/tunnels/mysql.js';
 import { allOverrides, type StartFlags, startOverrides } from './bot-flags.js';
+import { prepareTunnels } from './bot-tunnels.js';
 import { UsageError } from './errors.js';
 import { textLogStream } from './log-format.js';
 
@@ -66,85 +56,6 @@ export function botLogger(config: BotConfig, flags: StartFlags): Logger {
   });
 }
 
-/** A tunnel's listen URL as the proxy's listen spec, checked (loopback unless unsafeListen) before any join. */
-async function tunnelListen(listen: string, at: string, unsafeListen: boolean): Promise<ListenSpec> {
-  const parsed = parseTunnelListen(listen);
-  if (!parsed)
-    throw new UsageError(`${at}.listen: ${JSON.stringify(listen)} is not tcp://HOST:PORT or unix:///PATH`);
-  if ('unixPath' in parsed) return parsed;
-  try {
-    await proxyListenHost(parsed.host, { unsafeListen });
-  } catch (err) {
-    throw new BrokerError(
-      'bad_listen',
-      `${at}.listen: ${errorMessage(err)} (tbot would listen there; the broker needs broker start --unsafe-listen for that)`,
-    );
-  }
-  return { address: parsed.host, port: parsed.port };
-}
-
-interface TunnelRuntime {
-  output: DatabaseOutputConfig;
-  destination: Destination;
-  creds: CredentialCache;
-  proxy: DatabaseProxy;
-}
-
-/**
- * tbot's `database-tunnel` services: each is an output the bot renders into memory (never a file) on every
- * cycle, and a tunnel listener that opens every new connection upstream with the newest certificate.
- */
-async function prepareTunnels(
-  config: BotConfig,
-  log: Logger,
-  unsafeListen: boolean,
-): Promise<TunnelRuntime[]> {
-  const runtimes: TunnelRuntime[] = [];
-  for (const t of config.tunnels) {
-    const listen = await tunnelListen(t.listen, t.origin, unsafeListen);
-    const output: DatabaseOutputConfig = {
-      type: 'database',
-      destination: { type: 'memory' },
-      service: t.service,
-      database: t.database,
-      username: t.username,
-      format: '',
-      roles: t.roles,
-      origin: t.origin,
-    };
-    const memory = new MemoryDestination();
-    const tunnelLog = log.child({ tunnel: t.origin, service: t.service });
-    const creds = new CredentialCache(
-      { description: `${t.origin} (in memory)`, load: () => memory.read() },
-      { log: tunnelLog },
-    );
-    let started = false;
-    const destination: Destination = {
-      description: `${t.origin} (in memory)`,
-      read: () => memory.read(),
-      async write(bundle) {
-        await memory.write(bundle);
-        // The next connection uses the certificate just issued; the cache starts with the first one.
-        if (started) await creds.refresh();
-        else {
-          started = true;
-          await creds.start();
-        }
-      },
-    };
-    const proxy = new DatabaseProxy({
-      creds,
-      log: tunnelLog,
-      tunnel: true,
-      listen,
-      unsafeListen,
-      handlers: { mysql: mysqlTunnel },
-    });
-    runtimes.push({ output, destination, creds, proxy });
-  }
-  return runtimes;
-}
-
 /** Serves /livez and /readyz for the bot (tbot's diag_addr), loopback unless unsafeListen. */
 async function startBotDiag(address: string, bot: Bot, unsafeListen: boolean): Promise<http.Server> {
   const { host, port } = await diagListenAddress(address, { unsafeListen });
@@ -174,11 +85,14 @@ export async function runBot(
 ): Promise<void> {
   const { log, out } = options;
   for (const warning of config.warnings) log.warn(warning);
-  const tunnels = options.oneshot ? [] : await prepareTunnels(config, log, options.unsafeListen);
+  const tunnels = options.oneshot
+    ? []
+    : await prepareTunnels(config, { log, unsafeListen: options.unsafeListen });
   if (options.oneshot && config.tunnels.length)
     log.warn('database-tunnel services run only while the bot keeps running (not with oneshot)');
   const full: BotConfig = { ...config, outputs: [...config.outputs, ...tunnels.map((t) => t.output)] };
   const bot = createBot(full, { log, destinations: new Map(tunnels.map((t) => [t.output, t.destination])) });
+  for (const t of tunnels) t.attach(bot);
   // Everything that could fail right after the join is checked before it (storage, destinations).
   await bot.preflight();
   if (options.oneshot) {
