@@ -5,5 +5,9 @@
  * 64-bit): the proxy's per-chunk garbage is small and short-lived, so scavenges stay cheap, and a burst of
  * connections cannot grow the young generation by tens of MB that stay resident afterwards. bench/proxy runs
  * the proxy with exactly these flags.
+ *
+ * `--expose-gc` lets the proxy collect once when it has started (src/cli/proxy-commands.ts): the garbage of
+ * loading and of the first bundle goes back to the system at once instead of after V8's memory reducer's
+ * delay (about 10 s), so an idle sidecar is at its settled size from its first second.
  */
-export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--expose-gc'];

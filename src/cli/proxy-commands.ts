@@ -209,6 +209,10 @@ export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out
     { address, tunnel: opts.tunnel === true, source: source.description, diag: diag?.address },
     'proxy started',
   );
+  // A sidecar lives as long as its task: give the start-up garbage (module code, the bundle checks, the TLS
+  // context) back now, not ~10 s later when V8's memory reducer would. Only under --expose-gc, which the
+  // sidecar's flags set (proxy-container/node-flags.ts); elsewhere there is no gc() and this does nothing.
+  (globalThis as { gc?: () => void }).gc?.();
   const onHup = () => {
     log.info('SIGHUP: re-reading credentials');
     void creds.refresh();

@@ -77,16 +77,19 @@ function connectTcp(host: string, port: number, timeoutMs: number): Promise<net.
         new ProxyError(`connecting to ${host}:${port} timed out after ${timeoutMs / 1000}s`, 'DIAL_TIMEOUT'),
       );
     }, timeoutMs);
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
     socket.once('connect', () => {
       clearTimeout(timer);
+      // A connection lives for hours: a listener left here would keep this closure, its timer and promise.
+      socket.off('error', onError);
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 60_000);
       resolve(socket);
     });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
+    socket.once('error', onError);
   });
 }
 
@@ -105,13 +108,15 @@ function startTls(socket: net.Socket, creds: LoadedCredentials, timeoutMs: numbe
       secure.destroy();
       reject(new ProxyError(`TLS handshake with ${creds.bundle.endpoint} timed out`, 'DIAL_TIMEOUT'));
     }, timeoutMs);
-    secure.once('secureConnect', () => {
-      clearTimeout(timer);
-      resolve(secure);
-    });
-    secure.once('error', (err) => {
+    const onError = (err: Error) => {
       clearTimeout(timer);
       reject(err);
+    };
+    secure.once('secureConnect', () => {
+      clearTimeout(timer);
+      secure.off('error', onError);
+      resolve(secure);
     });
+    secure.once('error', onError);
   });
 }

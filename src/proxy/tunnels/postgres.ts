@@ -22,22 +22,24 @@ const take = (buf: Buffer) => takeStartupPacket(buf);
 async function requestTls(socket: net.Socket, creds: LoadedCredentials, timeoutMs: number): Promise<void> {
   socket.write(sslRequest());
   const answer = await new Promise<Buffer>((resolve, reject) => {
+    const settle = (fn: () => void) => {
+      clearTimeout(timer);
+      // The socket lives on under TLS: listeners left on it would keep these closures and the timer.
+      socket.off('data', onData).off('error', onError).off('end', onEnd);
+      fn();
+    };
+    const onData = (b: Buffer) => settle(() => resolve(b));
+    const onError = (err: Error) => settle(() => reject(err));
+    const onEnd = () =>
+      settle(() =>
+        reject(new ProxyError('the database closed the connection after the SSLRequest', 'ECONNRESET')),
+      );
     const timer = setTimeout(
-      () => reject(new ProxyError('the database did not answer the SSLRequest', 'DIAL_TIMEOUT')),
+      () =>
+        settle(() => reject(new ProxyError('the database did not answer the SSLRequest', 'DIAL_TIMEOUT'))),
       timeoutMs,
     );
-    socket.once('data', (b: Buffer) => {
-      clearTimeout(timer);
-      resolve(b);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.once('end', () => {
-      clearTimeout(timer);
-      reject(new ProxyError('the database closed the connection after the SSLRequest', 'ECONNRESET'));
-    });
+    socket.once('data', onData).once('error', onError).once('end', onEnd);
   });
   if (!sslRequestAccepted(answer))
     throw new ProxyError(
