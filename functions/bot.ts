@@ -1,6 +1,5 @@
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import * as z from 'zod';
 import { LambdaInvokeTransport } from '../src/api/lambda-transport.js';
 import type { OutputResult } from '../src/bot/bot.js';
 import { type BotConfig, botConfigFromDocuments } from '../src/bot/config-schema.js';
@@ -8,20 +7,22 @@ import type { AwsCredentials } from '../src/bot/iam.js';
 import { createBot } from '../src/bot/runtime.js';
 import { type Clock, systemClock } from '../src/clock.js';
 import { readConfigDocuments } from '../src/config/read-documents.js';
+import * as z from '../src/config/zod.js';
 import { BrokerError } from '../src/errors.js';
 import { createLogger, redactedError } from '../src/log.js';
 import { type EmfMetric, emfLine } from '../src/metrics-emf.js';
 import { decodeText, parseEnv } from './env.js';
 
+const nonEmpty = () => z.string().check(z.minLength(1));
 const envSchema = z.object({
-  BROKER_BOT_CONFIG: z.string().min(1),
-  BROKER_AUTHORITY_FUNCTION: z.string().min(1),
+  BROKER_BOT_CONFIG: nonEmpty(),
+  BROKER_AUTHORITY_FUNCTION: nonEmpty(),
   /** The stack's name, a dimension of every metric, so two stacks in one account and region keep apart. */
-  BROKER_STACK_NAME: z.string().min(1),
-  AWS_REGION: z.string().min(1),
-  AWS_ACCESS_KEY_ID: z.string().min(1),
-  AWS_SECRET_ACCESS_KEY: z.string().min(1),
-  AWS_SESSION_TOKEN: z.string().optional(),
+  BROKER_STACK_NAME: nonEmpty(),
+  AWS_REGION: nonEmpty(),
+  AWS_ACCESS_KEY_ID: nonEmpty(),
+  AWS_SECRET_ACCESS_KEY: nonEmpty(),
+  AWS_SESSION_TOKEN: z.optional(z.string()),
 });
 
 export interface BotHandlerDeps {

@@ -1,10 +1,15 @@
-import type { z } from 'zod';
+import type * as core from 'zod/v4/core';
 import { ConfigError } from '../src/config/errors.js';
+import * as z from '../src/config/zod.js';
 import { redactedError } from '../src/log.js';
 
 /** Validates a Lambda's environment once at cold start; a bad one fails every invocation with the reason. */
-export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv, fn: string): z.output<S> {
-  const result = schema.safeParse(env);
+export function parseEnv<S extends core.$ZodType>(
+  schema: S,
+  env: NodeJS.ProcessEnv,
+  fn: string,
+): core.output<S> {
+  const result = z.safeParse(schema, env);
   if (result.success) return result.data;
   const problems = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
   throw new ConfigError(`${fn}: bad environment (${problems}); the stack sets these variables`);

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../config/zod.js';
 
 /**
  * The authority API, version 1: JSON request/response messages, the same over every transport (in-process,
@@ -8,29 +8,30 @@ import * as z from 'zod';
  */
 export const API_VERSION = 1;
 
-const pem = z.string().min(1).max(16_384);
+const pem = z.string().check(z.minLength(1), z.maxLength(16_384));
 const proof = z.strictObject({
-  timestamp: z.string().max(64),
-  nonce: z.string().regex(/^[0-9a-f]{32}$/),
-  signature: z.string().max(1024),
+  timestamp: z.string().check(z.maxLength(64)),
+  nonce: z.string().check(z.regex(/^[0-9a-f]{32}$/)),
+  signature: z.string().check(z.maxLength(1024)),
 });
 // It becomes part of a state key (the dedupe record), whose segments must start with a letter or digit.
 const requestId = z
   .string()
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9-]{7,63}$/,
-    'must be 8-64 letters, digits and "-", starting with a letter or digit',
+  .check(
+    z.regex(
+      /^[A-Za-z0-9][A-Za-z0-9-]{7,63}$/,
+      'must be 8-64 letters, digits and "-", starting with a letter or digit',
+    ),
   );
-const ttlMs = z
-  .number()
-  .int()
-  .positive()
-  .max(7 * 24 * 3_600_000)
-  .optional();
-const name = z.string().min(1).max(253);
+const ttlMs = z.optional(z.number().check(z.int(), z.positive(), z.maximum(7 * 24 * 3_600_000)));
+const name = z.string().check(z.minLength(1), z.maxLength(253));
 
 // An empty database is a route without a database name (an output that leaves it out); the roles decide.
-export const routeSchema = z.strictObject({ service: name, database: z.string().max(253), username: name });
+export const routeSchema = z.strictObject({
+  service: name,
+  database: z.string().check(z.maxLength(253)),
+  username: name,
+});
 
 export const requestSchema = z.discriminatedUnion('type', [
   z.strictObject({
@@ -39,18 +40,18 @@ export const requestSchema = z.discriminatedUnion('type', [
     requestId,
     params: z.strictObject({
       joinMethod: z.enum(['token', 'iam']),
-      token: z.string().min(1).max(512),
+      token: z.string().check(z.minLength(1), z.maxLength(512)),
       publicKeyPem: pem,
       ttlMs,
-      challengeId: z.string().max(128).optional(),
-      stsRequest: z
-        .strictObject({
-          method: z.string().max(16),
-          url: z.string().max(2048),
-          headers: z.record(z.string().max(64), z.string().max(4096)),
-          body: z.string().max(4096),
-        })
-        .optional(),
+      challengeId: z.optional(z.string().check(z.maxLength(128))),
+      stsRequest: z.optional(
+        z.strictObject({
+          method: z.string().check(z.maxLength(16)),
+          url: z.string().check(z.maxLength(2048)),
+          headers: z.record(z.string().check(z.maxLength(64)), z.string().check(z.maxLength(4096))),
+          body: z.string().check(z.maxLength(4096)),
+        }),
+      ),
     }),
   }),
   z.strictObject({
@@ -73,14 +74,20 @@ export const requestSchema = z.discriminatedUnion('type', [
     requestId,
     identityPem: pem,
     proof,
-    params: z.strictObject({ route: routeSchema, publicKeyPem: pem, ttlMs }),
+    // roles: the subset of the bot's roles to evaluate and put in the certificate (tbot's output `roles`).
+    params: z.strictObject({
+      route: routeSchema,
+      publicKeyPem: pem,
+      ttlMs,
+      roles: z.optional(z.array(name).check(z.maxLength(64))),
+    }),
   }),
   z.strictObject({
     v: z.literal(API_VERSION),
     type: z.literal('ca-bundles'),
     requestId,
     /** With `service`, `dbClient` is that database service's own client CA (what its database trusts). */
-    params: z.strictObject({ service: name.optional() }),
+    params: z.strictObject({ service: z.optional(name) }),
   }),
 ]);
 
@@ -106,7 +113,7 @@ export const responseSchema = z.union([
 export const identityResultSchema = z.object({
   certificatePem: pem,
   serial: z.string(),
-  generation: z.number().int(),
+  generation: z.number().check(z.int()),
   expires: z.string(),
   botCaPem: z.string(),
 });

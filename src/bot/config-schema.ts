@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import * as z from 'zod';
 import { type SourceDocument, validateDocument } from '../config/documents.js';
 import { ConfigError } from '../config/errors.js';
+import * as z from '../config/zod.js';
 import { OUTPUT_FORMATS } from '../credentials/formats.js';
 import { parseDuration } from '../duration.js';
 import { KEY_ALGORITHMS } from '../pki/keys.js';
@@ -13,36 +13,40 @@ import { migrateV1 } from './config-v1.js';
 export { SECRET_WRITE_GUIDANCE, SECRET_WRITE_MIN_INTERVAL_MS } from './config-rules.js';
 
 const duration = (what: string) =>
-  z
-    .string()
-    .refine((s) => (parseDuration(s) ?? 0) > 0, {
-      message: `${what} must be a duration such as "20m" or "1h"`,
-    })
-    .transform((s) => parseDuration(s) as number);
+  z.pipe(
+    z.string().check(
+      z.refine((s) => (parseDuration(s) ?? 0) > 0, {
+        message: `${what} must be a duration such as "20m" or "1h"`,
+      }),
+    ),
+    z.transform((s) => parseDuration(s) as number),
+  );
+const nonEmpty = () => z.string().check(z.minLength(1));
+const integer = () => z.number().check(z.int());
 
 /** tbot's `symlinks` and `acls` settings of a directory (see toDirectory for what each means here). */
 const symlinksMode = z.enum(['secure', 'try-secure', 'insecure']);
 const aclsMode = z.enum(['off', 'try', 'required']);
 /** tbot's `readers`: users and groups that tbot grants read access with filesystem ACLs. */
 const aclReader = z.union([
-  z.strictObject({ user: z.union([z.string().min(1), z.number().int()]) }),
-  z.strictObject({ group: z.union([z.string().min(1), z.number().int()]) }),
+  z.strictObject({ user: z.union([nonEmpty(), integer()]) }),
+  z.strictObject({ group: z.union([nonEmpty(), integer()]) }),
 ]);
 
 const directoryDestination = z.strictObject({
   type: z.literal('directory'),
-  path: z.string().min(1),
+  path: nonEmpty(),
   /**
    * The project's `owner` | `group` (0640 files and 0750 directories for the directory's group), or tbot's
    * list of `{ user: }` / `{ group: }` ACL readers.
    */
-  readers: z.union([z.enum(['owner', 'group']), z.array(aclReader)]).default('owner'),
-  symlinks: symlinksMode.optional(),
-  acls: aclsMode.optional(),
+  readers: z._default(z.union([z.enum(['owner', 'group']), z.array(aclReader)]), 'owner'),
+  symlinks: z.optional(symlinksMode),
+  acls: z.optional(aclsMode),
 });
 const secretsManagerDestination = z.strictObject({
   type: z.literal('secretsmanager'),
-  name: z.string().min(1).max(512),
+  name: z.string().check(z.minLength(1), z.maxLength(512)),
 });
 const memoryDestination = z.strictObject({ type: z.literal('memory') });
 
@@ -54,105 +58,108 @@ export const destinationSchema = z.discriminatedUnion('type', [
 
 const databaseOutputFields = {
   destination: destinationSchema,
-  service: z.string().min(1),
+  service: nonEmpty(),
   /**
    * Optional, as in tbot: MySQL, CockroachDB and Redis certificates are not bound to a database name
    * (Teleport's databaseNameMatcher checks db_names only for PostgreSQL and MongoDB), so those outputs may
    * leave it out; for the others the roles decide (only a `'*'` in db_names allows an output without one).
    */
-  database: z.string().min(1).optional(),
+  database: z.optional(nonEmpty()),
   /** Optional in tbot, where Teleport's proxy takes the user at connect time; `broker start` needs it. */
-  username: z.string().min(1).optional(),
-  format: z.enum(OUTPUT_FORMATS).optional(),
+  username: z.optional(nonEmpty()),
+  format: z.optional(z.enum(OUTPUT_FORMATS)),
   /** tbot 14's name for `format`. */
-  subtype: z.enum(OUTPUT_FORMATS).optional(),
+  subtype: z.optional(z.enum(OUTPUT_FORMATS)),
   /** tbot's role subset for this output; see README (Teleport compatibility) for what it means here. */
-  roles: z.array(z.string().min(1)).optional(),
+  roles: z.optional(z.array(nonEmpty())),
   /** tbot's optional output name, used in logs. */
-  name: z.string().min(1).optional(),
-  credential_ttl: duration('credential_ttl').optional(),
-  renewal_interval: duration('renewal_interval').optional(),
+  name: z.optional(nonEmpty()),
+  credential_ttl: z.optional(duration('credential_ttl')),
+  renewal_interval: z.optional(duration('renewal_interval')),
   /** The key the bot generates for this output's certificate; the bot's own key_algorithm when left out. */
-  key_algorithm: z.enum(KEY_ALGORITHMS).optional(),
+  key_algorithm: z.optional(z.enum(KEY_ALGORITHMS)),
 };
 const databaseOutput = z.strictObject({ type: z.literal('database'), ...databaseOutputFields });
 
 /** tbot's `database-tunnel` service: a local listener that opens each connection with a fresh certificate. */
 const databaseTunnelService = z.strictObject({
   type: z.literal('database-tunnel'),
-  listen: z
-    .string()
-    .min(1)
-    .refine((s) => parseTunnelListen(s) !== undefined, {
+  listen: z.string().check(
+    z.minLength(1),
+    z.refine((s) => parseTunnelListen(s) !== undefined, {
       message: 'must be tcp://HOST:PORT or unix:///PATH, as in tbot (e.g. tcp://127.0.0.1:25432)',
     }),
-  roles: z.array(z.string().min(1)).optional(),
-  service: z.string().min(1),
-  database: z.string().min(1),
-  username: z.string().min(1),
+  ),
+  roles: z.optional(z.array(nonEmpty())),
+  service: nonEmpty(),
+  database: nonEmpty(),
+  username: nonEmpty(),
 });
 
 const serviceSchema = z.discriminatedUnion('type', [databaseOutput, databaseTunnelService]);
 
-const tokenRef = z
-  .string()
-  .min(1)
-  .refine((s) => !s.startsWith('file://') || s.length > 'file://'.length, { message: 'file:// needs a path' })
-  .refine((s) => !s.startsWith('env://') || /^env:\/\/[A-Za-z_][A-Za-z0-9_]*$/.test(s), {
+const tokenRef = z.string().check(
+  z.minLength(1),
+  z.refine((s) => !s.startsWith('file://') || s.length > 'file://'.length, {
+    message: 'file:// needs a path',
+  }),
+  z.refine((s) => !s.startsWith('env://') || /^env:\/\/[A-Za-z_][A-Za-z0-9_]*$/.test(s), {
     message: 'env:// needs a variable name',
-  });
+  }),
+);
 
 const caPinSchema = z
   .string()
-  .regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits> as `broker status` prints');
+  .check(z.regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits> as `broker status` prints'));
 
 /** Where tbot keeps its identity when `storage` is left out. */
 export const DEFAULT_STORAGE_PATH = '/var/lib/teleport/bot';
 
 const rawBotConfigSchema = z.strictObject({
   version: z.literal('v2'),
-  auth_server: z.string().min(1),
+  auth_server: nonEmpty(),
   /** The project's spelling; tbot's is onboarding.ca_pins. Both are read. */
-  ca_pins: z.array(caPinSchema).optional(),
+  ca_pins: z.optional(z.array(caPinSchema)),
   /** Optional when parsing, as in tbot: a bot with a stored identity needs no token; a join refuses ''. */
-  onboarding: z
-    .strictObject({
-      join_method: z.enum(['token', 'iam']).default('token'),
-      token: tokenRef.optional(),
-      ca_pins: z.array(caPinSchema).optional(),
+  onboarding: z._default(
+    z.strictObject({
+      join_method: z._default(z.enum(['token', 'iam']), 'token'),
+      token: z.optional(tokenRef),
+      ca_pins: z.optional(z.array(caPinSchema)),
       /** A PEM file with the authority's CA certificate(s): trusted as if pinned. Empty: unset, as in tbot. */
-      ca_path: z.string().optional(),
-    })
-    .default({ join_method: 'token' }),
-  storage: z
-    .discriminatedUnion('type', [
+      ca_path: z.optional(z.string()),
+    }),
+    { join_method: 'token' },
+  ),
+  storage: z.optional(
+    z.discriminatedUnion('type', [
       z.strictObject({
         type: z.literal('directory'),
-        path: z.string().min(1),
-        symlinks: symlinksMode.optional(),
-        acls: aclsMode.optional(),
-        readers: z.array(aclReader).optional(),
+        path: nonEmpty(),
+        symlinks: z.optional(symlinksMode),
+        acls: z.optional(aclsMode),
+        readers: z.optional(z.array(aclReader)),
       }),
       z.strictObject({ type: z.literal('memory') }),
-      z.strictObject({ type: z.literal('secretsmanager'), name: z.string().min(1) }),
-    ])
-    .optional(),
-  credential_ttl: duration('credential_ttl').optional(),
+      z.strictObject({ type: z.literal('secretsmanager'), name: nonEmpty() }),
+    ]),
+  ),
+  credential_ttl: z.optional(duration('credential_ttl')),
   /** tbot's older name for credential_ttl. */
-  certificate_ttl: duration('certificate_ttl').optional(),
-  renewal_interval: duration('renewal_interval').optional(),
+  certificate_ttl: z.optional(duration('certificate_ttl')),
+  renewal_interval: z.optional(duration('renewal_interval')),
   /** The bot identity's key, and every output's unless it names its own (README: Key algorithms). */
-  key_algorithm: z.enum(KEY_ALGORITHMS).optional(),
-  oneshot: z.boolean().default(false),
+  key_algorithm: z.optional(z.enum(KEY_ALGORITHMS)),
+  oneshot: z._default(z.boolean(), false),
   /** tbot's debug logging. */
-  debug: z.boolean().default(false),
+  debug: z._default(z.boolean(), false),
   /** Where tbot serves /livez, /readyz and /metrics. */
-  diag_addr: z.string().min(1).optional(),
+  diag_addr: z.optional(nonEmpty()),
   /** Only `false` gets this far: config-tbot.ts refuses `true` with the reason. */
-  fips: z.literal(false).optional(),
-  insecure: z.literal(false).optional(),
-  outputs: z.array(databaseOutput).nullish(),
-  services: z.array(serviceSchema).nullish(),
+  fips: z.optional(z.literal(false)),
+  insecure: z.optional(z.literal(false)),
+  outputs: z.nullish(z.array(databaseOutput)),
+  services: z.nullish(z.array(serviceSchema)),
 });
 
 type RawBotConfig = z.output<typeof rawBotConfigSchema>;

@@ -1,5 +1,6 @@
-import type { z } from 'zod';
+import type * as core from 'zod/v4/core';
 import { ConfigError } from './errors.js';
+import * as z from './zod.js';
 
 // Kept free of the YAML library: a Lambda cold start reads the JSON its stack wrote and never loads it.
 
@@ -31,13 +32,13 @@ function describeValue(v: unknown): string {
  * file, document, path, bad value and what is allowed. `isSecretPath` hides values (and unknown key names)
  * that must not be printed.
  */
-export function validateDocument<S extends z.ZodType>(
+export function validateDocument<S extends core.$ZodType>(
   schema: S,
   doc: SourceDocument,
   where: { file: string; label: string; isSecretPath?: (path: readonly PropertyKey[]) => boolean },
-): z.output<S> {
+): core.output<S> {
   const { file, label, isSecretPath = () => false } = where;
-  const result = schema.safeParse(doc.value);
+  const result = z.safeParse(schema, doc.value);
   if (result.success) return result.data;
   const problems = result.error.issues.slice(0, 5).map((issue) => {
     let path = issue.path as PropertyKey[];
@@ -68,13 +69,19 @@ export function validateDocument<S extends z.ZodType>(
 }
 
 /** Lists the keys a strict object schema allows at `path`, when the schema is simple enough to walk. */
-function allowedKeys(schema: z.ZodType, path: readonly PropertyKey[], _parent: unknown): string | undefined {
+function allowedKeys(
+  schema: core.$ZodType,
+  path: readonly PropertyKey[],
+  _parent: unknown,
+): string | undefined {
   let cur: unknown = schema;
   for (const key of path) {
     cur = unwrap(cur);
     const shape = (cur as { shape?: Record<string, unknown> }).shape;
+    // An array's element is in its definition (zod/mini schemas have no `element` property).
+    const element = (cur as { def?: { element?: unknown } }).def?.element;
     if (shape && typeof key === 'string' && key in shape) cur = shape[key];
-    else if ((cur as { element?: unknown }).element) cur = (cur as { element: unknown }).element;
+    else if (element) cur = element;
     else return undefined;
   }
   const shape = (unwrap(cur) as { shape?: Record<string, unknown> }).shape;

@@ -7,7 +7,7 @@
  * secret value (the key, certificate bodies and JSON text are never quoted).
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import * as z from 'zod';
+import * as z from '../config/zod.js';
 import { BrokerError } from '../errors.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './formats.js';
 import { DB_PROTOCOLS, type DbProtocol, HOST_PORT_HINT, HOST_PORT_PATTERN, parseHostPort } from './route.js';
@@ -42,10 +42,10 @@ export class BundleError extends BrokerError {
 }
 
 /** The same host:port rule as a `db` resource's `uri` (DESIGN.md §3). */
-const endpoint = z.string().regex(HOST_PORT_PATTERN, HOST_PORT_HINT);
+const endpoint = z.string().check(z.regex(HOST_PORT_PATTERN, HOST_PORT_HINT));
 
 const pem = (what: string) =>
-  z.string().refine((s) => s.includes('-----BEGIN '), { message: `must be a PEM ${what}` });
+  z.string().check(z.refine((s) => s.includes('-----BEGIN '), { message: `must be a PEM ${what}` }));
 
 /**
  * Artifact names are relative paths such as `tlscert` or `cockroach/node.crt`: a consumer that writes them
@@ -53,9 +53,11 @@ const pem = (what: string) =>
  */
 const fileName = z
   .string()
-  .regex(
-    /^(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/,
-    'must be a relative path of letters, digits, ".", "_", "-" and "/", without "." or ".." segments',
+  .check(
+    z.regex(
+      /^(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/,
+      'must be a relative path of letters, digits, ".", "_", "-" and "/", without "." or ".." segments',
+    ),
   );
 
 /**
@@ -65,35 +67,39 @@ const fileName = z
 export const credentialBundleSchema = z.object({
   kind: z.literal('database-credentials'),
   version: z.literal(1),
-  service: z.string().min(1),
+  service: z.string().check(z.minLength(1)),
   protocol: z.enum(DB_PROTOCOLS),
   endpoint,
-  serverName: z.string().min(1),
+  serverName: z.string().check(z.minLength(1)),
   database: z.string(),
-  username: z.string().min(1),
+  username: z.string().check(z.minLength(1)),
   format: z.enum(OUTPUT_FORMATS),
-  serial: z.string().regex(/^[0-9a-fA-F]{1,64}$/, 'must be the certificate serial in hex'),
+  serial: z.string().check(z.regex(/^[0-9a-fA-F]{1,64}$/, 'must be the certificate serial in hex')),
   issuedAt: z.iso.datetime({ offset: true }),
   expiresAt: z.iso.datetime({ offset: true }),
   files: z
-    .object({
-      tlscert: pem('certificate'),
-      key: pem('private key'),
-      'teleport-host-ca.crt': pem('CA bundle'),
-      'teleport-database-ca.crt': pem('CA bundle'),
-    })
-    .catchall(z.string())
-    .superRefine((files, ctx) => {
-      for (const name of Object.keys(files)) {
-        const result = fileName.safeParse(name);
-        if (!result.success)
-          ctx.addIssue({
-            code: 'custom',
-            path: [name],
-            message: `bad artifact name: ${result.error.issues[0]?.message}`,
-          });
-      }
-    }),
+    .catchall(
+      z.object({
+        tlscert: pem('certificate'),
+        key: pem('private key'),
+        'teleport-host-ca.crt': pem('CA bundle'),
+        'teleport-database-ca.crt': pem('CA bundle'),
+      }),
+      z.string(),
+    )
+    .check(
+      z.superRefine((files, ctx) => {
+        for (const name of Object.keys(files)) {
+          const result = fileName.safeParse(name);
+          if (!result.success)
+            ctx.addIssue({
+              code: 'custom',
+              path: [name],
+              message: `bad artifact name: ${result.error.issues[0]?.message}`,
+            });
+        }
+      }),
+    ),
 });
 
 const META_KEYS = [

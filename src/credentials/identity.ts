@@ -1,5 +1,5 @@
 /** The bot identity as a bot holds and stores it. Pure: schema and type only. */
-import * as z from 'zod';
+import * as z from '../config/zod.js';
 
 /** The identity a bot holds: its key, its certificate from the bot CA and the generation inside it. */
 export interface BotIdentity {
@@ -13,9 +13,9 @@ export interface BotIdentity {
 
 /** The stored form of a BotIdentity (identity stores validate what they read with it). */
 export const botIdentitySchema = z.object({
-  certificatePem: z.string().min(1),
-  privateKeyPem: z.string().min(1),
-  generation: z.number().int().positive(),
+  certificatePem: z.string().check(z.minLength(1)),
+  privateKeyPem: z.string().check(z.minLength(1)),
+  generation: z.number().check(z.int(), z.positive()),
   expires: z.string(),
   botCaPem: z.string(),
 });
