@@ -1,6 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
-import * as z from 'zod';
 import { handleApiRequest } from '../src/api/handler.js';
 import type { ApiResponse } from '../src/api/protocol.js';
 import {
@@ -11,19 +10,20 @@ import {
 import type { IamJoinVerifier } from '../src/authority/iam-join.js';
 import { shortLivedPrefixes } from '../src/authority/state-keys.js';
 import { systemClock } from '../src/clock.js';
+import * as z from '../src/config/zod.js';
 import { createLogger } from '../src/log.js';
 import { DynamoDbStateStore } from '../src/state/dynamodb-store.js';
 import { decodeText, lambdaEntry, once, parseEnv } from './env.js';
 
 const envSchema = z.object({
-  BROKER_TABLE_NAME: z.string().min(3),
-  BROKER_CA_KEY_BOT: z.string().min(1),
-  BROKER_CA_KEY_DB_CLIENT: z.string().min(1),
-  BROKER_CA_KEY_DB_SERVER: z.string().min(1),
-  BROKER_RESOURCES: z.string().min(1),
-  BROKER_CLUSTER_NAME: z.string().default('broker'),
+  BROKER_TABLE_NAME: z.string().check(z.minLength(3)),
+  BROKER_CA_KEY_BOT: z.string().check(z.minLength(1)),
+  BROKER_CA_KEY_DB_CLIENT: z.string().check(z.minLength(1)),
+  BROKER_CA_KEY_DB_SERVER: z.string().check(z.minLength(1)),
+  BROKER_RESOURCES: z.string().check(z.minLength(1)),
+  BROKER_CLUSTER_NAME: z._default(z.string(), 'broker'),
   /** The stack's name, in every audit line: the dimension of the AuthorityDenials metric. */
-  BROKER_STACK_NAME: z.string().min(1).optional(),
+  BROKER_STACK_NAME: z.optional(z.string().check(z.minLength(1))),
   /** Each database service's client CA key, as JSON `{ "<service>": "<KMS key id>" }` (one key per db resource). */
   BROKER_DB_CLIENT_CA_KEYS: keyMap('service name'),
   /** The next key of each CA being rotated, as JSON `{ "<bot|db-server|db-client/<service>>": "<KMS key id>" }`. */
@@ -32,18 +32,22 @@ const envSchema = z.object({
 
 /** A JSON object of name to KMS key id, in one environment variable. */
 function keyMap(what: string) {
-  return z
-    .string()
-    .default('{}')
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: `is not JSON: an object of ${what} to KMS key id` });
-        return z.NEVER;
-      }
-    })
-    .pipe(z.record(z.string(), z.string().min(1)));
+  const json = z.transform((text: string, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.issues.push({
+        code: 'custom',
+        message: `is not JSON: an object of ${what} to KMS key id`,
+        input: text,
+      });
+      return z.NEVER;
+    }
+  });
+  return z.pipe(
+    z.pipe(z._default(z.string(), '{}'), json),
+    z.record(z.string(), z.string().check(z.minLength(1))),
+  );
 }
 
 export interface AuthorityHandlerDeps {

@@ -1,6 +1,6 @@
-import * as z from 'zod';
 import { type SourceDocument, validateDocument } from '../config/documents.js';
 import { ConfigError } from '../config/errors.js';
+import * as z from '../config/zod.js';
 import { splitPemBundle } from '../credentials/pem.js';
 import { DB_PROTOCOLS, HOST_PORT_HINT, HOST_PORT_PATTERN } from '../credentials/route.js';
 import { parseDuration } from '../duration.js';
@@ -10,14 +10,19 @@ import { rolePatternIssues, unsupportedRoleFields } from './rbac/validate.js';
 /** Names of resources: what Teleport accepts for role, bot and database names, minus path separators. */
 export const resourceName = z
   .string()
-  .regex(
-    /^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,62}$/,
-    'must be 1-63 letters, digits, ".", "_", "@" or "-", starting with a letter or digit',
+  .check(
+    z.regex(
+      /^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,62}$/,
+      'must be 1-63 letters, digits, ".", "_", "@" or "-", starting with a letter or digit',
+    ),
   );
 
-const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
-  message: 'must be a duration such as "30m", "1h" or "8h30m"',
-});
+const duration = z.string().check(
+  z.refine((s) => parseDuration(s) !== undefined, {
+    message: 'must be a duration such as "30m", "1h" or "8h30m"',
+  }),
+);
+const nonEmpty = () => z.string().check(z.minLength(1));
 
 /** The verbs of Teleport's rules (api/types/constants.go), and `*`. A typo would silently never match. */
 export const RULE_VERBS = [
@@ -42,27 +47,33 @@ const labelValue = z.union([z.string(), z.array(z.string())]);
 export const labelSelector = z.record(z.string(), labelValue);
 
 const rule = z.strictObject({
-  resources: z.array(z.string().min(1)).min(1),
-  verbs: z.array(z.enum(RULE_VERBS)).min(1),
+  resources: z.array(nonEmpty()).check(z.minLength(1)),
+  verbs: z.array(z.enum(RULE_VERBS)).check(z.minLength(1)),
 });
 
 const conditions = z.strictObject({
-  namespaces: z
-    .array(z.enum(['default', '*']))
-    .min(1, 'an empty namespaces list matches no namespace, so this side of the role would never apply')
-    .optional(),
-  db_labels: labelSelector.optional(),
-  db_labels_expression: z.string().min(1).optional(),
-  db_names: z.array(z.string()).optional(),
-  db_users: z.array(z.string()).optional(),
-  rules: z.array(rule).optional(),
+  namespaces: z.optional(
+    z
+      .array(z.enum(['default', '*']))
+      .check(
+        z.minLength(
+          1,
+          'an empty namespaces list matches no namespace, so this side of the role would never apply',
+        ),
+      ),
+  ),
+  db_labels: z.optional(labelSelector),
+  db_labels_expression: z.optional(nonEmpty()),
+  db_names: z.optional(z.array(z.string())),
+  db_users: z.optional(z.array(z.string())),
+  rules: z.optional(z.array(rule)),
 });
 
 const metadata = z.strictObject({
   name: resourceName,
-  description: z.string().optional(),
-  labels: z.record(z.string().min(1), z.string()).optional(),
-  expires: z.iso.datetime({ offset: true }).optional(),
+  description: z.optional(z.string()),
+  labels: z.optional(z.record(nonEmpty(), z.string())),
+  expires: z.optional(z.iso.datetime({ offset: true })),
 });
 
 export const roleSchema = z
@@ -71,14 +82,16 @@ export const roleSchema = z
     version: z.enum(ROLE_VERSIONS),
     metadata,
     spec: z.strictObject({
-      allow: conditions.optional(),
-      deny: conditions.optional(),
-      options: z.strictObject({ max_session_ttl: duration.optional() }).optional(),
+      allow: z.optional(conditions),
+      deny: z.optional(conditions),
+      options: z.optional(z.strictObject({ max_session_ttl: z.optional(duration) })),
     }),
   })
-  .superRefine((role, ctx) => {
-    for (const issue of rolePatternIssues(role.spec)) ctx.addIssue({ code: 'custom', ...issue });
-  });
+  .check(
+    z.superRefine((role, ctx) => {
+      for (const issue of rolePatternIssues(role.spec)) ctx.addIssue({ code: 'custom', ...issue });
+    }),
+  );
 
 /** Teleport's MaxCertDuration, the max_session_ttl of a role that sets none. */
 const DEFAULT_MAX_SESSION_TTL = '30h';
@@ -101,7 +114,7 @@ export function roleWithDefaults(role: Role): Role {
   };
 }
 
-const hostPort = z.string().regex(HOST_PORT_PATTERN, HOST_PORT_HINT);
+const hostPort = z.string().check(z.regex(HOST_PORT_PATTERN, HOST_PORT_HINT));
 
 export const dbSchema = z.strictObject({
   kind: z.literal('db'),
@@ -110,15 +123,16 @@ export const dbSchema = z.strictObject({
   spec: z.strictObject({
     protocol: z.enum(DB_PROTOCOLS),
     uri: hostPort,
-    tls: z
-      .strictObject({
-        server_name: z.string().min(1).optional(),
-        ca_cert: z
-          .string()
-          .refine((s) => splitPemBundle(s).length > 0, { message: 'must hold PEM certificates' })
-          .optional(),
-      })
-      .optional(),
+    tls: z.optional(
+      z.strictObject({
+        server_name: z.optional(nonEmpty()),
+        ca_cert: z.optional(
+          z
+            .string()
+            .check(z.refine((s) => splitPemBundle(s).length > 0, { message: 'must hold PEM certificates' })),
+        ),
+      }),
+    ),
   }),
 });
 
@@ -127,34 +141,37 @@ export const botSchema = z.strictObject({
   version: z.literal('v1'),
   metadata,
   spec: z.strictObject({
-    roles: z.array(resourceName).default([]),
+    roles: z._default(z.array(resourceName), []),
     /** Teleport's bot traits (machineid/v1 BotSpec): entries with the same name are merged. */
-    traits: z.array(z.strictObject({ name: z.string().min(1), values: z.array(z.string()) })).optional(),
+    traits: z.optional(z.array(z.strictObject({ name: nonEmpty(), values: z.array(z.string()) }))),
   }),
 });
 
 /** An iam allow rule: the account, and optionally an ARN glob matched segment by segment (./arn.ts). */
 const iamAllow = z
   .strictObject({
-    aws_account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id'),
-    aws_arn: z
-      .string()
-      .min(1)
-      .superRefine((arn, ctx) => {
-        const problem = arnPatternProblem(arn);
-        if (problem) ctx.addIssue({ code: 'custom', message: problem });
-      })
-      .optional(),
+    aws_account: z.string().check(z.regex(/^\d{12}$/, 'must be a 12-digit AWS account id')),
+    aws_arn: z.optional(
+      z.string().check(
+        z.minLength(1),
+        z.superRefine((arn, ctx) => {
+          const problem = arnPatternProblem(arn);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }),
+      ),
+    ),
   })
-  .superRefine((rule, ctx) => {
-    const account = rule.aws_arn === undefined ? undefined : arnPatternAccount(rule.aws_arn);
-    if (account !== undefined && account !== rule.aws_account)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['aws_arn'],
-        message: `names account ${account} but aws_account ${rule.aws_account} is required: the rule matches nothing`,
-      });
-  });
+  .check(
+    z.superRefine((rule, ctx) => {
+      const account = rule.aws_arn === undefined ? undefined : arnPatternAccount(rule.aws_arn);
+      if (account !== undefined && account !== rule.aws_account)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['aws_arn'],
+          message: `names account ${account} but aws_account ${rule.aws_account} is required: the rule matches nothing`,
+        });
+    }),
+  );
 
 export const tokenSchema = z
   .strictObject({
@@ -164,14 +181,16 @@ export const tokenSchema = z
     spec: z.strictObject({
       join_method: z.enum(['token', 'iam']),
       bot_name: resourceName,
-      roles: z.array(z.literal('Bot')).optional(),
-      allow: z.array(iamAllow).optional(),
+      roles: z.optional(z.array(z.literal('Bot'))),
+      allow: z.optional(z.array(iamAllow)),
     }),
   })
-  .refine((t) => t.spec.join_method !== 'iam' || (t.spec.allow?.length ?? 0) > 0, {
-    message: 'an iam token needs at least one allow rule (aws_account, optional aws_arn)',
-    path: ['spec', 'allow'],
-  });
+  .check(
+    z.refine((t) => t.spec.join_method !== 'iam' || (t.spec.allow?.length ?? 0) > 0, {
+      message: 'an iam token needs at least one allow rule (aws_account, optional aws_arn)',
+      path: ['spec', 'allow'],
+    }),
+  );
 
 export type Role = z.output<typeof roleSchema>;
 export type RoleConditions = z.output<typeof conditions>;
@@ -181,7 +200,7 @@ export type TokenResource = z.output<typeof tokenSchema>;
 export type Resource = Role | Db | Bot | TokenResource;
 export type ResourceKind = Resource['kind'];
 
-export const RESOURCE_KINDS: Record<ResourceKind, { versions: readonly string[]; schema: z.ZodType }> = {
+export const RESOURCE_KINDS: Record<ResourceKind, { versions: readonly string[]; schema: z.ZodMiniType }> = {
   role: { versions: ROLE_VERSIONS, schema: roleSchema },
   db: { versions: ['v3'], schema: dbSchema },
   bot: { versions: ['v1'], schema: botSchema },
