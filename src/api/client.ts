@@ -101,9 +101,11 @@ export class AuthorityClient {
     identity: BotIdentity,
     route: DatabaseRoute,
     publicKeyPem: string,
-    ttlMs?: number,
+    options: { ttlMs?: number | undefined; roles?: readonly string[] | undefined } = {},
   ): Promise<DbCertResult> {
-    const params = { route, publicKeyPem, ...(ttlMs ? { ttlMs } : {}) };
+    const { ttlMs, roles } = options;
+    // The same order as the handler's issueParams: the proof signs these parameters as JSON.
+    const params = { route, publicKeyPem, ...(ttlMs ? { ttlMs } : {}), ...(roles ? { roles: [...roles] } : {}) };
     const result = await this.call({
       v: API_VERSION,
       type: 'issue-db-cert',

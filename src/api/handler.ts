@@ -81,6 +81,7 @@ function issueParams(req: Extract<ApiRequest, { type: 'issue-db-cert' }>) {
     route: req.params.route,
     publicKeyPem: req.params.publicKeyPem,
     ...(req.params.ttlMs ? { ttlMs: req.params.ttlMs } : {}),
+    ...(req.params.roles ? { roles: req.params.roles } : {}),
   };
 }
 

@@ -8,6 +8,8 @@ export interface AuditEvent {
   outcome: 'success' | 'denied' | 'error';
   bot?: string;
   route?: DatabaseRoute;
+  /** The roles a certificate request asked for (a subset of the bot's), when it named any. */
+  roles?: string[];
   serial?: string;
   reason?: string;
   kind?: string;

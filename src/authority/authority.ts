@@ -225,7 +225,7 @@ export class Authority {
   async issueDatabaseCertificateForIdentity(input: {
     identityPem: string;
     proof: Proof;
-    params: { route: DatabaseRoute; publicKeyPem: string; ttlMs?: number };
+    params: { route: DatabaseRoute; publicKeyPem: string; ttlMs?: number; roles?: string[] };
     requestId?: string;
   }): Promise<IssuedDatabaseCertificate> {
     const who = await this.identities.authenticate({ type: 'db_cert.issue', ...input });
@@ -234,6 +234,7 @@ export class Authority {
       route: input.params.route,
       publicKeyPem: input.params.publicKeyPem,
       ttlMs: input.params.ttlMs,
+      roles: input.params.roles,
       requestId: input.requestId,
     });
   }

@@ -6,6 +6,7 @@ import { generateRsaKeyPair } from '../pki/keys.js';
 import {
   OID_BOT_NAME,
   OID_CERT_ROLE,
+  OID_CERT_ROLES,
   OID_DB_DATABASE,
   OID_DB_PROTOCOL,
   OID_DB_SERVICE,
@@ -44,7 +45,27 @@ export interface DatabaseCertificateRequest {
   route: DatabaseRoute;
   publicKeyPem: string;
   ttlMs?: number | undefined;
+  /** A subset of the bot's roles to evaluate instead of all of them (tbot's output `roles`); empty: all. */
+  roles?: readonly string[] | undefined;
   requestId?: string | undefined;
+}
+
+/**
+ * The roles a request is evaluated with: the bot's, or the subset it asked for. Returns the names, or why
+ * the request is refused (a role the bot does not have).
+ */
+export function requestedRoles(
+  bot: string,
+  botRoles: readonly string[],
+  requested: readonly string[] | undefined,
+): { roles: string[] } | { refused: string } {
+  if (!requested?.length) return { roles: [...botRoles] };
+  const outside = requested.find((r) => !botRoles.includes(r));
+  if (outside !== undefined)
+    return {
+      refused: `role "${outside}" was requested, but bot "${bot}" does not have it (its roles: ${botRoles.join(', ') || 'none'}); an output's roles must be a subset of the bot's`,
+    };
+  return { roles: [...new Set(requested)] };
 }
 
 /** A server certificate with a key the authority generated (the embedded `auth sign --format=db`). */
@@ -68,7 +89,10 @@ export class Issuance {
   async issueDatabaseCertificate(request: DatabaseCertificateRequest): Promise<IssuedDatabaseCertificate> {
     const { bot, route, publicKeyPem, requestId } = request;
     const ttlMs = request.ttlMs ?? DEFAULT_CERT_TTL_MS;
-    const rid = withRequestId(requestId);
+    const rid = {
+      ...(request.roles?.length ? { roles: [...request.roles] } : {}),
+      ...withRequestId(requestId),
+    };
     const { state } = this.ctx;
     await this.locks.assertNotLocked(bot, 'db_cert.issue', requestId);
     const botItem = await state.get(stateKeys.bot(bot));
@@ -78,8 +102,10 @@ export class Issuance {
         `access to ${route.username}@${route.service}/${route.database} denied: ${reason}`,
       );
     if (!botItem) return deny(`bot "${bot}" does not exist`);
+    const chosen = requestedRoles(bot, botItem.value.spec.roles, request.roles);
+    if ('refused' in chosen) return deny(chosen.refused);
     const roles: Role[] = [];
-    for (const name of botItem.value.spec.roles) {
+    for (const name of chosen.roles) {
       const role = await state.get(stateKeys.role(name));
       if (role) roles.push(role.value);
     }
@@ -107,6 +133,7 @@ export class Issuance {
           [OID_DB_DATABASE]: route.database,
           [OID_DB_USERNAME]: route.username,
           [OID_BOT_NAME]: bot,
+          [OID_CERT_ROLES]: chosen.roles.join(','),
         },
       },
       // The service's own client CA, the only one its database trusts: this certificate opens no other.

@@ -238,7 +238,10 @@ export class Bot {
     const name = describeOutput(output);
     const ttl = output.credential_ttl ?? this.deps.config.credential_ttl;
     const keys = await this.genKeys(output.key_algorithm ?? this.keyAlgorithm);
-    const issued = await this.deps.client.issueDatabaseCertificate(identity, route, keys.publicKeyPem, ttl);
+    const issued = await this.deps.client.issueDatabaseCertificate(identity, route, keys.publicKeyPem, {
+      ttlMs: ttl,
+      roles: output.roles,
+    });
     const files = renderDatabaseArtifacts(output.format, {
       certificatePem: issued.certificatePem,
       privateKeyPem: keys.privateKeyPem,

@@ -3,6 +3,7 @@
  * configuration, the broker's own access decision (explainDatabaseAccess) against the resources, so an
  * output the authority would refuse is found before anything runs. Pure: no I/O, no clock.
  */
+import { requestedRoles } from '../authority/issuance.js';
 import { type ExplainStep, explainDatabaseAccess } from '../authority/rbac.js';
 import type { Bot, Db, Resource, Role } from '../authority/resources.js';
 import { routeOf } from '../bot/bot.js';
@@ -69,13 +70,14 @@ export function checkBotOutputs({ resources, config, botName }: CheckInput): Bot
   const missingRoles = names.filter((n) => !roleOf(n));
   // Tunnels are checked too: each of their connections gets a certificate for their route.
   const entries = [
-    ...config.outputs.map((o) => ({ route: routeOf(o), origin: o.origin })),
+    ...config.outputs.map((o) => ({ route: routeOf(o), origin: o.origin, requested: o.roles })),
     ...config.tunnels.map((t) => ({
       route: { service: t.service, database: t.database, username: t.username },
       origin: t.origin,
+      requested: t.roles,
     })),
   ];
-  const outputs = entries.map(({ route, origin }, index): OutputCheck => {
+  const outputs = entries.map(({ route, origin, requested }, index): OutputCheck => {
     const base = {
       bot: botName,
       index,
@@ -92,10 +94,23 @@ export function checkBotOutputs({ resources, config, botName }: CheckInput): Bot
         value: botName,
         reason: `the resources define no \`kind: bot\` named "${botName}", so the bot cannot join`,
       };
+    // An output's `roles` narrow the evaluation to that subset of the bot's roles, as at issuance.
+    const chosen = requestedRoles(botName, names, requested);
+    if ('refused' in chosen) {
+      const outside = requested?.find((r) => !names.includes(r)) ?? '-';
+      return {
+        ...base,
+        allowed: false,
+        roles: [outside],
+        rule: `${origin}.roles`,
+        value: outside,
+        reason: chosen.refused,
+      };
+    }
     const db = resources.find((r): r is Db => r.kind === 'db' && r.metadata.name === route.service);
     const { decision, steps } = explainDatabaseAccess({
       bot: botName,
-      roles,
+      roles: roles.filter((r) => chosen.roles.includes(r.metadata.name)),
       db,
       route,
       traits: bot.spec.traits,

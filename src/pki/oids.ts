@@ -24,5 +24,7 @@ export const OID_BOT_NAME = `${BROKER_ARC}.2.1`;
 export const OID_BOT_GENERATION = `${BROKER_ARC}.2.2`;
 /** The identity's lineage: a random 128-bit id (hex) a join starts and renewals keep; see identity.ts. */
 export const OID_BOT_LINEAGE = `${BROKER_ARC}.2.3`;
+/** The roles a database client certificate was issued under (comma-separated): the bot's, or the subset asked for. */
+export const OID_CERT_ROLES = `${BROKER_ARC}.2.4`;
 /** Marks which kind of certificate this is (bot-identity, db-client, db-server, authority-server). */
 export const OID_CERT_ROLE = `${BROKER_ARC}.3.1`;

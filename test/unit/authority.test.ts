@@ -16,6 +16,7 @@ import {
   OID_BOT_GENERATION,
   OID_BOT_NAME,
   OID_CERT_ROLE,
+  OID_CERT_ROLES,
   OID_DB_DATABASE,
   OID_DB_PROTOCOL,
   OID_DB_SERVICE,
@@ -510,6 +511,7 @@ describe('Authority.issueDatabaseCertificate', () => {
       [OID_DB_DATABASE]: 'example',
       [OID_DB_USERNAME]: 'alice',
       [OID_BOT_NAME]: 'example',
+      [OID_CERT_ROLES]: 'example-role',
     });
     expect(info.serial).toBe(cert.serial);
     expect(cert.issuedAt).toBe(clock.now().toISOString());

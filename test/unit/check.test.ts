@@ -126,6 +126,31 @@ describe('checkBotOutputs', () => {
     );
   });
 
+  it("evaluates an output's roles alone: a role left out does not allow, a role the bot lacks is named", () => {
+    const resources = parseResources(
+      `${RESOURCES}---\nkind: role\nversion: v6\nmetadata: { name: reader }\nspec: { allow: { db_labels: { team: orders }, db_names: [orders], db_users: [reader] } }\n---\nkind: bot\nversion: v1\nmetadata: { name: both }\nspec: { roles: [orders-app, reader] }\n`,
+      'resources.yaml',
+    );
+    const withRoles = (roles: string) =>
+      parseBotConfig(
+        config([{ service: 'orders-postgres', database: 'orders', username: 'orders_app' }]).replace(
+          '    username: orders_app',
+          `    username: orders_app\n    roles: [${roles}]`,
+        ),
+        'both.yaml',
+      );
+    expect(checkBotOutputs({ resources, config: withRoles('orders-app'), botName: 'both' }).ok).toBe(true);
+    const narrowed = checkBotOutputs({ resources, config: withRoles('reader'), botName: 'both' });
+    expect(narrowed.outputs[0]).toMatchObject({ allowed: false, roles: ['reader'], rule: 'allow.db_users' });
+    const unknown = checkBotOutputs({ resources, config: withRoles('admin'), botName: 'both' });
+    expect(unknown.outputs[0]).toMatchObject({
+      allowed: false,
+      roles: ['admin'],
+      rule: 'outputs.0.roles',
+      reason: expect.stringContaining('role "admin" was requested, but bot "both" does not have it'),
+    });
+  });
+
   it('refuses a service whose labels no role matches', () => {
     const [out] = check([
       { service: 'billing-postgres', database: 'orders', username: 'orders_app' },
