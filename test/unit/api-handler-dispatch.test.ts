@@ -189,6 +189,26 @@ describe('handleApiRequest: dispatch', () => {
     ]);
   });
 
+  it('an issuance that names roles passes them on, last in signing order; without roles there is no key', async () => {
+    const { authority, calls } = recordingAuthority();
+    await handleApiRequest(
+      authority,
+      request(
+        'issue-db-cert',
+        { route: ROUTE, publicKeyPem: 'PEM', ttlMs: 9, roles: ['reader'] },
+        { identityPem: 'ID', proof: PROOF },
+      ),
+    );
+    await handleApiRequest(
+      authority,
+      request('issue-db-cert', { route: ROUTE, publicKeyPem: 'PEM' }, { identityPem: 'ID', proof: PROOF }),
+    );
+    const params = calls.map((c) => ((c as [string, unknown[]])[1][0] as { params: object }).params);
+    expect(params[0]).toEqual({ route: ROUTE, publicKeyPem: 'PEM', ttlMs: 9, roles: ['reader'] });
+    expect(Object.keys(params[0] as object)).toEqual(['route', 'publicKeyPem', 'ttlMs', 'roles']);
+    expect(Object.keys(params[1] as object)).toEqual(['route', 'publicKeyPem']);
+  });
+
   it('CA bundles: the shared client CA, or a service’s own when a service is named', async () => {
     const { authority, calls } = recordingAuthority();
     const all = await handleApiRequest(authority, request('ca-bundles', {}));
