@@ -1,5 +1,5 @@
 /**
- * `npm run test:mutation [--ci] [--force] [files…]`: mutation testing of the security-critical files
+ * `npm run test:mutation [--ci] [--force] [--concurrency N] [files…]`: mutation testing of the security-critical files
  * (targets.mjs) with Stryker and its vitest runner. Each file is mutated on its own and its mutants run only
  * against the unit tests listed for it, chosen per mutant by per-test coverage. A file passes when its score
  * reaches its threshold; survivors that only change the text of a log line or an error message
@@ -8,7 +8,8 @@
  *
  * Results are kept per file in scripts/mutation/incremental/ and committed: a later run (a fresh clone in CI)
  * tests again only the mutants whose code or covering tests changed. --force tests every mutant again.
- * --ci: two workers and plain progress lines. A report of every file goes to tmp/mutation/.
+ * --ci: two workers and plain progress lines; --concurrency N: N workers. A report of every file goes to
+ * tmp/mutation/.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

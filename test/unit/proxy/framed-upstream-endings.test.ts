@@ -97,6 +97,32 @@ describe('FramedUpstream backpressure', () => {
     upstream.destroy();
     expect(await within(closed)).toBeUndefined();
   });
+
+  it('after a drained write, a clean end of the database closes the pair without error once read', async () => {
+    const upstream = new FakeUpstream({ highWaterMark: 1 });
+    const pending: (() => void)[] = [];
+    upstream._write = (chunk: Buffer, _encoding, callback) => {
+      upstream.written.push(chunk);
+      pending.push(callback);
+    };
+    const { framed, closed } = pair({ upstream });
+    let completions = 0;
+    framed.write(Buffer.from('query'), () => completions++);
+    await tick();
+    for (const callback of pending.splice(0)) callback();
+    await tick();
+    upstream.push(Buffer.from('last rows'));
+    upstream.push(null);
+    await tick();
+    upstream.destroy();
+    await tick();
+    expect(framed.destroyed).toBe(false);
+    const got: Buffer[] = [];
+    framed.on('data', (d: Buffer) => got.push(d));
+    expect(await within(closed)).toBeUndefined();
+    expect(Buffer.concat(got).toString()).toBe('last rows');
+    expect(completions).toBe(1);
+  });
 });
 
 describe('FramedUpstream after a refusal', () => {
