@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { ConfigError } from '../config/errors.js';
 import { buildCertificate } from '../pki/certificate.js';
 import { OID_CERT_ROLE } from '../pki/oids.js';
@@ -27,10 +28,30 @@ export interface SignedDatabaseServerCertificate {
   expires: string;
 }
 
+const LABEL = /^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+
+/**
+ * An IP address (no zone) or a DNS name of letters, digits and hyphens, with `*` only as the whole leftmost
+ * label of a name of three labels or more: every broker client trusts the db-server CA, so a wildcard that
+ * covers a top-level domain (or every single-label host) would let one server answer for others.
+ */
+function isServerHost(host: string): boolean {
+  if (isIP(host) !== 0) return !host.includes('%');
+  if (host.length > 253) return false;
+  const [first, ...rest] = host.split('.');
+  if (first === '*') return rest.length >= 2 && rest.every((l) => LABEL.test(l));
+  return [first ?? '', ...rest].every((l) => LABEL.test(l));
+}
+
 /** Refuses host lists and TTLs `auth sign --format=db` cannot sign, naming the flag to fix. */
 export function checkServerCertRequest(hosts: readonly string[], ttlMs: number): void {
-  if (hosts.length === 0 || hosts.some((h) => !/^[a-zA-Z0-9.*:-]+$/.test(h)))
+  if (hosts.length === 0)
     throw new ConfigError('--host needs one or more host names or IP addresses, comma-separated');
+  const bad = hosts.find((h) => !isServerHost(h));
+  if (bad !== undefined)
+    throw new ConfigError(
+      `--host: ${JSON.stringify(bad)} is not a host name or IP address (labels of letters, digits and hyphens; a wildcard only as the first label, as in *.db.example.com)`,
+    );
   if (!(ttlMs > 0 && ttlMs <= MAX_SERVER_CERT_TTL_MS))
     throw new ConfigError('server certificate TTL must be between 1s and 8760h');
 }
