@@ -105,7 +105,12 @@ export class AuthorityClient {
   ): Promise<DbCertResult> {
     const { ttlMs, roles } = options;
     // The same order as the handler's issueParams: the proof signs these parameters as JSON.
-    const params = { route, publicKeyPem, ...(ttlMs ? { ttlMs } : {}), ...(roles ? { roles: [...roles] } : {}) };
+    const params = {
+      route,
+      publicKeyPem,
+      ...(ttlMs ? { ttlMs } : {}),
+      ...(roles ? { roles: [...roles] } : {}),
+    };
     const result = await this.call({
       v: API_VERSION,
       type: 'issue-db-cert',

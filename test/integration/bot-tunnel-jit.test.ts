@@ -8,7 +8,6 @@
  * database certificates at 10 minutes, so the tunnel's first certificate has really expired when the clock
  * is set to now, while the bot's identity (1 h) is still valid.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
