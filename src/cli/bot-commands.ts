@@ -68,7 +68,7 @@ export function registerBotCommands(program: Command, out: Out, context: CliCont
     .option('--username <user>', 'database user')
     .option('--database <name>', 'database name')
     .option('--format <format>', 'tls, mongo or cockroach (default: tlscert/key only)')
-    .option('--roles <roles>', 'comma-separated roles (see README: Teleport compatibility)')
+    .option('--roles <roles>', "comma-separated subset of the bot's roles the certificate is issued under")
     .action(async (_o: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DatabaseFlags & { unsafeListen?: boolean }>();
       await run(flags, [databaseOutputOverride(flags)]);
@@ -80,7 +80,7 @@ export function registerBotCommands(program: Command, out: Out, context: CliCont
     .option('--service <name>', 'database service')
     .option('--username <user>', 'database user')
     .option('--database <name>', 'database name')
-    .option('--roles <roles>', 'comma-separated roles')
+    .option('--roles <roles>', "comma-separated subset of the bot's roles the certificate is issued under")
     .action(async (_o: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<TunnelFlags & { unsafeListen?: boolean }>();
       await run(flags, [tunnelServiceOverride(flags)]);
