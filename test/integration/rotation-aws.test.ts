@@ -20,6 +20,7 @@ import {
   type RotateEvent,
   type RotateResponse,
 } from '../../functions/authority-rotate.js';
+import { createSignServerHandler } from '../../functions/authority-sign.js';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { bootstrapAuthority } from '../../src/authority/aws-bootstrap.js';
 import { systemClock } from '../../src/clock.js';
@@ -42,6 +43,8 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
     (await kms.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata?.KeyState;
   const keys: Record<string, string> = {};
   let rotate: (event: RotateEvent) => Promise<RotateResponse>;
+  let sign: ReturnType<typeof createSignServerHandler>;
+  const signAudit: Record<string, unknown>[] = [];
   let bundles: () => Promise<{ dbClient: string; dbServer: string }>;
 
   const newKey = async () =>
@@ -76,6 +79,12 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
       BROKER_RESOURCES: `base64:${Buffer.from(exampleResourcesYaml()).toString('base64')}`,
     };
     const deps = { env, dynamodb: dynamo.client, kms, writeLine: () => undefined };
+    sign = createSignServerHandler({
+      env: { BROKER_TABLE_NAME: TABLE, BROKER_STACK_NAME: 'Broker' },
+      dynamodb: dynamo.client,
+      kms,
+      writeLine: (line) => signAudit.push(JSON.parse(line) as Record<string, unknown>),
+    });
     const api = createAuthorityHandler(deps);
     rotate = createRotationHandler(deps);
     bundles = async () => {
@@ -178,6 +187,55 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
     expect(await keyState(keys.service as string)).toBe('Enabled');
     const after = splitPemBundle((await bundles()).dbClient);
     expect(certKey(after[0] as string)).toBe(await publicKeyOf(keys.service as string));
+  });
+
+  it('the server certificate action signs a public key with the signing db-server key, audited; it refuses a private key or an unknown service', async () => {
+    const { publicKeyPem, privateKeyPem } = await testKeyPair(2);
+    const ok = await sign(
+      { service: EXAMPLE.service, hosts: ['db.internal'], publicKeyPem, ttl: '720h' },
+      { awsRequestId: 'req-1' },
+    );
+    if (!ok.ok) throw new Error(ok.error.message);
+    const cert = new X509Certificate(ok.certificatePem);
+    // The db-server CA's signing key (after the first test's rotation: the stack's next key) signed it.
+    expect(cert.verify(createPublicKey(await publicKeyOf(keys['next-db-server'] as string)))).toBe(true);
+    expect(cert.subjectAltName).toBe('DNS:db.internal, DNS:localhost, IP Address:127.0.0.1');
+    expect(certKey(ok.certificatePem)).toBe(
+      createPublicKey(publicKeyPem).export({ type: 'spki', format: 'pem' }),
+    );
+    expect(ok.clientCaPem).toBe((await bundles()).dbClient);
+    expect(JSON.stringify(ok)).not.toMatch(/PRIVATE KEY/);
+    expect(signAudit.at(-1)).toMatchObject({
+      event: 'server_cert.issue',
+      outcome: 'success',
+      kind: 'db-server',
+      serial: ok.serial,
+      requestId: 'req-1',
+      stack: 'Broker',
+    });
+
+    const leaked = await sign({
+      service: EXAMPLE.service,
+      hosts: ['db.internal'],
+      publicKeyPem: privateKeyPem,
+    });
+    expect(leaked).toMatchObject({ ok: false, error: { code: 'bad_request' } });
+    expect(!leaked.ok && leaked.error.message).toMatch(
+      /publicKeyPem: is a private key: send only the public key/,
+    );
+    expect(JSON.stringify(leaked)).not.toContain(privateKeyPem.split('\n')[1] as string);
+
+    const unknown = await sign({ service: 'nope', hosts: ['db.internal'], publicKeyPem });
+    expect(!unknown.ok && unknown.error.message).toMatch(
+      /database service "nope" has no client CA in the authority's state/,
+    );
+    expect(signAudit.at(-1)).toMatchObject({
+      event: 'server_cert.issue',
+      outcome: 'denied',
+      name: 'nope:db.internal',
+    });
+    const badHost = await sign({ service: EXAMPLE.service, hosts: ['db internal'], publicKeyPem });
+    expect(!badHost.ok && badHost.error.message).toMatch(/--host: "db internal" is not a host name or IP address/);
   });
 
   it('refuses what would break trust, with the reason, and changes nothing', async () => {
