@@ -64,9 +64,12 @@ export async function writeRescue(storageDir: string, identity: BotIdentity): Pr
 /**
  * The identity in the rescue file beside `storageDir`, if there is one. A rescue file that is not a private
  * regular file of this user, or is not an identity, is refused with what to do (never used, never removed).
+ * In a parent others can write into, the bot never writes one (writeRescue refuses), so a file there is not
+ * its own: others could swap it between its check and its read, or plant one to stop the start. Ignored.
  */
 export async function readRescue(storageDir: string): Promise<BotIdentity | undefined> {
   const file = rescueFileOf(storageDir);
+  if (await unsafeParent(path.dirname(file))) return undefined;
   const st = await fs.lstat(file).catch(() => undefined);
   if (!st) return undefined;
   const uid = process.getuid?.();
