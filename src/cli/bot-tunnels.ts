@@ -24,6 +24,12 @@ import { UsageError } from './errors.js';
 /** A certificate is issued again when less than this much of its lifetime is left, and at most a minute. */
 const REISSUE_FRACTION = 0.1;
 const REISSUE_MAX_MS = 60_000;
+/**
+ * After an issuance on demand that left the certificate stale (the authority refused or could not be
+ * reached), new connections do not ask again for this long: a flood of connections is not a flood of
+ * issuance requests (each an invocation and an audit line); the renewal cycle goes on as before.
+ */
+const REISSUE_BACKOFF_MS = 5_000;
 
 /**
  * Why a connection may not use `loaded` as it is at `now` (undefined: it may): none yet, expired, or within
@@ -144,9 +150,10 @@ export async function prepareTunnels(
       if (!bot) throw new Error('the bot has not started yet');
       await bot.renderNow(output);
     });
+    let quietUntil = 0;
     const checkCertificate = async () => {
       const why = staleReason(creds.loaded, clock.now());
-      if (!why) return;
+      if (!why || clock.now().getTime() < quietUntil) return;
       tunnelLog.info({ reason: why }, `the tunnel's certificate needs reissuing: ${why}`);
       try {
         await reissue();
@@ -157,6 +164,8 @@ export async function prepareTunnels(
           `could not issue a fresh certificate for the tunnel: ${errorMessage(err)}${creds.ready ? '; using the current one' : ''}`,
         );
       }
+      if (bot && staleReason(creds.loaded, clock.now()))
+        quietUntil = clock.now().getTime() + REISSUE_BACKOFF_MS;
     };
     const proxy = new DatabaseProxy({
       creds,
