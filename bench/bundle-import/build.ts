@@ -59,7 +59,15 @@ export async function bundle(entry: string, outfile: string): Promise<Metafile> 
  */
 export function bytesByOrigin(metafile: Metafile): Map<string, number> {
   const loaded = new Set<string>();
-  const pending = Object.keys(metafile.outputs).filter((file) => metafile.outputs[file]?.entryPoint);
+  // A chunk loaded with import() has an entryPoint too (the module imported): only the entry files count.
+  const dynamic = new Set(
+    Object.values(metafile.outputs).flatMap((o) =>
+      o.imports.filter((i) => i.kind === 'dynamic-import').map((i) => i.path),
+    ),
+  );
+  const pending = Object.keys(metafile.outputs).filter(
+    (file) => metafile.outputs[file]?.entryPoint && !dynamic.has(file),
+  );
   for (let file = pending.pop(); file !== undefined; file = pending.pop()) {
     if (loaded.has(file)) continue;
     loaded.add(file);
