@@ -93,6 +93,15 @@ function connectTcp(host: string, port: number, timeoutMs: number): Promise<net.
   });
 }
 
+/**
+ * The check of the server's certificate against `serverName`. Made outside startTls on purpose: the socket
+ * keeps its options, this function among them, for the connection's life, and a closure made inside would
+ * keep startTls's whole scope (its timer, error handler and promise) alive with it.
+ */
+function serverNameCheck(serverName: string): (host: string, cert: tls.PeerCertificate) => Error | undefined {
+  return (_host, cert) => tls.checkServerIdentity(serverName, cert);
+}
+
 /** Starts mutual TLS on `socket` with the certificate of `creds`, verifying the server against the bundle's CA and server name. */
 function startTls(socket: net.Socket, creds: LoadedCredentials, timeoutMs: number): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
@@ -102,7 +111,7 @@ function startTls(socket: net.Socket, creds: LoadedCredentials, timeoutMs: numbe
       servername: creds.bundle.serverName,
       rejectUnauthorized: true,
       // The bundle's CA verifies the server; the name checked is the db resource's tls.server_name.
-      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(creds.bundle.serverName, cert),
+      checkServerIdentity: serverNameCheck(creds.bundle.serverName),
     });
     const timer = setTimeout(() => {
       secure.destroy();
