@@ -52,6 +52,7 @@ import { KmsDouble } from '../support/aws/kms.js';
 import { LambdaDouble } from '../support/aws/lambda.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { StsDouble, type StsTestPrincipal } from '../support/aws/sts.js';
+import { ensureFunctionBundles } from '../support/bundles.js';
 import { cdkJsonContext } from '../support/cdk.js';
 import { exampleResourcesYaml, REPO_ROOT } from '../support/fixtures.js';
 import { requirePostgres } from '../support/postgres.js';
@@ -185,6 +186,22 @@ async function startProxyContainer(smEndpoint: string, secretId: string): Promis
 
 const execFileAsync = promisify(execFile);
 
+let proxyBuild: Promise<unknown> | undefined;
+/**
+ * The proxy container's bundle from the current sources (about a second), built once for both suites; the
+ * Lambda bundles come from the shared fresh-or-rebuild check (test/support/bundles.ts).
+ */
+function buildProxyContainer(): Promise<unknown> {
+  proxyBuild ??= execFileAsync(
+    process.execPath,
+    ['scripts/build.mjs', '--target', 'proxy-container', '--quiet'],
+    {
+      cwd: REPO_ROOT,
+    },
+  );
+  return proxyBuild;
+}
+
 /** `node proxy.mjs healthcheck` with the container's environment: its exit code. */
 async function healthcheck(proxy: ProxyContainer): Promise<number> {
   try {
@@ -292,10 +309,8 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
   beforeAll(async () => {
     await requirePostgres(); // fails (does not skip) with the install command when the server is missing
     process.env.BROKER_LOG_LEVEL = 'warn'; // the handlers' pino logs go to stdout; keep the test output short
-    // The proxy container runs from its bundle: build it from the current sources (about a second).
-    await execFileAsync(process.execPath, ['scripts/build.mjs', '--target', 'proxy-container', '--quiet'], {
-      cwd: REPO_ROOT,
-    });
+    // The proxy container runs from its bundle.
+    await buildProxyContainer();
     work = await tempDir('aws-e2e');
 
     [dynamo, kmsDouble, stsDouble, smDouble, lambdaDouble] = await Promise.all([
@@ -704,10 +719,8 @@ describe('the shipped example (examples/aws), deployed: from its schedule to a P
   beforeAll(async () => {
     await requirePostgres();
     process.env.BROKER_LOG_LEVEL = 'warn';
-    for (const target of ['functions', 'proxy-container'])
-      await execFileAsync(process.execPath, ['scripts/build.mjs', '--target', target, '--quiet'], {
-        cwd: REPO_ROOT,
-      });
+    ensureFunctionBundles();
+    await buildProxyContainer();
     work = await tempDir('aws-example');
     const app = new App({ outdir: path.join(work.dir, 'cdk.out'), context: cdkJsonContext() });
     new OrdersStack(app, STACK);
