@@ -495,7 +495,7 @@ function expectNoPrivateKeyThroughLambda(shared: Shared): void {
 }
 
 /** The proof's two runs on one backend. */
-function awsRotationSuite(backendOf: () => Backend): void {
+function awsRotationSuite(backendOf: () => Backend, options: { cliRefusals?: boolean } = {}): void {
   let work: Awaited<ReturnType<typeof tempDir>>;
   let shared: Shared;
   const worlds: AwsRotationWorld[] = [];
@@ -573,6 +573,36 @@ function awsRotationSuite(backendOf: () => Backend): void {
     expectNoPrivateKeyThroughLambda(shared);
   }, 300_000);
 
+  it.runIf(options.cliRefusals)(
+    'broker auth sign --function says what to do when the action is missing, and writes nothing',
+    async () => {
+      const prefix = path.join(work.dir, 'missing');
+      const program = buildProgram(() => undefined);
+      for (const cmd of program.commands) cmd.exitOverride();
+      const run = (...extra: string[]) =>
+        program.parseAsync(
+          [
+            'auth',
+            'sign',
+            '--format=db',
+            '--service',
+            SERVICE,
+            '--host',
+            'localhost',
+            '--out',
+            prefix,
+            ...extra,
+          ],
+          { from: 'user' },
+        );
+      await expect(run('--function', 'broker-sign-missing')).rejects.toThrow(
+        /cannot invoke the server certificate function broker-sign-missing: ResourceNotFoundException: .*deploy the stack with -c dbServerCertificates=true/,
+      );
+      await expect(readFile(`${prefix}.key`, 'utf8')).rejects.toThrow(/ENOENT/);
+      await expect(run('--region', TEST_REGION)).rejects.toThrow(/--region goes with --function/);
+    },
+  );
+
   it('a rotation rolled back from update_servers: no connection fails or drops, only the original keys remain', async () => {
     const world = await startWorld('rollback');
     const first = await world.output();
@@ -601,10 +631,9 @@ describe('CA rotation in AWS mode on the doubles (dynalite, Secrets Manager doub
   afterAll(async () => {
     await dynamo?.close();
   });
-  awsRotationSuite(() => ({
-    dynamodb: (dynamo as LocalDynamoDb).client,
-    secretsManager: sm.client(),
-  }));
+  awsRotationSuite(() => ({ dynamodb: (dynamo as LocalDynamoDb).client, secretsManager: sm.client() }), {
+    cliRefusals: true,
+  });
 });
 
 const motoServer = requirePythonTool('moto_server');
