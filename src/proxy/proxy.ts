@@ -182,10 +182,11 @@ export class DatabaseProxy {
       const protocol = current?.bundle.protocol ?? 'postgres';
       const handler = this.handlers[protocol];
       if (!handler) throw new Error(`tunnel mode for ${protocol} is not available`);
-      const reader = new PacketReader(client);
       const setup = await handler({
         client,
-        reader,
+        // Not kept in a variable here: this function waits for the connection's whole life, and the reader
+        // is done once the tunnel is set up.
+        reader: new PacketReader(client),
         dialer: this.dialer,
         log,
         startupTimeoutMs: this.options.startupTimeoutMs ?? 15_000,

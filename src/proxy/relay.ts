@@ -20,6 +20,11 @@ const FLUSH_AT = 64 * 1024;
 /** Idle checks per idle period: the precision of the idle timeout (a quarter of it). */
 const IDLE_CHECKS = 4;
 
+/** The idle timer's callback, one for every pair (no function made per connection). */
+function checkIdle(pair: Pair): void {
+  pair.checkIdle();
+}
+
 /** setImmediate's callback, one for every flow (no function made per connection). */
 function flushBatch(flow: Flow): void {
   flow.flushBatch();
@@ -133,7 +138,7 @@ class Pair {
     private readonly idleTimeoutMs: number,
     private readonly resolve: (failure: Error | undefined) => void,
   ) {
-    if (idleTimeoutMs > 0) this.timer = setTimeout(this.checkIdle, idleTimeoutMs / IDLE_CHECKS);
+    if (idleTimeoutMs > 0) this.timer = setTimeout(checkIdle, idleTimeoutMs / IDLE_CHECKS, this);
   }
 
   /**
@@ -141,7 +146,7 @@ class Pair {
    * silent runs in a row end the pair. So a pair closes after between 1 and 1 + 1/IDLE_CHECKS idle periods
    * of silence, and traffic costs no timer work.
    */
-  private readonly checkIdle = () => {
+  checkIdle(): void {
     if (this.moved) {
       this.moved = false;
       this.silentChecks = 0;
@@ -152,7 +157,7 @@ class Pair {
       return;
     }
     this.timer?.refresh();
-  };
+  }
 
   closed(): void {
     if (--this.open > 0) return;
