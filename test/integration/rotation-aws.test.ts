@@ -235,7 +235,9 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
       name: 'nope:db.internal',
     });
     const badHost = await sign({ service: EXAMPLE.service, hosts: ['db internal'], publicKeyPem });
-    expect(!badHost.ok && badHost.error.message).toMatch(/--host: "db internal" is not a host name or IP address/);
+    expect(!badHost.ok && badHost.error.message).toMatch(
+      /--host: "db internal" is not a host name or IP address/,
+    );
   });
 
   it('refuses what would break trust, with the reason, and changes nothing', async () => {
