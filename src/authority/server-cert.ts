@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { ConfigError } from '../config/errors.js';
+import { BrokerError } from '../errors.js';
 import { buildCertificate } from '../pki/certificate.js';
 import { OID_CERT_ROLE } from '../pki/oids.js';
 import type { CaRegistry } from './ca-registry.js';
@@ -67,33 +68,49 @@ export async function signDatabaseServerKey(
   request: { hosts: readonly string[]; publicKeyPem: string } & DatabaseServerOptions,
 ): Promise<SignedDatabaseServerCertificate> {
   const { hosts, publicKeyPem, service, ttlMs = DEFAULT_SERVER_CERT_TTL_MS } = request;
-  checkServerCertRequest(hosts, ttlMs);
-  assertPublicKey(publicKeyPem);
-  // First, so a bad service name fails before anything is signed.
-  const clientCaPem = await cas.serviceBundle(service);
-  const now = ctx.clock.now();
-  const sans = [...new Set([...hosts, 'localhost', '127.0.0.1'])];
-  const { certificatePem, serial } = await buildCertificate(
-    {
-      subject: { commonName: hosts[0] as string, organization: 'broker-db-server' },
-      publicKeyPem,
-      issuedAt: now,
-      notAfter: new Date(now.getTime() + ttlMs),
-      profile: 'server',
-      sans,
-      privateExtensions: { [OID_CERT_ROLE]: 'db-server' },
-    },
-    await cas.issuer('db-server'),
-  );
-  const expires = new Date(now.getTime() + ttlMs).toISOString();
-  await ctx.record({
-    event: 'server_cert.issue',
-    outcome: 'success',
-    kind: 'db-server',
-    name: `${service}:${sans.join(',')}`,
-    serial,
-    expires,
-    ...withRequestId(request.requestId),
-  });
-  return { certificatePem, clientCaPem, serial, expires };
+  const rid = withRequestId(request.requestId);
+  const name = `${service}:${hosts.join(',')}`;
+  try {
+    checkServerCertRequest(hosts, ttlMs);
+    assertPublicKey(publicKeyPem);
+    // First, so a bad service name fails before anything is signed.
+    const clientCaPem = await cas.serviceBundle(service);
+    const now = ctx.clock.now();
+    const sans = [...new Set([...hosts, 'localhost', '127.0.0.1'])];
+    const { certificatePem, serial } = await buildCertificate(
+      {
+        subject: { commonName: hosts[0] as string, organization: 'broker-db-server' },
+        publicKeyPem,
+        issuedAt: now,
+        notAfter: new Date(now.getTime() + ttlMs),
+        profile: 'server',
+        sans,
+        privateExtensions: { [OID_CERT_ROLE]: 'db-server' },
+      },
+      await cas.issuer('db-server'),
+    );
+    const expires = new Date(now.getTime() + ttlMs).toISOString();
+    await ctx.record({
+      event: 'server_cert.issue',
+      outcome: 'success',
+      kind: 'db-server',
+      name: `${service}:${sans.join(',')}`,
+      serial,
+      expires,
+      ...rid,
+    });
+    return { certificatePem, clientCaPem, serial, expires };
+  } catch (err) {
+    // A refusal (bad hosts, key or service) or a failed KMS signature is audited too; no message names a secret.
+    if (err instanceof BrokerError)
+      await ctx.record({
+        event: 'server_cert.issue',
+        outcome: err.code === 'kms_error' ? 'error' : 'denied',
+        kind: 'db-server',
+        name,
+        reason: err.message,
+        ...rid,
+      });
+    throw err;
+  }
 }
