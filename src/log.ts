@@ -32,6 +32,11 @@ export function createLogger(
           const scrubbed = args.map((a) => (typeof a === 'string' ? redact(a) : a)) as Parameters<
             typeof method
           >;
+          // `log.error(err)` or `log.error({ err })` alone: pino would take the message from the error unscrubbed.
+          const [first] = args as unknown[];
+          const err = first instanceof Error ? first : (first as { err?: unknown } | null)?.err;
+          if (scrubbed.length === 1 && err instanceof Error && (first as { msg?: unknown }).msg === undefined)
+            (scrubbed as unknown[]).push(redact(err.message));
           method.apply(this, scrubbed);
         },
       },

@@ -78,9 +78,15 @@ describe('createJsonLogger writes what the pino logger writes', () => {
     expect(lean.parsed[2]).toMatchObject({ a: { b: { c: { password: '[REDACTED]', keep: 1 } } } });
   });
 
-  it('scrubs the message taken from an error given as the only argument', () => {
+  it('scrubs the message taken from an error given alone, in both loggers', () => {
     const err = Object.assign(new Error(`sts said Signature=${SIGV4}`), { code: 'sts_error' });
-    const { lean } = both('info', (log) => log.error(err));
+    const { lean, pino } = both('info', (log) => {
+      log.error(err);
+      log.error({ err });
+    });
+    expect(lean.parsed).toEqual(pino.parsed);
+    expect(pino.raw).not.toContain(SIGV4);
+    expect(lean.raw).not.toContain(SIGV4);
     expect(lean.parsed[0]).toMatchObject({
       msg: 'sts said Signature=[REDACTED]',
       err: { type: 'Error', message: 'sts said Signature=[REDACTED]', code: 'sts_error' },
