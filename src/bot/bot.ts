@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AuthorityClient } from '../api/client.js';
 import type { IdentityResult } from '../api/protocol.js';
+import { mapBounded } from '../bounded.js';
 import type { Clock } from '../clock.js';
 import { ConfigError } from '../config/errors.js';
 import type { CredentialBundle } from '../credentials/bundle.js';
@@ -305,14 +306,15 @@ export class Bot {
       const ensured = await this.ensureIdentity();
       return ensured.joined ? ensured.identity : this.renewIdentity(ensured.identity);
     });
-    const results: OutputResult[] = [];
-    for (const [i, output] of config.outputs.entries()) {
+    // Four outputs at a time: each waits on key generation, the authority and fsync, which overlap.
+    const results = await mapBounded([...config.outputs.entries()], 4, async ([i, output]) => {
       const interval = output.renewal_interval ?? config.renewal_interval;
       const last = this.lastRendered.get(i);
-      if (!force && last !== undefined && clock.now().getTime() - last < interval * 0.9) continue;
+      if (!force && last !== undefined && clock.now().getTime() - last < interval * 0.9) return undefined;
       try {
-        results.push(await this.renderOutput(identity, output));
+        const result = await this.renderOutput(identity, output);
         this.lastRendered.set(i, clock.now().getTime());
+        return result;
       } catch (err) {
         if (err instanceof GenerationMismatchError) throw err;
         const route = routeOf(output);
@@ -320,10 +322,10 @@ export class Bot {
           { output: describeOutput(output), route, err },
           `output failed; its previous credentials stay in place: ${errorMessage(err)}`,
         );
-        results.push({ output: describeOutput(output), route, ok: false, error: errorMessage(err) });
+        return { output: describeOutput(output), route, ok: false, error: errorMessage(err) };
       }
-    }
-    return results;
+    });
+    return results.filter((r): r is OutputResult => r !== undefined);
   }
 
   private noteCycle(error: string | undefined): void {
