@@ -145,25 +145,40 @@ function isEcKey(spkiDer: Buffer): boolean {
   return algOid !== undefined && contentsOf(spkiDer, algOid).equals(oid(OID.ecPublicKey).subarray(2));
 }
 
+// The extensions that depend only on the profile and the key type, encoded once each.
+const fixedCache = new Map<string, readonly Buffer[]>();
+function fixedExtensions(profile: CertificateProfile, ecKey: boolean): readonly Buffer[] {
+  const key = `${profile}/${ecKey}`;
+  let ext = fixedCache.get(key);
+  if (!ext) {
+    if (profile === 'ca')
+      ext = [
+        extension(OID.basicConstraints, true, sequence(booleanTrue())),
+        // digitalSignature (0), keyCertSign (5), cRLSign (6)
+        extension(OID.keyUsage, true, namedBits([0, 5, 6])),
+      ];
+    else {
+      const usages: Buffer[] = [];
+      if (profile !== 'server') usages.push(oid(OID.clientAuth));
+      if (profile !== 'client') usages.push(oid(OID.serverAuth));
+      ext = [
+        extension(OID.basicConstraints, true, sequence()),
+        // digitalSignature (0), and keyEncipherment (2) for RSA keys: an EC key cannot encipher (RFC 5480 §3).
+        extension(OID.keyUsage, true, namedBits(ecKey ? [0] : [0, 2])),
+        extension(OID.extKeyUsage, false, sequence(...usages)),
+      ];
+    }
+    fixedCache.set(key, ext);
+  }
+  return ext;
+}
+
 function extensionsFor(
   template: CertificateTemplate,
   spkiDer: Buffer,
   ids: { subject: Buffer; issuer: Buffer },
 ): Buffer {
-  const ext: Buffer[] = [];
-  if (template.profile === 'ca') {
-    ext.push(extension(OID.basicConstraints, true, sequence(booleanTrue())));
-    // digitalSignature (0), keyCertSign (5), cRLSign (6)
-    ext.push(extension(OID.keyUsage, true, namedBits([0, 5, 6])));
-  } else {
-    ext.push(extension(OID.basicConstraints, true, sequence()));
-    // digitalSignature (0), and keyEncipherment (2) for RSA keys: an EC key cannot encipher (RFC 5480 §3).
-    ext.push(extension(OID.keyUsage, true, namedBits(isEcKey(spkiDer) ? [0] : [0, 2])));
-    const usages: Buffer[] = [];
-    if (template.profile !== 'server') usages.push(oid(OID.clientAuth));
-    if (template.profile !== 'client') usages.push(oid(OID.serverAuth));
-    ext.push(extension(OID.extKeyUsage, false, sequence(...usages)));
-  }
+  const ext: Buffer[] = [...fixedExtensions(template.profile, isEcKey(spkiDer))];
   ext.push(extension(OID.subjectKeyIdentifier, false, octetString(ids.subject)));
   ext.push(extension(OID.authorityKeyIdentifier, false, sequence(contextTag(0, ids.issuer, false))));
   if (template.sans && template.sans.length > 0) {

@@ -21,20 +21,36 @@ export const TAG = {
   set: 0x31,
 } as const;
 
-function lengthBytes(length: number): Buffer {
-  if (length < 0x80) return Buffer.from([length]);
-  const bytes: number[] = [];
-  for (let l = length; l > 0; l = Math.floor(l / 256)) bytes.unshift(l & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
+/** One constructed or primitive element whose contents are `parts` one after another, in one allocation. */
+function element(tag: number, parts: readonly Uint8Array[]): Buffer {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  let lengthOfLength = 0;
+  for (let l = length; l > 0; l = Math.floor(l / 256)) lengthOfLength++;
+  const header = length < 0x80 ? 2 : 2 + lengthOfLength;
+  // Every byte is written below, so the unzeroed (pooled) allocation never shows old memory.
+  const out = Buffer.allocUnsafe(header + length);
+  out[0] = tag;
+  if (length < 0x80) out[1] = length;
+  else {
+    out[1] = 0x80 | lengthOfLength;
+    for (let i = header - 1, l = length; i >= 2; i--, l = Math.floor(l / 256)) out[i] = l & 0xff;
+  }
+  let at = header;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** One tag-length-value element. */
 export function tlv(tag: number, content: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from([tag]), lengthBytes(content.length), content]);
+  return element(tag, [content]);
 }
 
-export const sequence = (...parts: Uint8Array[]): Buffer => tlv(TAG.sequence, Buffer.concat(parts));
-export const set = (...parts: Uint8Array[]): Buffer => tlv(TAG.set, Buffer.concat(parts));
+export const sequence = (...parts: Uint8Array[]): Buffer => element(TAG.sequence, parts);
+export const set = (...parts: Uint8Array[]): Buffer => element(TAG.set, parts);
 // A certificate names the same dozen OIDs every time: their encodings are kept (bounded), so issuing does
 // not redo the arbitrary-precision arc arithmetic of encodeOid for each one. Callers only concatenate them.
 const oidCache = new Map<string, Buffer>();
@@ -54,16 +70,18 @@ export const booleanTrue = (): Buffer => tlv(TAG.boolean, Buffer.from([0xff]));
 export const contextTag = (n: number, content: Uint8Array, constructed: boolean): Buffer =>
   tlv((constructed ? 0xa0 : 0x80) | n, content);
 
+/** One zero byte: a BIT STRING's count of unused bits, or the sign byte of a positive INTEGER. */
+const NO_UNUSED_BITS = Buffer.from([0]);
+
 /** A BIT STRING of whole bytes (no unused bits). */
-export const bitString = (bytes: Uint8Array): Buffer =>
-  tlv(TAG.bitString, Buffer.concat([Buffer.from([0]), bytes]));
+export const bitString = (bytes: Uint8Array): Buffer => element(TAG.bitString, [NO_UNUSED_BITS, bytes]);
 
 /** A non-negative INTEGER from hex digits; a leading 00 is added when the top bit would read as negative. */
 export function integerFromHex(hex: string): Buffer {
   let digits = hex.replace(/^(00)+(?=[0-9a-f]{2})/i, '');
   if (digits.length % 2) digits = `0${digits}`;
   const bytes = Buffer.from(digits, 'hex');
-  return tlv(TAG.integer, (bytes[0] as number) >= 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);
+  return element(TAG.integer, (bytes[0] as number) >= 0x80 ? [NO_UNUSED_BITS, bytes] : [bytes]);
 }
 
 /** A small non-negative INTEGER. */
@@ -77,7 +95,7 @@ export function namedBits(bits: readonly number[]): Buffer {
   const top = Math.max(...bits);
   const bytes = Buffer.alloc(Math.floor(top / 8) + 1);
   for (const b of bits) bytes[b >> 3] = (bytes[b >> 3] as number) | (0x80 >> (b & 7));
-  return tlv(TAG.bitString, Buffer.concat([Buffer.from([7 - (top & 7)]), bytes]));
+  return element(TAG.bitString, [Buffer.from([7 - (top & 7)]), bytes]);
 }
 
 const two = (n: number) => String(n).padStart(2, '0');
