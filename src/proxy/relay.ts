@@ -30,9 +30,32 @@ function flushBatch(flow: Flow): void {
   flow.flushBatch();
 }
 
+/** The flow that reads a stream and the one that writes to it, kept on the stream for its listeners. */
+const READ_BY = Symbol('relay flow reading this stream');
+const WRITTEN_BY = Symbol('relay flow writing to this stream');
+type Relayed = Duplex & { [READ_BY]?: Flow; [WRITTEN_BY]?: Flow };
+
+// The stream listeners, one of each for every flow: a listener is called with the stream as `this`, and the
+// stream names its flow. Functions made per connection would stay in memory for its whole life.
+function onData(this: Relayed, chunk: Buffer): void {
+  this[READ_BY]?.onData(chunk);
+}
+function onEnd(this: Relayed): void {
+  this[READ_BY]?.onEnd();
+}
+function onError(this: Relayed, err: Error): void {
+  this[READ_BY]?.onError(err);
+}
+function onClose(this: Relayed): void {
+  this[READ_BY]?.onClose();
+}
+function onDrain(this: Relayed): void {
+  this[WRITTEN_BY]?.onDrain();
+}
+
 /**
- * One direction of a pair. Its handlers are made once per connection; the per-chunk work is a counter, a
- * flag for the idle check and the write.
+ * One direction of a pair. It makes no function of its own; the per-chunk work is a counter, a flag for the
+ * idle check and the write.
  */
 class Flow {
   private corked = false;
@@ -45,13 +68,15 @@ class Flow {
     private readonly to: Duplex,
     private readonly count: (n: number) => void,
   ) {
-    from.on('data', this.onData);
-    from.on('end', this.onEnd);
-    from.on('error', this.onError);
-    from.on('close', this.onClose);
+    (from as Relayed)[READ_BY] = this;
+    (to as Relayed)[WRITTEN_BY] = this;
+    from.on('data', onData);
+    from.on('end', onEnd);
+    from.on('error', onError);
+    from.on('close', onClose);
   }
 
-  private readonly onData = (chunk: Buffer) => {
+  onData(chunk: Buffer): void {
     this.count(chunk.length);
     this.pair.moved = true;
     const { to } = this;
@@ -74,7 +99,7 @@ class Flow {
       return;
     }
     if (!to.write(chunk)) this.waitForDrain();
-  };
+  }
 
   /** The end of this turn's reads: writes the corked batch, if FLUSH_AT has not written it already. */
   flushBatch(): void {
@@ -96,31 +121,31 @@ class Flow {
     if (this.waiting) return;
     this.waiting = true;
     this.from.pause();
-    this.to.once('drain', this.onDrain);
+    this.to.once('drain', onDrain);
   }
 
-  private readonly onDrain = () => {
+  onDrain(): void {
     this.waiting = false;
     this.from.resume();
-  };
+  }
 
-  private readonly onEnd = () => {
+  onEnd(): void {
     this.to.end();
-  };
+  }
 
-  private readonly onError = (err: Error) => {
+  onError(err: Error): void {
     this.pair.failure ??= err;
     this.to.destroy();
-  };
+  }
 
-  private readonly onClose = () => {
+  onClose(): void {
     const { from, to } = this;
     // A side destroyed before its end (shutdown, idle timeout) leaves nothing to relay to: destroy the
     // other, which may be paused waiting for a drain that will never come. After a clean end, half-close.
     if (!from.readableEnded) to.destroy();
     else if (!to.destroyed && (to as { writableEnded?: boolean }).writableEnded !== true) to.end();
     this.pair.closed();
-  };
+  }
 }
 
 /** Both directions, the idle check and the result. */
