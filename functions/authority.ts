@@ -11,7 +11,7 @@ import type { IamJoinVerifier } from '../src/authority/iam-join.js';
 import { shortLivedPrefixes } from '../src/authority/state-keys.js';
 import { systemClock } from '../src/clock.js';
 import * as z from '../src/config/zod.js';
-import { createLogger } from '../src/log.js';
+import { createJsonLogger } from '../src/json-log.js';
 import { DynamoDbStateStore } from '../src/state/dynamodb-store.js';
 import { decodeText, lambdaEntry, once, parseEnv } from './env.js';
 
@@ -64,7 +64,7 @@ export interface AuthorityHandlerDeps {
  */
 export function createAuthorityHandler(deps: AuthorityHandlerDeps): (event: unknown) => Promise<ApiResponse> {
   const options = authorityOptions(deps);
-  const log = createLogger({ base: { component: 'authority' }, destination: 1 });
+  const log = createJsonLogger({ base: { component: 'authority' }, destination: 1 });
   const ready = once(() => bootstrapAuthority(options));
   return async (event) => handleApiRequest(await ready(), event, log);
 }

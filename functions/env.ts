@@ -1,7 +1,7 @@
 import type * as core from 'zod/v4/core';
 import { ConfigError } from '../src/config/errors.js';
 import * as z from '../src/config/zod.js';
-import { redactedError } from '../src/log.js';
+import { redactedError } from '../src/redact.js';
 
 /** Validates a Lambda's environment once at cold start; a bad one fails every invocation with the reason. */
 export function parseEnv<S extends core.$ZodType>(

@@ -1,6 +1,6 @@
 import { stateKeys, TypedState } from '../authority/state-keys.js';
 import type { Clock } from '../clock.js';
-import type { Logger } from '../log.js';
+import type { JsonLogger as Logger } from '../log.js';
 import { ConflictError } from '../state/errors.js';
 import type { StateStore } from '../state/store.js';
 import type { ApiResponse } from './protocol.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Authority } from '../authority/authority.js';
 import { BrokerError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { JsonLogger as Logger } from '../log.js';
 import { runOnce } from './dedupe.js';
 import { API_VERSION, type ApiRequest, type ApiResponse, requestSchema } from './protocol.js';
 import type { RateLimiter } from './rate-limit.js';
