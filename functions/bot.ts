@@ -9,8 +9,9 @@ import { type Clock, systemClock } from '../src/clock.js';
 import { readConfigDocuments } from '../src/config/read-documents.js';
 import * as z from '../src/config/zod.js';
 import { BrokerError } from '../src/errors.js';
-import { createLogger, redactedError } from '../src/log.js';
+import { createJsonLogger } from '../src/json-log.js';
 import { type EmfMetric, emfLine } from '../src/metrics-emf.js';
+import { redactedError } from '../src/redact.js';
 import { decodeText, parseEnv } from './env.js';
 
 const nonEmpty = () => z.string().check(z.minLength(1));
@@ -46,7 +47,7 @@ export interface BotRunSummary {
 export function createBotHandler(deps: BotHandlerDeps): () => Promise<BotRunSummary> {
   const env = parseEnv(envSchema, deps.env, 'bot');
   const clock = deps.clock ?? systemClock;
-  const log = createLogger({ base: { component: 'bot' }, destination: 1 });
+  const log = createJsonLogger({ base: { component: 'bot' }, destination: 1 });
   const writeLine = deps.writeLine ?? ((l: string) => process.stdout.write(`${l}\n`));
   const credentials = async (): Promise<AwsCredentials> => ({
     accessKeyId: env.AWS_ACCESS_KEY_ID,

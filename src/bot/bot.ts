@@ -11,7 +11,7 @@ import type { DatabaseRoute } from '../credentials/route.js';
 import type { Destination } from '../destinations/destination.js';
 import { formatDuration } from '../duration.js';
 import { AccessDeniedError, BrokerError, errorMessage, GenerationMismatchError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { JsonLogger as Logger } from '../log.js';
 import { DEFAULT_KEY_ALGORITHM, generateKeyPairOf, type KeyAlgorithm, type KeyPairPem } from '../pki/keys.js';
 import { parseCertificate } from '../pki/parse.js';
 import type { BotConfig, DatabaseOutputConfig } from './config.js';

@@ -8,7 +8,7 @@ import type { Destination } from '../destinations/destination.js';
 import { DirectoryDestination } from '../destinations/directory.js';
 import { MemoryDestination } from '../destinations/memory.js';
 import { SecretsManagerDestination } from '../destinations/secretsmanager.js';
-import type { Logger } from '../log.js';
+import type { JsonLogger as Logger } from '../log.js';
 import { caPin } from '../pki/parse.js';
 import { Bot } from './bot.js';
 import { type BotConfig, type DatabaseOutputConfig, resolveToken } from './config-schema.js';

@@ -1,7 +1,7 @@
 /** Saving an identity the authority just issued: retried, and never dropped silently when storage fails. */
 import type { BotIdentity } from '../credentials/identity.js';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { JsonLogger as Logger } from '../log.js';
 import type { IdentityStore } from './identity-store.js';
 import { StorageError } from './private-dir.js';
 

@@ -39,7 +39,7 @@ import {
   serializeBundle,
 } from '../credentials/bundle.js';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { JsonLogger as Logger } from '../log.js';
 import type { Destination } from './destination.js';
 import { DestinationError } from './directory.js';
 
