@@ -2,10 +2,13 @@
  * The RE2 helpers under RBAC as Go's regexp behaves: ReplaceAllString with its template syntax and its rule
  * for empty matches (Teleport's regexp.replace), raw expressions, and the pattern cache.
  */
+import fc from 'fast-check';
+import { RE2JS } from 're2js';
 import { describe, expect, it } from 'vitest';
 import {
   compilePattern,
   compileRegexp,
+  globToRegexp,
   PatternError,
   regexMatchesAny,
   regexpReplace,
@@ -84,5 +87,66 @@ describe('raw expressions and the cache', () => {
     expect(regexMatchesAny(['a', 'b'], 'b')).toBe(true);
     expect(regexMatchesAny(['a', 'b'], 'c')).toBe(false);
     expect(regexMatchesAny([], '*')).toBe(false);
+  });
+});
+
+describe('globs, matched without a regular expression engine', () => {
+  const globMatches = (glob: string, input: string) =>
+    (compilePattern(glob) as Exclude<ReturnType<typeof compilePattern>, PatternError>).test(input);
+
+  it.each([
+    ['prod', 'prod', true],
+    ['prod', 'production', false],
+    ['prod', 'xprod', false],
+    ['', '', true],
+    ['', 'a', false],
+    ['*', '', true],
+    ['*', 'anything at all', true],
+    ['orders-*', 'orders-eu', true],
+    ['orders-*', 'orders-', true],
+    ['orders-*', 'order-eu', false],
+    ['*-eu', 'orders-eu', true],
+    ['*-eu', 'orders-us', false],
+    ['a*b*c', 'abc', true],
+    ['a*b*c', 'a-b-b-c', true],
+    ['a*b*c', 'a-c-b', false],
+    ['a**b', 'ab', true],
+    ['a*a', 'a', false],
+    ['a*a', 'aa', true],
+    // Every other character is literal, as GlobToRegexp quotes it.
+    ['a.c', 'abc', false],
+    ['a.c', 'a.c', true],
+    ['(a|b)', 'a', false],
+    ['(a|b)', '(a|b)', true],
+    ['\\*', '\\x', true],
+    ['\\*', 'x', false],
+    ['^a', '^a', true],
+    ['a$', 'a$', true],
+    // `*` is RE2's `.*`: any code point but a newline; a newline in the glob matches itself.
+    ['a*b', 'a\nb', false],
+    ['a*b', 'a\rb', true],
+    ['a\n*', 'a\nb', true],
+    ['*', '\n', false],
+    // Code points, not UTF-16 units: a `*` never ends inside a surrogate pair.
+    ['*\uDE00', '\uD83D\uDE00', false],
+    ['*\uDE00', 'x\uDE00', true],
+    ['\u{1F600}*', '\u{1F600}\u{1F601}', true],
+  ])('%j against %j is %j', (glob, input, want) => {
+    expect(globMatches(glob, input)).toBe(want);
+  });
+
+  it('agrees with RE2 compiling the glob as GlobToRegexp does, for any glob and input', () => {
+    const text = fc.string({
+      unit: fc.constantFrom('a', 'b', '*', '\n', '\r', '\\', '.', '$', '\u{1F600}', '\uD83D', '\uDE00'),
+      maxLength: 8,
+    });
+    fc.assert(
+      fc.property(
+        text.filter((g) => !(g.startsWith('^') && g.endsWith('$'))),
+        text,
+        (glob, input) => globMatches(glob, input) === RE2JS.compile(`^${globToRegexp(glob)}$`).test(input),
+      ),
+      { numRuns: 2000 },
+    );
   });
 });

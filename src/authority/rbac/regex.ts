@@ -4,7 +4,8 @@
  * Mirrors lib/utils/replace.go (GlobToRegexp, MatchString, SliceMatchesRegex, RegexMatchesAny) and the
  * regexp.replace template function of lib/utils/parse/parse.go (RegexpReplace).
  */
-import { RE2JS } from 're2js';
+import { createRequire } from 'node:module';
+import type { RE2JS } from 're2js';
 
 /** A pattern that is not a valid RE2 expression. Evaluating it denies access, as Teleport's error does. */
 export class PatternError extends Error {
@@ -17,10 +18,61 @@ export class PatternError extends Error {
   }
 }
 
-const MAX_CACHE = 2000;
-const cache = new Map<string, RE2JS | PatternError>();
+/** A compiled pattern: an RE2 expression, or a glob matched without one. */
+export interface Matcher {
+  test(input: string): boolean;
+}
 
-function remember(key: string, value: RE2JS | PatternError): RE2JS | PatternError {
+let engine: typeof RE2JS | undefined;
+
+/**
+ * re2js, loaded on the first regular expression: it is the largest part of the authority Lambda's import,
+ * and roles whose values are literals and `*` globs never need it. The bundler inlines `require` (its
+ * CommonJS build, evaluated on this call); unbundled ESM, where `require` is not defined, resolves it here.
+ */
+function re2(): typeof RE2JS {
+  engine ??= (
+    (typeof require === 'function' ? require('re2js') : createRequire(import.meta.url)('re2js')) as {
+      RE2JS: typeof RE2JS;
+    }
+  ).RE2JS;
+  return engine;
+}
+
+/**
+ * `^glob$` as GlobToRegexp makes it, without a regular expression engine: every `*` matches any run of code
+ * points but a newline (RE2's `.`), everything else only itself, code point by code point as re2js compares.
+ * A set-of-positions simulation, so it is linear in the input for a given glob, like RE2.
+ */
+function globMatcher(glob: string): Matcher {
+  const tokens = Array.from(glob);
+  const end = tokens.length;
+  // Positions reachable without consuming input: a `*` may match nothing.
+  const close = (at: Uint8Array) => {
+    for (let i = 0; i < end; i++) if (at[i] === 1 && tokens[i] === '*') at[i + 1] = 1;
+    return at;
+  };
+  return {
+    test(input: string): boolean {
+      let at = close(Uint8Array.of(1, ...tokens.map(() => 0)));
+      for (const c of input) {
+        const next = new Uint8Array(end + 1);
+        for (let i = 0; i < end; i++) {
+          if (at[i] !== 1) continue;
+          if (tokens[i] === '*') next[i] = c === '\n' ? 0 : 1;
+          else if (tokens[i] === c) next[i + 1] = 1;
+        }
+        at = close(next);
+      }
+      return at[end] === 1;
+    },
+  };
+}
+
+const MAX_CACHE = 2000;
+const cache = new Map<string, Matcher | PatternError>();
+
+function remember<T extends Matcher | PatternError>(key: string, value: T): T {
   if (cache.size >= MAX_CACHE) cache.delete(cache.keys().next().value as string);
   cache.set(key, value);
   return value;
@@ -44,10 +96,10 @@ export function isRegexPattern(pattern: string): boolean {
 /** Compiles a raw RE2 expression (unanchored), or returns why it does not compile. */
 export function compileRegexp(expression: string): RE2JS | PatternError {
   const key = `raw\u0000${expression}`;
-  const hit = cache.get(key);
+  const hit = cache.get(key) as RE2JS | PatternError | undefined;
   if (hit) return hit;
   try {
-    return remember(key, RE2JS.compile(expression));
+    return remember(key, re2().compile(expression));
   } catch (err) {
     return remember(key, new PatternError(expression, (err as Error).message));
   }
@@ -57,8 +109,10 @@ export function compileRegexp(expression: string): RE2JS | PatternError {
  * CompileExpression (lib/utils/replace.go): a `^...$` pattern is a regular expression as written; anything
  * else is a glob, anchored at both ends, where only `*` is special.
  */
-export function compilePattern(pattern: string): RE2JS | PatternError {
-  return compileRegexp(isRegexPattern(pattern) ? pattern : `^${globToRegexp(pattern)}$`);
+export function compilePattern(pattern: string): Matcher | PatternError {
+  if (isRegexPattern(pattern)) return compileRegexp(pattern);
+  const key = `glob\u0000${pattern}`;
+  return cache.get(key) ?? remember(key, globMatcher(pattern));
 }
 
 /** Why a pattern does not compile, or undefined when it does. */
