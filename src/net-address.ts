@@ -4,7 +4,7 @@
  * to is loopback; the listener then binds the address that was checked, never the name again, so DNS cannot
  * answer differently between the check and the bind.
  */
-import { lookup } from 'node:dns/promises';
+import { lookup } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { ConfigError } from './config/errors.js';
 
@@ -16,7 +16,12 @@ export interface ResolvedAddress {
 /** Resolves a host name to every address it has (`dns.lookup` with `all: true`); tests inject a double. */
 export type HostResolver = (host: string) => Promise<readonly ResolvedAddress[]>;
 
-export const systemResolver: HostResolver = (host) => lookup(host, { all: true, verbatim: true });
+// node:dns's callback form: node:net has loaded it already, while dns/promises is two more modules that a
+// proxy sidecar would keep in memory for this one call at start.
+export const systemResolver: HostResolver = (host) =>
+  new Promise((resolve, reject) =>
+    lookup(host, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
+  );
 
 const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
