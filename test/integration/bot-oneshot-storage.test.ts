@@ -2,12 +2,12 @@
  * `broker start --oneshot` whose storage breaks after the checks that run before the join: the one-time
  * token is spent, so the identity the authority issued must not die with the process. Real file-system
  * failures, timed by a relay in front of the authority that breaks the storage when it sees the join: the
- * storage directory made read-only for the bot's (non-root) user, and the storage volume full (a small
+ * storage directory turned read-only (bind-mounted over itself read-only), and the storage volume full (a small
  * tmpfs). Each run fails with an error naming the storage and the problem and leaves the identity in a 0600
  * file beside the storage; once the storage is fixed, the same command runs again with no token left.
  */
 import { spawn } from 'node:child_process';
-import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,8 +16,6 @@ import { exampleResourcesYaml, INTERNAL_DB_URI } from '../support/fixtures.js';
 import { type RunResult, run } from '../support/run.js';
 import { tempDir } from '../support/temp.js';
 
-/** The unprivileged user the bot runs as where the test runs as root (root writes through any mode). */
-const BOT_UID = 65534;
 const asRoot = process.getuid?.() === 0;
 
 let work: Awaited<ReturnType<typeof tempDir>>;
@@ -29,11 +27,10 @@ const dir = (...p: string[]) => path.join(work.dir, ...p);
 const broker = (args: string[]) =>
   run(process.execPath, [CLI, '--state-dir', dir('authority'), ...args], { timeoutMs: 60_000 });
 
-/** `broker start --oneshot -c FILE`, as `uid` when given. */
-function startOneshot(config: string, uid?: number): Promise<RunResult> {
+/** `broker start --oneshot -c FILE`. */
+function startOneshot(config: string): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'start', '--oneshot', '-c', config], {
-      ...(uid === undefined ? {} : { uid, gid: uid }),
       cwd: '/',
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', BROKER_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -136,44 +133,56 @@ afterAll(async () => {
 
 describe('broker start --oneshot when storage fails after the join', () => {
   it.runIf(asRoot)(
-    'a storage directory that turns read-only: the identity waits beside it; chmod 700 and the same command renews without a token',
-    async () => {
+    'a storage directory that turns read-only: the identity waits beside it; back to read-write and the same command renews without a token',
+    async (ctx) => {
       const home = dir('readonly');
       await mkdir(home, { mode: 0o700 });
-      await chown(home, BOT_UID, BOT_UID);
       const config = await botConfig(home, await newToken());
-      await chown(path.join(home, 'token'), BOT_UID, BOT_UID);
       const storage = path.join(home, 'storage');
       const before = await tokenCount();
-      onJoin = async () => chmod(storage, 0o500); // after the preflight made it, before the identity lands
+      let mounted = false;
+      // After the preflight made and probed it, before the identity lands: the directory is bind-mounted
+      // over itself read-only, which refuses even root (a uid switch would need the repository readable by
+      // that user, which a CI checkout need not be).
+      onJoin = async () => {
+        const bound = await run('mount', ['--bind', storage, storage]);
+        if (bound.code !== 0) return;
+        mounted = true;
+        const ro = await run('mount', ['-o', 'remount,bind,ro', storage]);
+        if (ro.code !== 0) throw new Error(`remounting read-only failed: ${ro.stderr}`);
+      };
+      try {
+        const first = await startOneshot(config);
+        onJoin = async () => undefined;
+        if (!mounted) ctx.skip('cannot bind-mount here');
+        expect(first.code).not.toBe(0);
+        const rescue = path.join(home, '.storage.identity-rescue.json');
+        expect(first.stderr).toContain(
+          `joined the authority, but could not save the identity to directory ${storage} (3 attempts): EROFS: read-only file system`,
+        );
+        expect(first.stderr).toContain(`It was written to ${rescue} (mode 0600) instead`);
+        expect(first.stderr).toMatch(/retrying in 250 ms/);
+        expect(first.stderr).not.toMatch(/PRIVATE KEY/);
+        expect((await stat(rescue)).mode & 0o777).toBe(0o600);
+        expect(await tokenCount()).toBe(before - 1); // the token is spent
 
-      const first = await startOneshot(config, BOT_UID);
-      onJoin = async () => undefined;
-      expect(first.code).not.toBe(0);
-      const rescue = path.join(home, '.storage.identity-rescue.json');
-      expect(first.stderr).toContain(
-        `joined the authority, but could not save the identity to directory ${storage} (3 attempts): EACCES: permission denied`,
-      );
-      expect(first.stderr).toContain(`It was written to ${rescue} (mode 0600) instead`);
-      expect(first.stderr).toMatch(/retrying in 250 ms/);
-      expect(first.stderr).not.toMatch(/PRIVATE KEY/);
-      const kept = await stat(rescue);
-      expect([kept.mode & 0o777, kept.uid]).toEqual([0o600, BOT_UID]);
-      expect(await tokenCount()).toBe(before - 1); // the token is spent
+        // Still read-only: the next run says where the identity waits, and spends nothing.
+        const still = await startOneshot(config);
+        expect(still.code).not.toBe(0);
+        expect(still.stderr).toContain(`The bot's newest identity waits in ${rescue}`);
 
-      // Still read-only: the next run says where the identity waits, and spends nothing.
-      const still = await startOneshot(config, BOT_UID);
-      expect(still.code).not.toBe(0);
-      expect(still.stderr).toContain(`The bot's newest identity waits in ${rescue}`);
-
-      await chmod(storage, 0o700); // the fix; no new token
-      const second = await startOneshot(config, BOT_UID);
-      expect(second.code, second.stderr).toBe(0);
-      expect(second.stderr).toContain(`moved the identity kept in ${rescue} (generation 1)`);
-      expect(second.stdout).toMatch(/^ok {6}alice@example-server\/example/m);
-      expect(await generationIn(storage)).toBe(2);
-      await expect(stat(rescue)).rejects.toThrow(/ENOENT/);
-      await expect(stat(path.join(home, 'out', 'tlscert'))).resolves.toBeTruthy();
+        await run('umount', [storage]); // the fix; no new token
+        mounted = false;
+        const second = await startOneshot(config);
+        expect(second.code, second.stderr).toBe(0);
+        expect(second.stderr).toContain(`moved the identity kept in ${rescue} (generation 1)`);
+        expect(second.stdout).toMatch(/^ok {6}alice@example-server\/example/m);
+        expect(await generationIn(storage)).toBe(2);
+        await expect(stat(rescue)).rejects.toThrow(/ENOENT/);
+        await expect(stat(path.join(home, 'out', 'tlscert'))).resolves.toBeTruthy();
+      } finally {
+        if (mounted) await run('umount', [storage]);
+      }
     },
     120_000,
   );

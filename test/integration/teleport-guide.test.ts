@@ -178,7 +178,12 @@ services:
     );
     bot = spawnCli(argvOf(GUIDE.start, { '/etc/tbot.yaml': tbotYaml() }));
     children.push(bot);
-    await bot.waitFor('stderr', /rendered database output/, 60_000);
+    // The directory output's line: outputs render concurrently, and the tunnel's in-memory one may come first.
+    await bot.waitFor(
+      'stderr',
+      /-> directory [^"]*opt-machine-id","route[^\n]*"msg":"rendered database output"/,
+      60_000,
+    );
     expect((await stat(dir('var-lib-teleport-bot'))).mode & 0o777).toBe(0o700);
     for (const f of ['tlscert', 'key', 'teleport-host-ca.crt', 'teleport-database-ca.crt'])
       await expect(stat(path.join(opt(), f))).resolves.toBeTruthy();
