@@ -9,7 +9,8 @@
  * Secrets Manager. While the db-client CA and then the db-server CA go through every phase (and a rollback),
  * a client opens a new connection every 100 ms and keeps one long-lived connection, through the tunnel and
  * directly with verify-full (test/support/rotation-proof.ts): none fails, none drops, and the key that left
- * is PendingDeletion in KMS afterwards.
+ * is PendingDeletion in KMS afterwards. The bot CA goes through every phase (and a rollback) with the bot's
+ * scheduled runs renewing its identity between phases and a connection through the proxy after each.
  *
  * The same proof runs twice: on this project's doubles (dynalite, the Secrets Manager double, the KMS
  * double), and on moto's server for DynamoDB and Secrets Manager with the KMS double for KMS: moto 5.2.5's
@@ -156,12 +157,20 @@ class AwsRotationWorld extends RotationWorld {
   override async start(): Promise<void> {
     const { backend, shared } = this;
     await createStateTable(backend.dynamodb, this.table);
-    for (const name of ['bot', 'db-client', 'db-server', 'service', 'next-db-server', 'next-service'])
+    for (const name of [
+      'bot',
+      'db-client',
+      'db-server',
+      'service',
+      'next-db-server',
+      'next-service',
+      'next-bot',
+    ])
       this.keys[name] = (
         await this.kms.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }))
       ).KeyMetadata?.KeyId as string;
-    // The environment the stack gives the authority and its two operator actions (nextCaKeys: db-server and
-    // the service's client CA).
+    // The environment the stack gives the authority and its two operator actions (nextCaKeys: db-server, the
+    // service's client CA and the bot CA).
     const env = {
       BROKER_TABLE_NAME: this.table,
       BROKER_CA_KEY_BOT: this.keys.bot as string,
@@ -171,6 +180,7 @@ class AwsRotationWorld extends RotationWorld {
       BROKER_CA_NEXT_KEYS: JSON.stringify({
         'db-server': this.keys['next-db-server'],
         [`db-client/${SERVICE}`]: this.keys['next-service'],
+        bot: this.keys['next-bot'],
       }),
       BROKER_RESOURCES: `base64:${Buffer.from(resources(this.port)).toString('base64')}`,
       BROKER_STACK_NAME: 'Broker',
@@ -494,6 +504,47 @@ function awsRotationSuite(backendOf: () => Backend, options: { cliRefusals?: boo
     expect(await world.keyState('next-service')).toBe('Enabled');
     expect(await world.keyState('next-db-server')).toBe('Enabled');
     expectNoPrivateKeyThroughLambda(shared);
+  }, 300_000);
+
+  /**
+   * The bot CA through `phases` (docs/aws.md: nothing to do on the databases), the bot's schedule running
+   * between phases: each run renews the bot's identity (from update_clients on, with the new key) and its
+   * output, the proxy picks the output up, and a connection through it works. Returns the audit lines of
+   * the bot CA's phases.
+   */
+  async function walkBotCa(world: AwsRotationWorld, phases: readonly RotationPhase[]): Promise<unknown[]> {
+    const before = await world.output();
+    const auditFrom = shared.auditLines.length;
+    for (const phase of phases) {
+      await world.rotate({ type: 'bot', phase, manual: true });
+      const serial = await world.renew();
+      await world.proxyHas(serial);
+      const conn = await world.engine.tunnel(world.proxyPort);
+      await conn.ping();
+      await conn.close();
+    }
+    // One more scheduled run after the last phase: the bot's identity is trusted by the CA as it ends.
+    expect(await world.renew()).not.toBe(before.serial);
+    return shared.auditLines
+      .slice(auditFrom)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((e) => e.event === 'ca.rotate' && e.name === 'bot' && e.outcome === 'success');
+  }
+
+  it("a rotation of the bot CA: the bot's scheduled runs renew through every phase, its old key ends pending deletion, and connections keep working", async () => {
+    const world = await startWorld('bot-ca');
+    const phases = ['init', 'update_clients', 'update_servers', 'standby'] as const;
+    expect(await walkBotCa(world, phases)).toHaveLength(phases.length);
+    expect(await world.keyState('bot')).toBe('PendingDeletion');
+    expect(await world.keyState('next-bot')).toBe('Enabled');
+  }, 300_000);
+
+  it('a rotation of the bot CA rolled back from update_servers: the bot keeps renewing, the next key ends pending deletion', async () => {
+    const world = await startWorld('bot-ca-rollback');
+    const phases = ['init', 'update_clients', 'update_servers', 'rollback', 'standby'] as const;
+    expect(await walkBotCa(world, phases)).toHaveLength(phases.length);
+    expect(await world.keyState('next-bot')).toBe('PendingDeletion');
+    expect(await world.keyState('bot')).toBe('Enabled');
   }, 300_000);
 
   // Once: the refusals do not depend on where the state lives.
