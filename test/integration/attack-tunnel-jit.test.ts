@@ -7,38 +7,17 @@
  * No database is needed: the service's endpoint is a closed port, so a connection that went upstream would
  * fail with a connection error, not with the tunnel's own message.
  */
-import pg from 'pg';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthorityTransport } from '../../src/api/client.js';
-import type { ApiRequest } from '../../src/api/protocol.js';
-import { InProcessTransport } from '../../src/api/transports.js';
-import { type BotConfig, parseBotConfig } from '../../src/bot/config.js';
-import { createBot } from '../../src/bot/runtime.js';
-import { prepareTunnels, type TunnelRuntime } from '../../src/cli/bot-tunnels.js';
-import type { ManualClock } from '../../src/clock.js';
 import { freePort } from '../../src/devdb/postgres.js';
-import { testAuthority } from '../support/authority.js';
-import { exampleResourcesYaml } from '../support/fixtures.js';
+import { type JitTunnelWorld, jitTunnelWorld } from '../support/jit-tunnel-world.js';
 
-const START = new Date(Date.now() - 20 * 60_000);
-
-let clock: ManualClock;
-let tunnel: TunnelRuntime;
-let tunnelPort = 0;
+let world: JitTunnelWorld;
 let issueAttempts = 0;
 let authorityDown = false;
 
 /** One client connection through the tunnel; the error it ends with. */
 async function connectError(): Promise<Error> {
-  const client = new pg.Client({
-    host: '127.0.0.1',
-    port: tunnelPort,
-    user: 'alice',
-    database: 'example',
-    connectionTimeoutMillis: 10_000,
-  });
-  client.on('error', () => undefined);
+  const client = world.client();
   try {
     await client.connect();
   } catch (err) {
@@ -50,62 +29,25 @@ async function connectError(): Promise<Error> {
 }
 
 beforeAll(async () => {
-  const made = await testAuthority({
-    start: START.toISOString(),
-    resources: exampleResourcesYaml({
-      role: { maxSessionTtl: '10m' },
-      db: { uri: `localhost:${await freePort()}` },
-    }),
-  });
-  clock = made.clock;
-  const { token } = await made.authority.addToken('example');
-  tunnelPort = await freePort();
-  const config: BotConfig = parseBotConfig(
-    `version: v2
-auth_server: unix:///unused.sock
-onboarding: { join_method: token, token: ${token} }
-storage: { type: memory }
-credential_ttl: 1h
-renewal_interval: 20m
-services:
-  - type: database-tunnel
-    listen: tcp://127.0.0.1:${tunnelPort}
-    service: example-server
-    database: example
-    username: alice
-`,
-    'tbot.yaml',
-  );
-  const log = pino({ level: 'silent' });
-  [tunnel] = (await prepareTunnels(config, { log, unsafeListen: false, clock })) as [TunnelRuntime];
-  const inner = new InProcessTransport(made.authority);
-  const transport: AuthorityTransport = {
+  world = await jitTunnelWorld({
+    dbPort: await freePort(),
     description: 'in process (failing on demand)',
-    async send(request: ApiRequest) {
+    intercept(request) {
       if (request.type === 'issue-db-cert') {
         issueAttempts++;
         if (authorityDown) throw new Error('connect ECONNREFUSED (the authority is down)');
       }
-      return inner.send(request);
     },
-  };
-  const bot = createBot(
-    { ...config, outputs: [tunnel.output] },
-    { log, clock, transport, destinations: new Map([[tunnel.output, tunnel.destination]]) },
-  );
-  tunnel.attach(bot);
-  const [first] = await bot.runCycle();
-  expect(first?.ok, first?.error).toBe(true);
-  await tunnel.proxy.start();
+  });
 }, 120_000);
 
 afterAll(async () => {
-  await tunnel?.proxy.stop(1000);
-  tunnel?.creds.stop();
+  await world?.stop();
 });
 
 describe('database-tunnel under a flood of connections while the authority is down', () => {
   it('issues at most once per few seconds, never goes upstream with the expired certificate, and tries again later', async () => {
+    const { clock } = world;
     clock.set(new Date()); // the certificate (10 minutes, issued 20 minutes ago) has expired
     authorityDown = true;
     const before = issueAttempts;

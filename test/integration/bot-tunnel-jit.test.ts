@@ -9,43 +9,20 @@
  * is set to now, while the bot's identity (1 h) is still valid.
  */
 import path from 'node:path';
-import pg from 'pg';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthorityTransport } from '../../src/api/client.js';
-import type { ApiRequest } from '../../src/api/protocol.js';
-import { InProcessTransport } from '../../src/api/transports.js';
-import type { Bot } from '../../src/bot/bot.js';
-import { type BotConfig, parseBotConfig } from '../../src/bot/config.js';
-import { createBot } from '../../src/bot/runtime.js';
-import { prepareTunnels, type TunnelRuntime } from '../../src/cli/bot-tunnels.js';
-import type { ManualClock } from '../../src/clock.js';
 import { freePort, type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
-import { testAuthority } from '../support/authority.js';
-import { exampleResourcesYaml } from '../support/fixtures.js';
+import { type JitTunnelWorld, jitTunnelWorld } from '../support/jit-tunnel-world.js';
 import { requirePostgres } from '../support/postgres.js';
 import { tempDir } from '../support/temp.js';
 
 let work: Awaited<ReturnType<typeof tempDir>>;
 let postgres: StartedPostgres;
-let clock: ManualClock;
-let bot: Bot;
-let tunnel: TunnelRuntime;
-let tunnelPort = 0;
+let world: JitTunnelWorld;
 /** `issue-db-cert` requests the bot sent. */
 let issued = 0;
 
-const START = new Date(Date.now() - 20 * 60_000);
-
 async function currentUser(): Promise<string> {
-  const client = new pg.Client({
-    host: '127.0.0.1',
-    port: tunnelPort,
-    user: 'alice',
-    database: 'example',
-    connectionTimeoutMillis: 10_000,
-  });
-  client.on('error', () => undefined);
+  const client = world.client();
   await client.connect();
   try {
     return (await client.query<{ u: string }>('SELECT current_user AS u')).rows[0]!.u;
@@ -58,13 +35,14 @@ beforeAll(async () => {
   await requirePostgres();
   work = await tempDir('tunnel-jit');
   const dbPort = await freePort();
-  const made = await testAuthority({
-    start: START.toISOString(),
-    resources: exampleResourcesYaml({ role: { maxSessionTtl: '10m' }, db: { uri: `localhost:${dbPort}` } }),
+  world = await jitTunnelWorld({
+    dbPort,
+    description: 'in process (counting)',
+    intercept(request) {
+      if (request.type === 'issue-db-cert') issued++;
+    },
   });
-  const { authority } = made;
-  clock = made.clock;
-  const server = await authority.signDatabaseServer(['localhost', '127.0.0.1'], {
+  const server = await world.authority.signDatabaseServer(['localhost', '127.0.0.1'], {
     service: 'example-server',
   });
   postgres = await startPostgres({
@@ -78,54 +56,17 @@ beforeAll(async () => {
     users: ['alice'],
     databases: ['example'],
   });
-  const { token } = await authority.addToken('example');
-  tunnelPort = await freePort();
-  const config: BotConfig = parseBotConfig(
-    `version: v2
-auth_server: unix:///unused.sock
-onboarding: { join_method: token, token: ${token} }
-storage: { type: memory }
-credential_ttl: 1h
-renewal_interval: 20m
-services:
-  - type: database-tunnel
-    listen: tcp://127.0.0.1:${tunnelPort}
-    service: example-server
-    database: example
-    username: alice
-`,
-    'tbot.yaml',
-  );
-  const log = pino({ level: 'silent' });
-  const tunnels = await prepareTunnels(config, { log, unsafeListen: false, clock });
-  tunnel = tunnels[0]!;
-  const inner = new InProcessTransport(authority);
-  const transport: AuthorityTransport = {
-    description: 'in process (counting)',
-    send(request: ApiRequest) {
-      if (request.type === 'issue-db-cert') issued++;
-      return inner.send(request);
-    },
-  };
-  bot = createBot(
-    { ...config, outputs: [tunnel.output] },
-    { log, clock, transport, destinations: new Map([[tunnel.output, tunnel.destination]]) },
-  );
-  tunnel.attach(bot);
-  const [first] = await bot.runCycle();
-  expect(first?.ok, first?.error).toBe(true);
-  await tunnel.proxy.start();
 }, 180_000);
 
 afterAll(async () => {
-  await tunnel?.proxy.stop(1000);
-  tunnel?.creds.stop();
+  await world?.stop();
   await postgres?.stop();
   await work?.cleanup();
 });
 
 describe('database-tunnel: a certificate just in time for each new connection', () => {
   it('connections after the certificate expired get a fresh one, issued once for all of them, and reach PostgreSQL', async () => {
+    const { tunnel, clock } = world;
     const expired = tunnel.creds.loaded!;
     clock.set(new Date()); // the certificate issued 20 minutes ago for 10 minutes has expired, really
     expect(expired.expiresAt.getTime()).toBeLessThan(Date.now());
