@@ -1,7 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { z } from 'zod';
 import { bootstrapAuthority } from '../src/authority/aws-bootstrap.js';
+import * as z from '../src/config/zod.js';
 import { parseDuration } from '../src/duration.js';
 import { BrokerError } from '../src/errors.js';
 import { CA_TYPES } from '../src/pki/ca.js';
@@ -15,19 +15,16 @@ import { lambdaEntry, once } from './env.js';
  * state as the authority) because the authority's own function is invoked by every bot: only operators
  * granted this one can move a CA.
  */
-export const rotateEventSchema = z
-  .object({
-    type: z.enum(CA_TYPES),
-    service: z.string().min(1).optional(),
-    phase: z.enum(ROTATION_PHASES).default('init'),
-    manual: z.boolean().default(false),
-    gracePeriod: z
-      .string()
-      .refine((t) => (parseDuration(t) ?? 0) > 0, 'is not a duration such as 36h')
-      .optional(),
-    kmsKeyId: z.string().min(1).optional(),
-  })
-  .strict();
+export const rotateEventSchema = z.strictObject({
+  type: z.enum(CA_TYPES),
+  service: z.optional(z.string().check(z.minLength(1))),
+  phase: z._default(z.enum(ROTATION_PHASES), 'init'),
+  manual: z._default(z.boolean(), false),
+  gracePeriod: z.optional(
+    z.string().check(z.refine((t) => (parseDuration(t) ?? 0) > 0, 'is not a duration such as 36h')),
+  ),
+  kmsKeyId: z.optional(z.string().check(z.minLength(1))),
+});
 
 export type RotateEvent = z.input<typeof rotateEventSchema>;
 
@@ -53,7 +50,7 @@ export function createRotationHandler(
   const options = authorityOptions(deps);
   const ready = once(() => bootstrapAuthority(options));
   return async (event) => {
-    const parsed = rotateEventSchema.safeParse(event);
+    const parsed = z.safeParse(rotateEventSchema, event);
     if (!parsed.success)
       return {
         ok: false,
