@@ -9,6 +9,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AuthorityClient } from '../../src/api/client.js';
 import { InProcessTransport } from '../../src/api/transports.js';
+import type { Authority } from '../../src/authority/authority.js';
 import { Bot } from '../../src/bot/bot.js';
 import { type BotConfig, parseBotConfig, resolveToken } from '../../src/bot/config.js';
 import { DirectoryIdentityStore, type IdentityStore } from '../../src/bot/identity-store.js';
@@ -64,6 +65,20 @@ async function setup(cfg: BotConfig, identityStore: IdentityStore) {
   return { authority, clock, bot, dest, spend: () => (current = 'spent-already') };
 }
 
+/** A new process with the same configuration, its identity in the directory store `dir`, and no token left. */
+function restartedBot(authority: Authority, clock: ManualClock, dir: string): Bot {
+  return new Bot({
+    config: config(),
+    client: new AuthorityClient(new InProcessTransport(authority), clock),
+    identityStore: new DirectoryIdentityStore(dir),
+    destinationFor: () => new MemoryDestination(),
+    joinToken: async () => 'spent-already',
+    clock,
+    log: pino({ level: 'silent' }),
+    generateKeyPair: () => testKeyPair(slot++ % 4),
+  });
+}
+
 /** A directory store whose saves fail until `fixed` is set: storage that breaks right after the join. */
 class FlakyStore extends DirectoryIdentityStore {
   fixed = false;
@@ -87,16 +102,7 @@ describe('a storage directory made with `mkdir -p` (0755), as the guide says', (
 
     // `chmod 755` again by hand: the next process tightens it again and renews (no token is left).
     await chmod(dir, 0o755);
-    const restarted = new Bot({
-      config: config(),
-      client: new AuthorityClient(new InProcessTransport(authority), clock as ManualClock),
-      identityStore: new DirectoryIdentityStore(dir),
-      destinationFor: () => new MemoryDestination(),
-      joinToken: async () => 'spent-already',
-      clock,
-      log: pino({ level: 'silent' }),
-      generateKeyPair: () => testKeyPair(slot++ % 4),
-    });
+    const restarted = restartedBot(authority, clock, dir);
     const [again] = await restarted.runCycle();
     expect(again?.ok).toBe(true);
     expect(JSON.parse(await readFile(path.join(dir, 'identity.json'), 'utf8')).generation).toBe(2);
@@ -137,16 +143,7 @@ describe('no misconfiguration burns the token', () => {
     expect(await authority.listTokens()).toHaveLength(0); // spent: this process ends here, as --oneshot does
 
     // The operator fixes the storage; a new process with the same configuration and no token left.
-    const restarted = new Bot({
-      config: config(),
-      client: new AuthorityClient(new InProcessTransport(authority), clock as ManualClock),
-      identityStore: new DirectoryIdentityStore(dir),
-      destinationFor: () => new MemoryDestination(),
-      joinToken: async () => 'spent-already',
-      clock,
-      log: pino({ level: 'silent' }),
-      generateKeyPair: () => testKeyPair(slot++ % 4),
-    });
+    const restarted = restartedBot(authority, clock, dir);
     const [result] = await restarted.runCycle();
     expect(result?.ok).toBe(true);
     expect(JSON.parse(await readFile(path.join(dir, 'identity.json'), 'utf8')).generation).toBe(2);
