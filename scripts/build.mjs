@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { builtinsWithoutNamespaces } from './builtins-plugin.mjs';
+import { ownFileForRequired } from './own-file-plugin.mjs';
 
 const only = process.argv.includes('--target')
   ? process.argv[process.argv.indexOf('--target') + 1]
@@ -86,6 +87,9 @@ const targets = {
     // goes to a chunk of its own: code in the entry file is parsed at import even when it never runs.
     splitting: true,
     chunkNames: 'chunks/[name]-[hash]',
+    // re2js (the authority's regular expression engine, required synchronously on a role's first `^…$`
+    // pattern) goes to re2js.cjs beside index.mjs, for the same reason (own-file-plugin.mjs).
+    plugins: [ownFileForRequired(['re2js'])],
     clean: true,
   })),
   // The AWS SDK (needed only with a Secrets Manager bundle) goes to a chunk of its own, loaded on first use:

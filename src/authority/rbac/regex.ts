@@ -26,9 +26,11 @@ export interface Matcher {
 let engine: typeof RE2JS | undefined;
 
 /**
- * re2js, loaded on the first regular expression: it is the largest part of the authority Lambda's import,
- * and roles whose values are literals and `*` globs never need it. The bundler inlines `require` (its
- * CommonJS build, evaluated on this call); unbundled ESM, where `require` is not defined, resolves it here.
+ * re2js, loaded on the first regular expression: it is the largest part of the authority Lambda beside the
+ * AWS SDK, and roles whose values are literals and `*` globs never need it. Synchronous, so RBAC stays so.
+ * In the Lambda bundles `require` is the bundle's own and the build moves re2js to re2js.cjs beside it
+ * (scripts/own-file-plugin.mjs), so importing the bundle does not even parse it; unbundled ESM, where
+ * `require` is not defined, resolves the package here.
  */
 function re2(): typeof RE2JS {
   engine ??= (
