@@ -17,13 +17,44 @@ function clockTicks(): number {
 
 /** CPU seconds (user + system, every thread) a process has used so far. */
 export function processCpuSeconds(pid: number): number {
+  const { user, system } = processCpuSplit(pid);
+  return user + system;
+}
+
+/**
+ * CPU seconds a process has used so far (every thread, those that ended included), split into user space
+ * (its own code, Node and V8, OpenSSL's ciphers) and the kernel (system calls, the loopback network stack).
+ */
+export function processCpuSplit(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) is in parentheses and may contain spaces: count fields after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // After the name: state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15)
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return (utime + stime) / clockTicks();
+  return { user: Number(fields[11]) / clockTicks(), system: Number(fields[12]) / clockTicks() };
+}
+
+/**
+ * Seconds the process's live threads have spent runnable but waiting for a core (the second field of
+ * /proc/<pid>/task/<tid>/schedstat, nanoseconds): time the scheduler gave to others while the process had work.
+ * Threads that have ended are not counted, so this is exact only for a process whose threads live as long as
+ * the measurement (Node's do; stunnel's thread per connection does not).
+ */
+export function processRunQueueWaitSeconds(pid: number): number {
+  let ns = 0;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return Number.NaN;
+  }
+  for (const tid of tids) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+    } catch {
+      // The thread ended since the listing.
+    }
+  }
+  return ns / 1e9;
 }
 
 /**

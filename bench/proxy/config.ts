@@ -17,7 +17,7 @@ export const TARGETS = {
   openMb: 120,
 } as const;
 
-export type CellId = 'select-1' | 'select-8' | 'select-32' | 'connect-8' | 'copy';
+export type CellId = 'select-1' | 'select-8' | 'select-32' | 'connect-8' | 'copy' | 'select-32-shared';
 export interface Cell {
   id: CellId;
   label: string;
@@ -31,6 +31,15 @@ export const CELLS: Cell[] = [
   })),
   { id: 'connect-8', label: `select-only -C, ${CONNECT_CLIENTS} clients`, unit: 'TPS' },
   { id: 'copy', label: 'COPY TO STDOUT', unit: 'MB/s' },
+];
+
+/**
+ * Diagnostic cells, not targets: 32 clients with both proxies moved into the workload's scheduler group
+ * (placement.ts), as a process started beside a busy database on one host would run. Measured only when the
+ * groups exist.
+ */
+export const SHARED_CELLS: Cell[] = [
+  { id: 'select-32-shared', label: "select-only, 32 clients, proxies in the workload's group", unit: 'TPS' },
 ];
 
 export const TARGET_TEXT = {

@@ -30,10 +30,12 @@ import {
   judge,
   MAX_FOREIGN,
   SCALE,
+  SHARED_CELLS,
   TARGET_TEXT,
   TARGETS,
 } from './config.js';
 import { type MemoryReading, measureMemory, nodeFloor } from './memory.js';
+import { containerPlacement } from './placement.js';
 import { type ProxyProcess, startBrokerTunnel, startStunnel } from './processes.js';
 import { type ProfileSummary, summarizeProfile } from './profile.js';
 import { renderProxyReport } from './report.js';
@@ -69,6 +71,23 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** The proxy's CPU (user, kernel, both) and run-queue wait since the readings taken before a run. */
+function proxyCpu(
+  target: ProxyProcess,
+  split0: { user: number; system: number },
+  wait0: number,
+): Pick<Sample, 'proxyCpuSeconds' | 'proxyUserSeconds' | 'proxySystemSeconds' | 'proxyWaitSeconds'> {
+  const split = target.cpuSplit();
+  const user = split.user - split0.user;
+  const system = split.system - split0.system;
+  return {
+    proxyCpuSeconds: user + system,
+    proxyUserSeconds: user,
+    proxySystemSeconds: system,
+    proxyWaitSeconds: target.runQueueWaitSeconds() - wait0,
+  };
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
   const options = parseBenchOptions();
@@ -95,7 +114,15 @@ async function main(): Promise<void> {
     `${rounds} round(s); pgbench -T ${seconds}; COPY of ${fmt(copyBytes(copyRows, COPY_WIDTH) / MB)} MB; ${idleConnections} idle connections for the memory measurement; proxy run as node ${SIDECAR_NODE_FLAGS.join(' ')} ${path.relative(root, entry)}`,
   );
 
-  const setup = await setUpProxyBench(log);
+  // Before PostgreSQL starts, so that it and everything else this process starts run in the workload's group.
+  const placement = containerPlacement();
+  log(
+    `placement: ${placement.kind === 'containers' ? placement.description : `none: ${placement.description}`}`,
+  );
+  const setup = await setUpProxyBench(log).catch((err: unknown) => {
+    placement.cleanup();
+    throw err;
+  });
   const procs: ProxyProcess[] = [];
   try {
     const direct = directTlsConnInfo(setup.pg.port, setup.output);
@@ -103,8 +130,9 @@ async function main(): Promise<void> {
     await pgbenchInit(setup.binDir, direct, SCALE);
     log(`pgbench -i -s ${SCALE} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-    const startTunnel = (tag: string, extraFlags: readonly string[] = []) =>
-      startBrokerTunnel({
+    // Each proxy in its own scheduler group, as the sidecar container runs.
+    const startTunnel = async (tag: string, extraFlags: readonly string[] = []) => {
+      const started = await startBrokerTunnel({
         entry,
         nodeFlags: [...SIDECAR_NODE_FLAGS, ...extraFlags],
         output: setup.output,
@@ -112,14 +140,22 @@ async function main(): Promise<void> {
         logDir: setup.work,
         tag,
       });
+      placement.place(started.pid, 'tunnel');
+      return started;
+    };
+    const startStunnelPlaced = async (tag: string) => {
+      const started = await startStunnel({
+        output: setup.output,
+        pgPort: setup.pg.port,
+        workDir: setup.work,
+        tag,
+      });
+      placement.place(started.pid, 'stunnel');
+      return started;
+    };
     const tunnel = await startTunnel('throughput');
     procs.push(tunnel);
-    const stunnel = await startStunnel({
-      output: setup.output,
-      pgPort: setup.pg.port,
-      workDir: setup.work,
-      tag: 'throughput',
-    });
+    const stunnel = await startStunnelPlaced('throughput');
     procs.push(stunnel);
     await sleep(500);
     log(
@@ -167,7 +203,8 @@ async function main(): Promise<void> {
     // ---- measurements ------------------------------------------------------------------------------
     const measure = async (cell: Cell, p: PathId, secs: number, target = proxyOf[p]): Promise<Sample> => {
       const info = target === proxyOf[p] ? conninfo[p] : plainConnInfo((target as ProxyProcess).port);
-      const cpu0 = target?.cpuSeconds();
+      const split0 = target?.cpuSplit();
+      const wait0 = target?.runQueueWaitSeconds();
       const before = cpuReading();
       let value: number;
       let work: number;
@@ -194,7 +231,7 @@ async function main(): Promise<void> {
         value,
         work,
         wallSeconds,
-        ...(target && cpu0 !== undefined ? { proxyCpuSeconds: target.cpuSeconds() - cpu0 } : {}),
+        ...(target && split0 && wait0 !== undefined ? proxyCpu(target, split0, wait0) : {}),
         machineBusy: busyFraction(before.machine, after.machine),
         foreign: foreignFraction(before, after),
       };
@@ -207,18 +244,28 @@ async function main(): Promise<void> {
         else await measure(cell, p, 2);
     log('warm-up done');
 
-    const pairs = new Map<CellId, PairRecord[]>(CELLS.map((c) => [c.id, []]));
-    const directRuns = new Map<CellId, Sample[]>(CELLS.map((c) => [c.id, []]));
+    // The diagnostic cells move both proxies into the workload's group for their pair, and back after it.
+    const sharedCells = placement.kind === 'containers' ? SHARED_CELLS : [];
+    const allCells = [...CELLS, ...sharedCells];
+    const isShared = (cell: Cell) => sharedCells.includes(cell);
+    const placeBoth = (shared: boolean) => {
+      placement.place(tunnel.pid, shared ? 'shared' : 'tunnel');
+      placement.place(stunnel.pid, shared ? 'shared' : 'stunnel');
+    };
+    const pairs = new Map<CellId, PairRecord[]>(allCells.map((c) => [c.id, []]));
+    const directRuns = new Map<CellId, Sample[]>(allCells.map((c) => [c.id, []]));
     const measureStarted = performance.now();
     for (let r = 0; r < rounds; r++) {
-      const cells = r % 2 === 0 ? CELLS : [...CELLS].reverse();
+      const cells = r % 2 === 0 ? allCells : [...allCells].reverse();
       const line: string[] = [];
       for (const cell of cells) {
-        const attempts = await measurePair(r, (p) => measure(cell, p, seconds), policy);
+        if (isShared(cell)) placeBoth(true);
+        const attempts = await measurePair(r, (p) => measure(cell, p, seconds), policy).finally(() => {
+          if (isShared(cell)) placeBoth(false);
+        });
         pairs.get(cell.id)?.push(...attempts);
-        // Direct TLS is context, not a target: once per round, after the pair.
-        const d = await measure(cell, 'direct', seconds);
-        directRuns.get(cell.id)?.push(d);
+        // Direct TLS is context, not a target: once per round, after the pair (not for the diagnostic cells).
+        if (!isShared(cell)) directRuns.get(cell.id)?.push(await measure(cell, 'direct', seconds));
         const kept = attempts.at(-1) as PairRecord;
         line.push(
           `${cell.id}: ${fmtRatio(kept.tunnel.value / kept.stunnel.value)} (other ${Math.round(kept.foreign * 100)}%${attempts.length > 1 ? `, ${attempts.length - 1} thrown out` : ''})`,
@@ -231,7 +278,7 @@ async function main(): Promise<void> {
     await stunnel.stop();
 
     const figures = new Map<CellId, CellFigures>(
-      CELLS.map((c) => [c.id, cellFigures(pairs.get(c.id) ?? [], c.id === 'copy', MAX_FOREIGN)]),
+      allCells.map((c) => [c.id, cellFigures(pairs.get(c.id) ?? [], c.id === 'copy', MAX_FOREIGN)]),
     );
     const fig = (id: CellId) => figures.get(id) as CellFigures;
     const directMedian = (id: CellId) => median((directRuns.get(id) ?? []).map((s) => s.value));
@@ -239,13 +286,7 @@ async function main(): Promise<void> {
     // ---- memory: fresh processes -------------------------------------------------------------------
     const memory: Record<'tunnel' | 'stunnel', MemoryReading> = {
       tunnel: await measureMemory(setup, () => startTunnel('memory'), idleConnections, procs),
-      stunnel: await measureMemory(
-        setup,
-        () =>
-          startStunnel({ output: setup.output, pgPort: setup.pg.port, workDir: setup.work, tag: 'memory' }),
-        idleConnections,
-        procs,
-      ),
+      stunnel: await measureMemory(setup, () => startStunnelPlaced('memory'), idleConnections, procs),
     };
     const floor = await nodeFloor(SIDECAR_NODE_FLAGS);
     log(
@@ -410,6 +451,8 @@ async function main(): Promise<void> {
       figures,
       pairs,
       directMedian,
+      placement: { kind: placement.kind, description: placement.description },
+      sharedCells,
       memory,
       floor,
       targets,
@@ -441,8 +484,9 @@ async function main(): Promise<void> {
       markdown,
       artifacts,
       data: {
+        placement: { kind: placement.kind, description: placement.description },
         cells: Object.fromEntries(
-          CELLS.map((cell) => [
+          allCells.map((cell) => [
             cell.id,
             { figures: fig(cell.id), pairs: pairs.get(cell.id), direct: directRuns.get(cell.id) },
           ]),
@@ -460,6 +504,7 @@ async function main(): Promise<void> {
   } finally {
     for (const p of procs) await p.stop();
     await setup.cleanup();
+    placement.cleanup();
   }
 }
 

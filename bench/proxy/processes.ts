@@ -7,7 +7,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../../src/devdb/postgres.js';
-import { processCpuSeconds, processMemory } from '../lib/procfs.js';
+import {
+  processCpuSeconds,
+  processCpuSplit,
+  processMemory,
+  processRunQueueWaitSeconds,
+} from '../lib/procfs.js';
 import type { OutputFiles } from './setup.js';
 
 export interface ProxyProcess {
@@ -16,6 +21,10 @@ export interface ProxyProcess {
   port: number;
   /** CPU seconds used so far (all threads). */
   cpuSeconds(): number;
+  /** The same, split into user space and the kernel. */
+  cpuSplit(): { user: number; system: number };
+  /** Seconds its live threads have been runnable but waiting for a core (see processRunQueueWaitSeconds). */
+  runQueueWaitSeconds(): number;
   memory(): { rss: number; peak: number; anon: number; file: number };
   /** SIGTERM, then SIGKILL if it has not exited within 10 s. Safe to call twice. */
   stop(): Promise<void>;
@@ -54,6 +63,8 @@ function handle(name: string, child: ChildProcess, port: number): ProxyProcess {
     pid,
     port,
     cpuSeconds: () => processCpuSeconds(pid),
+    cpuSplit: () => processCpuSplit(pid),
+    runQueueWaitSeconds: () => processRunQueueWaitSeconds(pid),
     memory: () => processMemory(pid),
     stop: () => {
       stopping ??= (async () => {

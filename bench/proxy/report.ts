@@ -44,6 +44,9 @@ export interface ReportInput {
   profiles: { cell: Cell; summary: ProfileSummary; cpuPerWork: number; foreign: number }[];
   measureSeconds: number;
   policy: RejectPolicy;
+  placement: { kind: 'containers' | 'none'; description: string };
+  /** Diagnostic cells measured with both proxies in the workload's scheduler group (empty without groups). */
+  sharedCells: Cell[];
 }
 
 const pct = (x: number) => `${Math.round(x * 100)}%`;
@@ -133,13 +136,14 @@ export function renderProxyReport(input: ReportInput): {
       `**${fmtRatio(f.ratio.median)}** (${range2(f.ratio)})`,
       f.ratioTrust,
       `${fmt(f.tunnelCpu.median)} / ${fmt(f.stunnelCpu.median)} ${cpuUnit(cell)}`,
+      `${fmt(f.tunnelUser.median)} + ${fmt(f.tunnelSystem.median)} / ${fmt(f.stunnelUser.median)} + ${fmt(f.stunnelSystem.median)}`,
       `**${fmtRatio(f.cpuRatio.median)}** (${range2(f.cpuRatio)})`,
       f.cpuTrust,
       `${pct(f.foreign.min)}–${pct(f.foreign.max)}`,
       `${f.kept} / ${f.rejected}`,
     ];
   });
-  const roundRows = CELLS.map((cell) => {
+  const roundRows = [...CELLS, ...input.sharedCells].map((cell) => {
     const list = input.pairs.get(cell.id) ?? [];
     const runs = list.map((p) => {
       const r = (p.tunnel.value / p.stunnel.value).toFixed(2);
@@ -151,6 +155,9 @@ export function renderProxyReport(input: ReportInput): {
     });
     return [cell.label, runs.join(' · ')];
   });
+
+  // ---- placement ----------------------------------------------------------------------------------------
+  const placementText = placementSection(input, fig);
 
   // ---- profile ------------------------------------------------------------------------------------------
   const profileText = input.profiles.length
@@ -290,6 +297,8 @@ ${trustNote}
 - Server: a throwaway PostgreSQL ${input.pgVersion} (src/devdb/postgres.ts: TLS with client certificates only, \`fsync = off\`), its certificate and the client certificate from an in-process authority, the client certificate written by \`DirectoryDestination\` as the bot writes it; \`pgbench -i -s ${SCALE}\`.
 - ${input.rounds} round(s) after a warm-up, the cells in reverse order every other round. In each cell the tunnel (A) and stunnel (B) run as a pair, A B in odd rounds and B A in even ones, then direct TLS once. pgbench runs \`-n -S -T ${input.seconds} -c C -j min(2, C)\` (\`-C\` adds a new connection per transaction); COPY is \`${copySql(input.copyRows, COPY_WIDTH)}\` read by \`psql\` into /dev/null (${fmt(copyBytes(input.copyRows, COPY_WIDTH) / MB)} MB, the time is psql's whole run). Ratios are medians of per-pair ratios (each pair measured seconds apart), not ratios of medians.
 - **proxy CPU** is the proxy process's user + system time (all threads, /proc/<pid>/stat) during the run, per transaction (per MB for COPY). **other** is the share of the machine's CPU that processes outside the benchmark's process tree took during the pair (the larger of its two runs; kernel threads such as ksoftirqd, mostly this benchmark's own loopback traffic, are not counted).
+- Placement: ${input.placement.kind === 'containers' ? `each proxy runs in its own CPU scheduler group and the benchmark with PostgreSQL, pgbench and psql in another, all of the same weight (${input.placement.description}), as ECS and Fargate run a sidecar container beside the workload's; the [placement](#scheduler-placement) section measures both proxies inside the workload's group too` : `no scheduler groups (${input.placement.description}): both proxies share the CPU with PostgreSQL and pgbench thread by thread, which penalises a proxy with few threads (see README.md)`}.
+- **user + kernel** splits the proxy's CPU into user space (for the tunnel: Node, V8, the relay and OpenSSL's ciphers; for stunnel: its C code and OpenSSL) and the kernel (system calls and the loopback network stack), from utime and stime of /proc/<pid>/stat.
 - Both proxies log at their default levels (broker: info, one line per connection; stunnel: notice), to files.
 
 ![proxy chart](proxy.svg)
@@ -303,6 +312,7 @@ ${mdTable(
     'tunnel ÷ stunnel (range)',
     'trust',
     'proxy CPU, tunnel / stunnel',
+    'of which user + kernel, tunnel / stunnel',
     'CPU ÷ stunnel (range)',
     'trust',
     'other (kept pairs)',
@@ -315,7 +325,7 @@ Every pair, in order (round, AB or BA: throughput ratio / CPU ratio @ other-proc
 
 ${mdTable(['cell', 'pairs'], roundRows)}
 
-${profileText}
+${placementText}${profileText}
 ### Memory
 
 RSS (\`VmRSS\` of /proc/<pid>/status, MB = 10⁶ bytes; in brackets the pages of mapped files, i.e. the node or stunnel binary and libraries shared with other processes, + the process's own anonymous memory) of a freshly started process: one second after start, then with ${fmt(input.idleConnections)} PostgreSQL connections open through it at once (each a raw client that sends a StartupMessage and waits for ReadyForQuery: the proxy has logged in upstream over mutual TLS; the server is checked to show ${fmt(input.idleConnections)} TLS sessions), read two seconds after the last one opened, and after they closed.
@@ -325,4 +335,52 @@ RSS (\`VmRSS\` of /proc/<pid>/status, MB = 10⁶ bytes; in brackets the pages of
 ${mdTable(['process', 'idle after start, MB (files + own)', `${fmt(input.idleConnections)} open, MB`, 'peak (VmHWM), MB', 'KiB per connection', 'after closing them, MB', `time to open ${fmt(input.idleConnections)}`, 'CPU ms per connection opened'], memRows)}
 `;
   return { markdown, artifacts: { 'proxy.svg': svg, 'proxy-memory.svg': memSvg } };
+}
+
+/**
+ * The diagnostic cells: the same 32 clients with both proxies in the workload's scheduler group, next to the
+ * sidecar placement, and how long the tunnel's thread waited for a core in each.
+ */
+function placementSection(input: ReportInput, fig: (id: CellId) => CellFigures): string {
+  if (input.sharedCells.length === 0) return '';
+  const row = (cell: Cell, where: string) => {
+    const f = fig(cell.id);
+    return [
+      cell.label,
+      where,
+      `${fmt(f.tunnel.median)} / ${fmt(f.stunnel.median)} ${cell.unit}`,
+      `**${fmtRatio(f.ratio.median)}** (${range2(f.ratio)})`,
+      `${fmt(f.tunnelCpu.median)} / ${fmt(f.stunnelCpu.median)} µs/tx`,
+      `${fmt(f.tunnelWait.median)} µs/tx`,
+      `${f.kept} / ${f.rejected}`,
+    ];
+  };
+  const sidecar = CELLS.find((c) => c.id === 'select-32') as Cell;
+  const shared = input.sharedCells[0] as Cell;
+  const own = fig('select-32');
+  const both = fig(shared.id);
+  return `### Scheduler placement
+
+The same 32-client cell twice: with each proxy in its own CPU scheduler group (the sidecar's placement, as in every cell above) and with both proxies moved into the group of PostgreSQL and pgbench (a process started beside a busy database on the same host; ${input.rounds} interleaved pair(s), the proxies moved for the pair and back). **waiting for a core** is the time the tunnel's threads were runnable but not running, per transaction (/proc/<pid>/task/*/schedstat; stunnel's per-connection threads end with their connections, so its figure cannot be read the same way).
+
+${mdTable(
+  [
+    'cell',
+    'placement',
+    'TPS, tunnel / stunnel',
+    'tunnel ÷ stunnel (range)',
+    'proxy CPU, tunnel / stunnel',
+    'tunnel waiting for a core',
+    'pairs kept / thrown out',
+  ],
+  [row(sidecar, 'own groups (sidecar)'), row(shared, "workload's group")],
+)}
+
+In the workload's group the tunnel is ${fmtRatio(both.ratio.median)} of stunnel and its threads wait ${fmt(both.tunnelWait.median)} µs per transaction for a core (${fmt(own.tunnelWait.median)} µs in its own group), against ${fmt(both.tunnelCpu.median)} µs of CPU they use. ${
+    both.tunnelWait.median > 1.5 * own.tunnelWait.median
+      ? 'The scheduler shares a group’s CPU thread by thread: one event loop gets about one share among 32 busy PostgreSQL backends and pgbench, while stunnel’s thread per connection gets one share per connection.'
+      : 'This run does not show the tunnel waiting longer for a core in the shared group than in its own, so it does not explain a difference between the placements.'
+  } \`broker proxy db --workers N\` runs N event loops, for a proxy placed like this (README.md).
+
+`;
 }

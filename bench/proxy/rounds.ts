@@ -16,6 +16,11 @@ export interface Sample {
   wallSeconds: number;
   /** CPU seconds of the proxy process during the run; undefined for direct TLS. */
   proxyCpuSeconds?: number;
+  /** The proxy's CPU seconds in user space and in the kernel (together proxyCpuSeconds). */
+  proxyUserSeconds?: number;
+  proxySystemSeconds?: number;
+  /** Seconds the proxy's threads were runnable but waiting for a core (exact for the tunnel only). */
+  proxyWaitSeconds?: number;
   /** Fraction of the machine's CPU busy during the run. */
   machineBusy: number;
   /** Fraction of the machine's CPU used by processes outside this benchmark during the run. */
@@ -75,8 +80,13 @@ export async function measurePair(
 
 /** CPU of the proxy per unit of work: µs per transaction, or ms per MB for COPY. */
 export function cpuPerWork(s: Sample, copy: boolean): number {
-  if (s.proxyCpuSeconds === undefined) return Number.NaN;
-  return copy ? (s.proxyCpuSeconds * 1000) / (s.work / 1e6) : (s.proxyCpuSeconds * 1e6) / s.work;
+  return perWork(s, s.proxyCpuSeconds, copy);
+}
+
+/** Seconds of a sample per unit of work: µs per transaction, or ms per MB for COPY. */
+export function perWork(s: Sample, seconds: number | undefined, copy: boolean): number {
+  if (seconds === undefined) return Number.NaN;
+  return copy ? (seconds * 1000) / (s.work / 1e6) : (seconds * 1e6) / s.work;
 }
 
 export type Trust = 'high' | 'medium' | 'low';
@@ -91,6 +101,13 @@ export interface CellFigures {
   stunnelCpu: Summary;
   /** Per-pair tunnel CPU ÷ stunnel CPU per unit of work (lower is better). */
   cpuRatio: Summary;
+  /** The CPU per unit of work in user space and in the kernel, each proxy. */
+  tunnelUser: Summary;
+  tunnelSystem: Summary;
+  stunnelUser: Summary;
+  stunnelSystem: Summary;
+  /** The tunnel's time runnable but waiting for a core, per unit of work. */
+  tunnelWait: Summary;
   /** Per-pair other-process share (the larger of the two runs). */
   foreign: Summary;
   kept: number;
@@ -132,6 +149,11 @@ export function cellFigures(records: readonly PairRecord[], copy: boolean, maxFo
     tunnelCpu: summarize(kept.map((r) => cpuPerWork(r.tunnel, copy))),
     stunnelCpu: summarize(kept.map((r) => cpuPerWork(r.stunnel, copy))),
     cpuRatio,
+    tunnelUser: summarize(kept.map((r) => perWork(r.tunnel, r.tunnel.proxyUserSeconds, copy))),
+    tunnelSystem: summarize(kept.map((r) => perWork(r.tunnel, r.tunnel.proxySystemSeconds, copy))),
+    stunnelUser: summarize(kept.map((r) => perWork(r.stunnel, r.stunnel.proxyUserSeconds, copy))),
+    stunnelSystem: summarize(kept.map((r) => perWork(r.stunnel, r.stunnel.proxySystemSeconds, copy))),
+    tunnelWait: summarize(kept.map((r) => perWork(r.tunnel, r.tunnel.proxyWaitSeconds, copy))),
     foreign: summarize(kept.map((r) => r.foreign)),
     kept: kept.length,
     rejected: records.length - kept.length,
