@@ -7,10 +7,10 @@
  * secret value (the key, certificate bodies and JSON text are never quoted).
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import * as z from '../config/zod.js';
 import { BrokerError } from '../errors.js';
-import { OUTPUT_FORMATS, type OutputFormat } from './formats.js';
-import { DB_PROTOCOLS, type DbProtocol, HOST_PORT_HINT, HOST_PORT_PATTERN, parseHostPort } from './route.js';
+import { BUNDLE_META_KEYS, checkBundleShape } from './bundle-shape.js';
+import type { OutputFormat } from './formats.js';
+import { type DbProtocol, parseHostPort } from './route.js';
 
 /** What a database output holds besides its files: where the database is and what the certificate is for. */
 export interface BundleMeta {
@@ -41,82 +41,6 @@ export class BundleError extends BrokerError {
   }
 }
 
-/** The same host:port rule as a `db` resource's `uri` (DESIGN.md §3). */
-const endpoint = z.string().check(z.regex(HOST_PORT_PATTERN, HOST_PORT_HINT));
-
-const pem = (what: string) =>
-  z.string().check(z.refine((s) => s.includes('-----BEGIN '), { message: `must be a PEM ${what}` }));
-
-/**
- * Artifact names are relative paths such as `tlscert` or `cockroach/node.crt`: a consumer that writes them
- * to disk must never be steered outside its directory.
- */
-const fileName = z
-  .string()
-  .check(
-    z.regex(
-      /^(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/,
-      'must be a relative path of letters, digits, ".", "_", "-" and "/", without "." or ".." segments',
-    ),
-  );
-
-/**
- * Version 1 of the bundle. Unknown top-level fields are ignored (dropped) so that additive changes do not
- * break older readers; an incompatible change bumps `version`, which older readers refuse.
- */
-export const credentialBundleSchema = z.object({
-  kind: z.literal('database-credentials'),
-  version: z.literal(1),
-  service: z.string().check(z.minLength(1)),
-  protocol: z.enum(DB_PROTOCOLS),
-  endpoint,
-  serverName: z.string().check(z.minLength(1)),
-  database: z.string(),
-  username: z.string().check(z.minLength(1)),
-  format: z.enum(OUTPUT_FORMATS),
-  serial: z.string().check(z.regex(/^[0-9a-fA-F]{1,64}$/, 'must be the certificate serial in hex')),
-  issuedAt: z.iso.datetime({ offset: true }),
-  expiresAt: z.iso.datetime({ offset: true }),
-  files: z
-    .catchall(
-      z.object({
-        tlscert: pem('certificate'),
-        key: pem('private key'),
-        'teleport-host-ca.crt': pem('CA bundle'),
-        'teleport-database-ca.crt': pem('CA bundle'),
-      }),
-      z.string(),
-    )
-    .check(
-      z.superRefine((files, ctx) => {
-        for (const name of Object.keys(files)) {
-          const result = fileName.safeParse(name);
-          if (!result.success)
-            ctx.addIssue({
-              code: 'custom',
-              path: [name],
-              message: `bad artifact name: ${result.error.issues[0]?.message}`,
-            });
-        }
-      }),
-    ),
-});
-
-const META_KEYS = [
-  'kind',
-  'version',
-  'service',
-  'protocol',
-  'endpoint',
-  'serverName',
-  'database',
-  'username',
-  'format',
-  'serial',
-  'issuedAt',
-  'expiresAt',
-] as const;
-
 /**
  * Paths under `files` hold key and certificate material: their values are never quoted, and neither is
  * PEM text found elsewhere (a key pasted into the wrong field of a hand-edited bundle).
@@ -140,14 +64,13 @@ function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
 
 /** Validates the shape only (no cryptography); throws BundleError naming each bad path. */
 export function validateBundleShape(value: unknown, source = 'the bundle'): CredentialBundle {
-  const result = credentialBundleSchema.safeParse(value);
-  if (result.success) return result.data as CredentialBundle;
-  const problems = result.error.issues.slice(0, 5).map((issue) => {
-    const path = issue.path as PropertyKey[];
-    const where = path.length ? path.map(String).join('.') : '(document)';
-    return `${where}: ${issue.message}${describeValue(path, valueAt(value, path))}`;
+  const result = checkBundleShape(value);
+  if (result.bundle) return result.bundle as unknown as CredentialBundle;
+  const problems = result.problems.slice(0, 5).map(({ path, message }) => {
+    const where = path.length ? path.join('.') : '(document)';
+    return `${where}: ${message}${describeValue(path, valueAt(value, path))}`;
   });
-  const more = result.error.issues.length > 5 ? ` (and ${result.error.issues.length - 5} more)` : '';
+  const more = result.problems.length > 5 ? ` (and ${result.problems.length - 5} more)` : '';
   throw new BundleError(
     `${source} is not a version 1 database-credentials bundle: ${problems.join('; ')}${more}`,
   );
@@ -188,7 +111,7 @@ export function checkBundleKeyPair(bundle: CredentialBundle, source = 'the bundl
 export function serializeBundle(bundle: CredentialBundle): string {
   const valid = validateBundleShape(bundle);
   const out: Record<string, unknown> = {};
-  for (const key of META_KEYS) out[key] = valid[key];
+  for (const key of BUNDLE_META_KEYS) out[key] = valid[key];
   out.files = Object.fromEntries(
     Object.entries(valid.files).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
   );
