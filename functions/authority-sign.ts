@@ -1,10 +1,11 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
-import * as z from 'zod';
+import type { AuditSink } from '../src/authority/audit.js';
 import { Authority } from '../src/authority/authority.js';
 import { StdoutAuditLog } from '../src/authority/aws-bootstrap.js';
 import { NotFoundError } from '../src/authority/errors.js';
 import { systemClock } from '../src/clock.js';
+import * as z from '../src/config/zod.js';
 import { parseDuration } from '../src/duration.js';
 import { BrokerError } from '../src/errors.js';
 import { kmsSignerFactory } from '../src/pki/kms-signer.js';
@@ -12,33 +13,32 @@ import { DynamoDbStateStore } from '../src/state/dynamodb-store.js';
 import { lambdaEntry, parseEnv } from './env.js';
 
 const envSchema = z.object({
-  BROKER_TABLE_NAME: z.string().min(3),
+  BROKER_TABLE_NAME: z.string().check(z.minLength(3)),
   /** The stack's name, in every audit line, as the authority's. */
-  BROKER_STACK_NAME: z.string().min(1).optional(),
+  BROKER_STACK_NAME: z.optional(z.string().check(z.minLength(1))),
 });
 
 /**
  * `broker auth sign --format=db` as a Lambda event: the operator's machine made the server's key pair and
- * sends only its public key; the answer is the certificate from the KMS-held db-server CA and the service's
- * client CA bundle. Never a private key, in either direction.
+ * sends a PKCS#10 certificate request signed by it (`csrPem`), which proves it holds the private key; the
+ * answer is the certificate from the KMS-held db-server CA for the request's public key and the event's
+ * `hosts` (the request's own subject and names are ignored), and the service's client CA bundle. Never a
+ * private key, in either direction.
  */
-export const signServerEventSchema = z
-  .object({
-    service: z.string().min(1).max(253),
-    hosts: z.array(z.string().min(1).max(253)).min(1).max(100),
-    publicKeyPem: z
-      .string()
-      .max(16_384)
-      .refine(
-        (t) => !t.includes('PRIVATE KEY'),
-        'is a private key: send only the public key (BEGIN PUBLIC KEY)',
-      ),
-    ttl: z
-      .string()
-      .refine((t) => (parseDuration(t) ?? 0) > 0, 'is not a duration such as 2190h')
-      .optional(),
-  })
-  .strict();
+export const signServerEventSchema = z.strictObject({
+  service: z.string().check(z.minLength(1), z.maxLength(253)),
+  hosts: z.array(z.string().check(z.minLength(1), z.maxLength(253))).check(z.minLength(1), z.maxLength(100)),
+  csrPem: z.string().check(
+    z.maxLength(16_384),
+    z.refine(
+      (t) => !t.includes('PRIVATE KEY'),
+      'is a private key: send a certificate request signed by it (BEGIN CERTIFICATE REQUEST), never the key',
+    ),
+  ),
+  ttl: z.optional(
+    z.string().check(z.refine((t) => (parseDuration(t) ?? 0) > 0, 'is not a duration such as 2190h')),
+  ),
+});
 
 export type SignServerEvent = z.input<typeof signServerEventSchema>;
 
@@ -59,11 +59,11 @@ export interface SignServerDeps {
  * record names: it creates nothing (no CA, no resources), so its role needs no more than GetItem on the
  * table and kms:Sign on the db-server CA keys.
  */
-function signingAuthority(deps: SignServerDeps): Authority {
+function signingAuthority(deps: SignServerDeps, audit: AuditSink): Authority {
   const env = parseEnv(envSchema, deps.env, 'authority-sign');
   return new Authority({
     store: new DynamoDbStateStore(deps.dynamodb, env.BROKER_TABLE_NAME),
-    audit: new StdoutAuditLog(deps.writeLine, env.BROKER_STACK_NAME ? { stack: env.BROKER_STACK_NAME } : {}),
+    audit,
     clock: systemClock,
     signerFactory: kmsSignerFactory(deps.kms),
     serviceCaFactory: async (service) => {
@@ -74,24 +74,48 @@ function signingAuthority(deps: SignServerDeps): Authority {
   });
 }
 
-/** Parse, call, map: a server certificate for the event's public key, audited with the request id. */
+const EXAMPLE_EVENT =
+  '{"service":"orders-postgres","hosts":["db.internal"],"csrPem":"-----BEGIN CERTIFICATE REQUEST-----..."}';
+
+/** Why an event is refused before it reaches the authority; names fields, never quotes their values. */
+function eventProblem(event: unknown): string | undefined {
+  if (event !== null && typeof event === 'object' && 'publicKeyPem' in event)
+    return "publicKeyPem: a bare public key is no longer taken: send csrPem, a PKCS#10 certificate request signed by the server's key (proof that you hold it); `broker auth sign --format=db --function` makes one";
+  const parsed = z.safeParse(signServerEventSchema, event);
+  if (parsed.success) return undefined;
+  return parsed.error.issues.map((i) => `${i.path.join('.') || 'event'}: ${i.message}`).join('; ');
+}
+
+/**
+ * Parse, call, map: a server certificate for the public key of the event's certificate request, audited
+ * with the request id; a refused event is audited too (without its values).
+ */
 export function createSignServerHandler(
   deps: SignServerDeps,
 ): (event: unknown, context?: { awsRequestId?: string }) => Promise<SignServerResponse> {
-  const authority = signingAuthority(deps);
+  const env = parseEnv(envSchema, deps.env, 'authority-sign');
+  const audit = new StdoutAuditLog(
+    deps.writeLine,
+    env.BROKER_STACK_NAME ? { stack: env.BROKER_STACK_NAME } : {},
+  );
+  const authority = signingAuthority(deps, audit);
   return async (event, context) => {
-    const parsed = signServerEventSchema.safeParse(event);
-    if (!parsed.success)
-      return {
-        ok: false,
-        error: {
-          code: 'bad_request',
-          message: `bad server certificate request: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'event'}: ${i.message}`).join('; ')}; e.g. {"service":"orders-postgres","hosts":["db.internal"],"publicKeyPem":"-----BEGIN PUBLIC KEY-----..."}`,
-        },
-      };
-    const e = parsed.data;
+    const problem = eventProblem(event);
+    if (problem !== undefined) {
+      const message = `bad server certificate request: ${problem}; e.g. ${EXAMPLE_EVENT}`;
+      await audit.write({
+        time: systemClock.now().toISOString(),
+        event: 'server_cert.issue',
+        outcome: 'denied',
+        kind: 'db-server',
+        reason: message,
+        ...(context?.awsRequestId ? { requestId: context.awsRequestId } : {}),
+      });
+      return { ok: false, error: { code: 'bad_request', message } };
+    }
+    const e = z.parse(signServerEventSchema, event);
     try {
-      const signed = await authority.signDatabaseServerKey(e.hosts, e.publicKeyPem, {
+      const signed = await authority.signDatabaseServerCsr(e.hosts, e.csrPem, {
         service: e.service,
         ttlMs: e.ttl === undefined ? undefined : parseDuration(e.ttl),
         requestId: context?.awsRequestId,

@@ -275,6 +275,18 @@ export class Authority {
     return signDatabaseServerKey(this.context, this.cas, { ...options, hosts, publicKeyPem });
   }
 
+  /**
+   * The same for a PKCS#10 request signed by the server's key (proof that the caller holds it); only its
+   * public key is used, the names are `hosts`. A request whose signature does not verify is refused, audited.
+   */
+  signDatabaseServerCsr(
+    hosts: readonly string[],
+    csrPem: string,
+    options: DatabaseServerOptions,
+  ): Promise<SignedDatabaseServerCertificate> {
+    return signDatabaseServerKey(this.context, this.cas, { ...options, hosts, csrPem });
+  }
+
   /** A server certificate for the authority's own HTTPS listener, from the bot CA (which bots pin). */
   signAuthorityServer(hosts: readonly string[], publicKeyPem: string, ttlMs: number): Promise<string> {
     return this.issuance.signAuthorityServer(hosts, publicKeyPem, ttlMs);

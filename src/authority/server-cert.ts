@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { ConfigError } from '../config/errors.js';
 import { BrokerError } from '../errors.js';
 import { buildCertificate } from '../pki/certificate.js';
+import { publicKeyOfCsr } from '../pki/csr.js';
 import { OID_CERT_ROLE } from '../pki/oids.js';
 import type { CaRegistry } from './ca-registry.js';
 import { type AuthorityContext, withRequestId } from './context.js';
@@ -58,20 +59,33 @@ export function checkServerCertRequest(hosts: readonly string[], ttlMs: number):
 }
 
 /**
- * `auth sign --format=db --service S` for a public key: a database server certificate from the db-server CA
- * for `hosts` (plus localhost and 127.0.0.1, so a client verifying through a local proxy succeeds), and the
- * client CA of service S (created when S has none yet), the only CA that database is to trust. Audited.
+ * The server's key: a public key (the embedded mode, whose key pair is made beside the authority), or a
+ * PKCS#10 request signed by the key (AWS mode: the key pair is made on the operator's machine, and the
+ * request proves the sender holds its private key). Only the request's public key is used: its subject,
+ * names and requested extensions are ignored, the certificate's names are `hosts`.
+ */
+export type ServerKey =
+  | { publicKeyPem: string; csrPem?: undefined }
+  | { csrPem: string; publicKeyPem?: undefined };
+
+/**
+ * `auth sign --format=db --service S` for a public key or a certificate request: a database server
+ * certificate from the db-server CA for `hosts` (plus localhost and 127.0.0.1, so a client verifying through
+ * a local proxy succeeds), and the client CA of service S (created when S has none yet), the only CA that
+ * database is to trust. Audited, refusals (a request whose signature does not verify included) too.
  */
 export async function signDatabaseServerKey(
   ctx: AuthorityContext,
   cas: CaRegistry,
-  request: { hosts: readonly string[]; publicKeyPem: string } & DatabaseServerOptions,
+  request: { hosts: readonly string[] } & ServerKey & DatabaseServerOptions,
 ): Promise<SignedDatabaseServerCertificate> {
-  const { hosts, publicKeyPem, service, ttlMs = DEFAULT_SERVER_CERT_TTL_MS } = request;
+  const { hosts, service, ttlMs = DEFAULT_SERVER_CERT_TTL_MS } = request;
   const rid = withRequestId(request.requestId);
   const name = `${service}:${hosts.join(',')}`;
   try {
     checkServerCertRequest(hosts, ttlMs);
+    const publicKeyPem =
+      request.csrPem !== undefined ? publicKeyOfCsr(request.csrPem) : (request.publicKeyPem as string);
     assertPublicKey(publicKeyPem);
     // First, so a bad service name fails before anything is signed.
     const clientCaPem = await cas.serviceBundle(service);

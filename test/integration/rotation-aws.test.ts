@@ -25,6 +25,7 @@ import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { bootstrapAuthority } from '../../src/authority/aws-bootstrap.js';
 import { systemClock } from '../../src/clock.js';
 import { splitPemBundle } from '../../src/credentials/pem.js';
+import { createCsr } from '../../src/pki/csr.js';
 import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
 import { type LocalDynamoDb, startDynalite } from '../support/aws/dynalite.js';
 import { KmsDouble } from '../support/aws/kms.js';
@@ -189,10 +190,11 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
     expect(certKey(after[0] as string)).toBe(await publicKeyOf(keys.service as string));
   });
 
-  it('the server certificate action signs a public key with the signing db-server key, audited; it refuses a private key or an unknown service', async () => {
+  it('the server certificate action signs the public key of a certificate request, audited; it refuses a forged request, a bare public key, a private key or an unknown service', async () => {
     const { publicKeyPem, privateKeyPem } = await testKeyPair(2);
+    const csrPem = createCsr(privateKeyPem, 'db.internal');
     const ok = await sign(
-      { service: EXAMPLE.service, hosts: ['db.internal'], publicKeyPem, ttl: '720h' },
+      { service: EXAMPLE.service, hosts: ['db.internal'], csrPem, ttl: '720h' },
       { awsRequestId: 'req-1' },
     );
     if (!ok.ok) throw new Error(ok.error.message);
@@ -214,18 +216,49 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
       stack: 'Broker',
     });
 
-    const leaked = await sign({
+    // A request whose public key is another's than the key that signed it proves nothing: refused, audited.
+    const other = await testKeyPair(3);
+    const body = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const theirs = Buffer.from(other.publicKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const mine = Buffer.from(publicKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    theirs.copy(body, body.indexOf(mine));
+    const swapped = await sign(
+      {
+        service: EXAMPLE.service,
+        hosts: ['db.internal'],
+        csrPem: `-----BEGIN CERTIFICATE REQUEST-----\n${body.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`,
+      },
+      { awsRequestId: 'req-swap' },
+    );
+    expect(swapped).toMatchObject({ ok: false, error: { code: 'bad_request' } });
+    expect(!swapped.ok && swapped.error.message).toMatch(/no proof of possession/);
+    expect(signAudit.at(-1)).toMatchObject({ outcome: 'denied', requestId: 'req-swap', stack: 'Broker' });
+
+    const garbage = await sign({
       service: EXAMPLE.service,
       hosts: ['db.internal'],
-      publicKeyPem: privateKeyPem,
+      csrPem: '\u0000\u00ff junk',
     });
+    expect(!garbage.ok && garbage.error.message).toMatch(/is not a PEM certificate request/);
+
+    // What an older CLI sends: a bare public key, refused with what to send instead.
+    const bare = await sign({ service: EXAMPLE.service, hosts: ['db.internal'], publicKeyPem } as never, {
+      awsRequestId: 'req-bare',
+    });
+    expect(!bare.ok && bare.error.message).toMatch(
+      /publicKeyPem: a bare public key is no longer taken: send csrPem, a PKCS#10 certificate request/,
+    );
+    expect(signAudit.at(-1)).toMatchObject({ outcome: 'denied', requestId: 'req-bare', kind: 'db-server' });
+
+    const leaked = await sign({ service: EXAMPLE.service, hosts: ['db.internal'], csrPem: privateKeyPem });
     expect(leaked).toMatchObject({ ok: false, error: { code: 'bad_request' } });
     expect(!leaked.ok && leaked.error.message).toMatch(
-      /publicKeyPem: is a private key: send only the public key/,
+      /csrPem: is a private key: send a certificate request signed by it/,
     );
     expect(JSON.stringify(leaked)).not.toContain(privateKeyPem.split('\n')[1] as string);
+    expect(signAudit.map((l) => JSON.stringify(l)).join('\n')).not.toMatch(/PRIVATE KEY|MII/);
 
-    const unknown = await sign({ service: 'nope', hosts: ['db.internal'], publicKeyPem });
+    const unknown = await sign({ service: 'nope', hosts: ['db.internal'], csrPem });
     expect(!unknown.ok && unknown.error.message).toMatch(
       /database service "nope" has no client CA in the authority's state/,
     );
@@ -234,7 +267,7 @@ describe('CA rotation of KMS-held CAs through the rotation action', () => {
       outcome: 'denied',
       name: 'nope:db.internal',
     });
-    const badHost = await sign({ service: EXAMPLE.service, hosts: ['db internal'], publicKeyPem });
+    const badHost = await sign({ service: EXAMPLE.service, hosts: ['db internal'], csrPem });
     expect(!badHost.ok && badHost.error.message).toMatch(
       /--host: "db internal" is not a host name or IP address/,
     );

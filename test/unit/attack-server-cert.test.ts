@@ -2,13 +2,14 @@
  * The database server certificate action attacked as a caller would (src/authority/server-cert.ts, the
  * event schema of functions/authority-sign.ts): host names a client could be fooled by (wildcards that cover
  * more than one domain, NUL, commas, newlines), a CA or client certificate instead of a server one, a long
- * TTL, a private key or an oversized key in the payload, extra fields that would steer the signing. Each
+ * TTL, a private key or an oversized request in the payload, extra fields that would steer the signing. Each
  * refusal is audited with the request id, and nothing is signed; no audit line carries key material.
  */
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { signServerEventSchema } from '../../functions/authority-sign.js';
 import { checkServerCertRequest } from '../../src/authority/server-cert.js';
+import * as z from '../../src/config/zod.js';
 import { testAuthority } from '../support/authority.js';
 import { exampleResourcesYaml, HOUR, testKeyPair } from '../support/fixtures.js';
 
@@ -133,27 +134,28 @@ describe("the action's event (functions/authority-sign.ts) is bounded and cannot
   const base = {
     service: SERVICE,
     hosts: ['db.internal'],
-    publicKeyPem: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n',
+    csrPem: '-----BEGIN CERTIFICATE REQUEST-----\nMFkw\n-----END CERTIFICATE REQUEST-----\n',
   };
-  const rejects = (event: unknown) => expect(signServerEventSchema.safeParse(event).success).toBe(false);
+  const parse = (event: unknown) => z.safeParse(signServerEventSchema, event);
+  const rejects = (event: unknown) => expect(parse(event).success).toBe(false);
 
   it('takes the plain request', () => {
-    expect(signServerEventSchema.safeParse(base).success).toBe(true);
+    expect(parse(base).success).toBe(true);
   });
   it('refuses a field that would choose the profile, the CA or the names besides hosts', () => {
     for (const extra of [{ profile: 'ca' }, { ca: true }, { sans: ['*'] }, { caType: 'bot' }, { ttlMs: 1 }])
       rejects({ ...base, ...extra });
   });
-  it('refuses more than 100 hosts, a host over 253 characters, a key over 16 KiB', () => {
+  it('refuses more than 100 hosts, a host over 253 characters, a request over 16 KiB', () => {
     rejects({ ...base, hosts: Array.from({ length: 101 }, (_, i) => `h${i}.internal`) });
     rejects({ ...base, hosts: [`${'a'.repeat(254)}`] });
-    rejects({ ...base, publicKeyPem: `${base.publicKeyPem}${' '.repeat(16_384)}` });
+    rejects({ ...base, csrPem: `${base.csrPem}${' '.repeat(16_384)}` });
   });
-  it('refuses a private key in any PEM spelling, also after a public key, without quoting it', () => {
+  it('refuses a private key in any PEM spelling, also after a request, without quoting it', () => {
     for (const label of ['PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY', 'ENCRYPTED PRIVATE KEY']) {
-      const result = signServerEventSchema.safeParse({
+      const result = parse({
         ...base,
-        publicKeyPem: `${base.publicKeyPem}-----BEGIN ${label}-----\nSECRETBYTES\n-----END ${label}-----\n`,
+        csrPem: `${base.csrPem}-----BEGIN ${label}-----\nSECRETBYTES\n-----END ${label}-----\n`,
       });
       expect(result.success).toBe(false);
       expect(JSON.stringify(result.error?.issues)).not.toContain('SECRETBYTES');
