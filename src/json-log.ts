@@ -1,4 +1,5 @@
 import { writeSync } from 'node:fs';
+import { isoTime } from './iso-time.js';
 import { redact, SECRET_FIELDS } from './redact.js';
 
 /**
@@ -179,7 +180,7 @@ export function createJsonLogger(
         }
         const msgText =
           message === undefined ? '' : `,"msg":${JSON.stringify(format(redact(String(message)), args))}`;
-        write(`${head}${new Date().toISOString()}"${bindings}${fields(obj)}${msgText}}\n`);
+        write(`${head}${isoTime(Date.now())}"${bindings}${fields(obj)}${msgText}}\n`);
       };
     };
     return {

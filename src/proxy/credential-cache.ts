@@ -1,5 +1,6 @@
 import { type Clock, systemClock } from '../clock.js';
 import { BrokerError, errorMessage } from '../errors.js';
+import { isoTime } from '../iso-time.js';
 import type { JsonLogger as Logger } from '../json-log.js';
 import { type LoadedCredentials, loadCredentials } from './loaded-credentials.js';
 import type { BundleSource } from './sources/bundle-source.js';
@@ -51,7 +52,7 @@ export class CredentialCache {
       );
     if (c.expiresAt <= this.clock.now())
       throw new CredentialsUnavailableError(
-        `the database certificate (serial ${c.serial}) expired at ${c.expiresAt.toISOString()} and no fresh one has arrived from ${this.source.description}; check the bot`,
+        `the database certificate (serial ${c.serial}) expired at ${isoTime(c.expiresAt)} and no fresh one has arrived from ${this.source.description}; check the bot`,
       );
     return c;
   }
@@ -85,7 +86,7 @@ export class CredentialCache {
             {
               serial: next.serial,
               previous,
-              expires: next.expiresAt.toISOString(),
+              expires: isoTime(next.expiresAt),
               source: this.source.description,
             },
             'loaded database credentials',

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { ConfigError } from '../config/errors.js';
+import { isoTime } from '../iso-time.js';
 import { formatHostPort, type HostResolver, loopbackListenHost } from '../net-address.js';
 import type { CredentialCache } from './credential-cache.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
@@ -22,7 +23,7 @@ export function readiness(
 ): { status: number; body: Record<string, unknown> } {
   const loaded = creds.loaded;
   const base = loaded
-    ? { serial: loaded.serial, expiresAt: loaded.expiresAt.toISOString(), service: loaded.bundle.service }
+    ? { serial: loaded.serial, expiresAt: isoTime(loaded.expiresAt), service: loaded.bundle.service }
     : {};
   if (proxy.isDraining) return { status: 503, body: { ready: false, reason: 'draining', ...base } };
   if (!creds.ready)
