@@ -1,6 +1,5 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { Command } from 'commander';
 import {
   type Authority,
@@ -13,9 +12,9 @@ import { ConfigError } from '../config/errors.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { CA_DESCRIPTIONS, CA_TYPES, type CaType } from '../pki/ca.js';
 import { ROTATION_PHASES, type RotationPhase } from '../pki/ca-rotation.js';
-import { generateRsaKeyPair } from '../pki/keys.js';
 import { writeFileAtomic } from '../state/file-store.js';
-import { rotationSteps } from './auth-rotation-steps.js';
+import { describeAwsOutcome, rotateWithLambda, signWithLambda } from './auth-aws.js';
+import { rotationSteps, rotationStepsFor } from './auth-rotation-steps.js';
 import { UsageError } from './errors.js';
 
 type Out = (line: string) => void;
@@ -40,74 +39,6 @@ interface SignOptions {
   region?: string;
 }
 
-/** What `auth sign` writes: the server certificate, its key and the service's client CA. */
-interface ServerFiles {
-  certificatePem: string;
-  privateKeyPem: string;
-  clientCaPem: string;
-  serial: string;
-  expires: string;
-}
-
-/** The server-certificate action's answer (functions/authority-sign.ts): public material only. */
-type SignActionResponse =
-  | { ok: true; certificatePem: string; clientCaPem: string; serial: string; expires: string }
-  | { ok: false; error: { code: string; message: string } };
-
-/**
- * AWS mode of `auth sign --format=db`: the key pair is made here, on the operator's machine, and only its
- * public key goes to the stack's server-certificate action, which signs with the KMS-held db-server CA. The
- * private key never leaves this process except into PREFIX.key.
- */
-async function signWithLambda(
-  opts: SignOptions & { function: string },
-  request: { service: string; hosts: string[]; ttl: string },
-): Promise<ServerFiles> {
-  const keys = await generateRsaKeyPair();
-  const client = new LambdaClient({ ...(opts.region ? { region: opts.region } : {}), maxAttempts: 2 });
-  const payload = { ...request, publicKeyPem: keys.publicKeyPem };
-  let text: string;
-  try {
-    const out = await client.send(
-      new InvokeCommand({
-        FunctionName: opts.function,
-        InvocationType: 'RequestResponse',
-        Payload: Buffer.from(JSON.stringify(payload)),
-      }),
-    );
-    text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';
-    if (out.FunctionError)
-      throw new ConfigError(
-        `the server certificate function ${opts.function} failed (${out.FunctionError}); see its CloudWatch logs`,
-      );
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    const name = (err as Error).name;
-    const hint =
-      name === 'ResourceNotFoundException'
-        ? '; deploy the stack with -c dbServerCertificates=true (its output DbServerCertFunctionName names the function)'
-        : name === 'AccessDeniedException'
-          ? '; your role needs lambda:InvokeFunction on it (DbServerCertificates.grantSign)'
-          : '';
-    throw new ConfigError(
-      `cannot invoke the server certificate function ${opts.function}: ${name}: ${(err as Error).message}${hint}`,
-      { cause: err },
-    );
-  }
-  let res: SignActionResponse;
-  try {
-    res = JSON.parse(text) as SignActionResponse;
-  } catch {
-    throw new ConfigError(
-      `the server certificate function ${opts.function} returned something that is not JSON`,
-    );
-  }
-  if (!res.ok) throw new ConfigError(`${opts.function} refused: ${res.error.message}`);
-  if (![res.certificatePem, res.clientCaPem, res.serial, res.expires].every((v) => typeof v === 'string'))
-    throw new ConfigError(`the server certificate function ${opts.function} answered without a certificate`);
-  return { ...res, privateKeyPem: keys.privateKeyPem };
-}
-
 function durationOption(text: string, flag: string): number {
   const ms = parseDuration(text);
   if (ms === undefined || ms <= 0)
@@ -122,6 +53,8 @@ interface RotateOptions {
   manual: boolean;
   gracePeriod: string;
   kmsKey?: string;
+  function?: string;
+  region?: string;
 }
 
 function caTypeOption(text: string): CaType {
@@ -169,7 +102,7 @@ export function registerAuthCommands(program: Command, out: Out, open: () => Pro
     .option('--overwrite', 'replace existing files', false)
     .option(
       '--function <name>',
-      "AWS mode: the stack's server certificate action (output DbServerCertFunctionName); the key is made here and only its public key is sent",
+      "AWS mode: the stack's server certificate action (output DbServerCertFunctionName); the key is made here and only a certificate request signed by it (PKCS#10) is sent",
     )
     .option('--region <region>', 'AWS mode: the region of --function (default: the AWS SDK configuration)')
     .action(async (opts: SignOptions) => {
@@ -192,7 +125,7 @@ export function registerAuthCommands(program: Command, out: Out, open: () => Pro
       const signed = authority
         ? await authority.signDatabaseServer(hosts, { service, ttlMs })
         : await signWithLambda(
-            { ...opts, function: opts.function as string },
+            { function: opts.function as string, region: opts.region },
             { service, hosts, ttl: opts.ttl },
           );
       await fs.mkdir(path.dirname(path.resolve(files.crt)), { recursive: true });
@@ -230,6 +163,16 @@ export function registerAuthCommands(program: Command, out: Out, open: () => Pro
       formatDuration(DEFAULT_GRACE_PERIOD_MS),
     )
     .option('--kms-key <id>', 'AWS mode, --phase init: the KMS key the stack created as the next key')
+    .option(
+      '--function <name>',
+      "AWS mode: the stack's rotation action (output RotationFunctionName), invoked with the AWS SDK's configuration",
+    )
+    .option('--region <region>', 'AWS mode: the region of --function (default: the AWS SDK configuration)')
+    .addHelpText(
+      'after',
+      '\nAWS mode: broker auth rotate --function "$ROTATE" --type db-client --service orders-postgres --manual --phase init\n' +
+        '(ROTATE: the stack output RotationFunctionName; needs lambda:InvokeFunction on it, CaRotation.grantRotate)',
+    )
     .action(async (opts: RotateOptions) => {
       const type = caTypeOption(opts.type);
       const phase = opts.phase ?? 'init';
@@ -237,13 +180,32 @@ export function registerAuthCommands(program: Command, out: Out, open: () => Pro
         throw new UsageError(`--phase must be one of ${ROTATION_PHASES.join(', ')}`);
       if (opts.service !== undefined && type !== 'db-client')
         throw new UsageError('--service goes with --type db-client only');
+      const gracePeriodMs = durationOption(opts.gracePeriod, '--grace-period');
+      if (opts.region !== undefined && opts.function === undefined)
+        throw new UsageError('--region goes with --function (AWS mode) only');
+      if (opts.function !== undefined) {
+        const aws = { function: opts.function, region: opts.region };
+        const outcomes = await rotateWithLambda(aws, {
+          type,
+          ...(opts.service !== undefined ? { service: opts.service } : {}),
+          phase,
+          manual: opts.manual,
+          ...(opts.manual ? {} : { gracePeriod: formatDuration(gracePeriodMs) }),
+          ...(opts.kmsKey !== undefined ? { kmsKeyId: opts.kmsKey } : {}),
+        });
+        for (const o of outcomes) out(describeAwsOutcome(o));
+        out('');
+        const ctx = { cas: outcomes.map((o) => o.ca), auto: !opts.manual, aws };
+        for (const line of rotationStepsFor(type, phase as RotationPhase, ctx)) out(line);
+        return;
+      }
       const authority = await open();
       const outcomes = await authority.rotateCa({
         type,
         service: opts.service,
         phase: phase as RotationPhase,
         mode: opts.manual ? 'manual' : 'auto',
-        gracePeriodMs: durationOption(opts.gracePeriod, '--grace-period'),
+        gracePeriodMs,
         kmsKeyId: opts.kmsKey,
       });
       for (const o of outcomes) out(describeOutcome(o));

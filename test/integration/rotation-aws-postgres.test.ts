@@ -416,7 +416,7 @@ function expectNoPrivateKeyThroughLambda(shared: Shared): void {
   expect(signs.length).toBeGreaterThanOrEqual(2);
   for (const s of signs) {
     expect(s.outcome).toBe('Success');
-    expect(s.payload).toContain('BEGIN PUBLIC KEY');
+    expect(s.payload).toContain('BEGIN CERTIFICATE REQUEST');
     expect(s.payload).not.toMatch(/PRIVATE KEY/);
   }
   const issued = shared.auditLines
