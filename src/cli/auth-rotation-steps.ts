@@ -63,7 +63,7 @@ export function rotationStepsFor(type: CaType, phase: RotationPhase, ctx: StepsC
     'db-client': {
       init: [
         'The new key is trusted but signs nothing yet. On every database of each rotated service, install the client CA file again (it now holds both keys) and reload:',
-        `  ${exportCas}   (or: broker auth sign --format=db ${fn}--service ${svc} --host HOST --out PREFIX --overwrite, PREFIX.cas)`,
+        `  ${exportCas}   (or: broker auth sign --format=db ${aws ? '--function "$SIGN" ' : ''}--service ${svc} --host HOST --out PREFIX --overwrite, PREFIX.cas)`,
         `  reload: ${RELOADS}`,
         next('update_clients'),
       ],

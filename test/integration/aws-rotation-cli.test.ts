@@ -198,6 +198,9 @@ describe('broker auth rotate --function (AWS mode)', () => {
         `"params":\\{"service":"${SERVICE}"\\}.*jq -r \\.result\\.dbClient ca\\.json > ${SERVICE}-client-ca\\.pem`,
       ),
     );
+    expect(init.join('\n')).toContain(
+      `(or: broker auth sign --format=db --function "$SIGN" --service ${SERVICE} --host HOST --out PREFIX --overwrite, PREFIX.cas)`,
+    );
     expect(init.at(-1)).toBe(
       `Then: broker auth rotate --function ${FN.rotate} --region ${TEST_REGION} --type db-client --service ${SERVICE} --manual --phase update_clients`,
     );
