@@ -11,6 +11,8 @@ import { runProxyCli } from '../src/cli/proxy-main.js';
  *   BROKER_DIAG_ADDR         /livez, /readyz, /metrics (default 127.0.0.1:9090)
  *   BROKER_MAX_CONNECTIONS   default 0 (unlimited)
  *   BROKER_MAX_SIGTERM_DELAY default 25s (fits the ECS 30 s stop timeout)
+ *   BROKER_PROXY_WORKERS     event loops (--workers), default 1; 2 or more when the task's CPU is busy
+ *                            with many threads (e.g. a database beside it) — each extra loop costs memory
  *
  * `proxy.mjs healthcheck` is the container health check: exit 0 when /readyz answers 200. Other arguments
  * are taken as those of `broker proxy` (e.g. `proxy.mjs db --tunnel --destination-dir DIR SERVICE`), so the
@@ -30,6 +32,7 @@ export function argvFromEnv(env: NodeJS.ProcessEnv, args: readonly string[]): st
   else argv.push('--port', env.BROKER_PROXY_PORT ?? '5432');
   if ((env.BROKER_PROXY_TUNNEL ?? 'true') === 'true') argv.push('--tunnel');
   if (env.BROKER_MAX_CONNECTIONS) argv.push('--max-connections', env.BROKER_MAX_CONNECTIONS);
+  if (env.BROKER_PROXY_WORKERS) argv.push('--workers', env.BROKER_PROXY_WORKERS);
   argv.push('--max-sigterm-delay', env.BROKER_MAX_SIGTERM_DELAY ?? '25s');
   argv.push(env.BROKER_SERVICE ?? '');
   return argv;

@@ -5,6 +5,7 @@
 //   dist/functions/authority-sign/       the database server certificate action (operator-only)
 //   dist/functions/bot/index.mjs         the bot Lambda
 //   dist/proxy-container/proxy.mjs       the proxy sidecar container's entry point
+//   dist/proxy-loop.mjs, dist/proxy-container/proxy-loop.mjs   a `broker proxy db --workers` event loop
 //   dist/client/index.mjs                the client module for Lambda workloads (`db-credential-broker/client`)
 //   dist/cdk/index.mjs                   the CDK constructs as a library (`db-credential-broker/cdk`)
 // `--target NAME` builds one of: cli, client, functions, proxy-container, cdk; `--target types` (not part of
@@ -48,7 +49,8 @@ const targets = {
   cli: [
     {
       ...common,
-      entryPoints: { broker: 'src/cli/bin.ts' },
+      // proxy-loop: a worker event loop of `broker proxy db --workers N`, found beside broker.mjs.
+      entryPoints: { broker: 'src/cli/bin.ts', 'proxy-loop': 'src/proxy/loop-worker.ts' },
       outdir: 'dist',
       outExtension: { '.js': '.mjs' },
       packages: 'external',
@@ -97,7 +99,8 @@ const targets = {
   'proxy-container': [
     {
       ...common,
-      entryPoints: { proxy: 'proxy-container/main.ts' },
+      // proxy-loop: a worker event loop of `--workers N` (BROKER_PROXY_WORKERS), found beside proxy.mjs.
+      entryPoints: { proxy: 'proxy-container/main.ts', 'proxy-loop': 'src/proxy/loop-worker.ts' },
       outdir: 'dist/proxy-container',
       outExtension: { '.js': '.mjs' },
       splitting: true,

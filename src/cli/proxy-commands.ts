@@ -3,7 +3,8 @@ import { formatDuration, parseDuration } from '../duration.js';
 import { BrokerError } from '../errors.js';
 import { createJsonLogger } from '../json-log.js';
 import { CredentialCache } from '../proxy/credential-cache.js';
-import { DatabaseProxy, type ListenSpec, proxyListenHost } from '../proxy/proxy.js';
+import type { LoadedCredentials } from '../proxy/loaded-credentials.js';
+import { DatabaseProxy, type ListenSpec, type ProxyStatus, proxyListenHost } from '../proxy/proxy.js';
 import type { BundleSource } from '../proxy/sources/bundle-source.js';
 import { DirectoryBundleSource } from '../proxy/sources/directory.js';
 import { mysqlTunnel } from '../proxy/tunnels/mysql.js';
@@ -23,6 +24,7 @@ export interface ProxyDbOptions {
   maxSigtermDelay: string;
   unsafeListen?: boolean;
   idleTimeout: string;
+  workers: string;
   dbUser?: string;
   dbName?: string;
 }
@@ -36,6 +38,19 @@ function durationOption(text: string, flag: string): number {
   if (ms === undefined || ms <= 0)
     throw new UsageError(`${flag} ${JSON.stringify(text)} is not a duration; use e.g. 30m, 1h, 8h`);
   return ms;
+}
+
+/** The most event loops `--workers` accepts. */
+export const MAX_WORKERS = 64;
+
+/** `--workers`: a whole number of event loops, 1 to MAX_WORKERS. */
+export function workersOption(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < 1 || n > MAX_WORKERS)
+    throw new UsageError(
+      `--workers ${JSON.stringify(text)} is not a number of event loops; use a whole number from 1 to ${MAX_WORKERS} (1, the default, is one loop as before)`,
+    );
+  return n;
 }
 
 /** The AWS SDK is loaded only for --secret-id: a proxy reading a directory output never pays for it. */
@@ -88,6 +103,14 @@ export const PROXY_DB_OPTIONS: readonly { flags: string; description: string; de
     flags: '--idle-timeout <duration>',
     description: 'close connections with no traffic for this long (0 = never)',
     default: '0',
+  },
+  {
+    flags: '--workers <n>',
+    description:
+      'event loops serving connections (1-64): each extra one is a thread with its own TLS contexts and ' +
+      'about 10 MB more RSS; use 2 or more on a host whose CPU is busy with many threads (e.g. a ' +
+      'database with many clients on the same cores), where one loop waits its turn on the CPU',
+    default: '1',
   },
   {
     flags: '--unsafe-listen',
@@ -162,6 +185,7 @@ export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out
     throw new UsageError('--max-connections must be a whole number');
   const drainMs = durationOption(opts.maxSigtermDelay, '--max-sigterm-delay');
   const idleMs = opts.idleTimeout === '0' ? 0 : durationOption(opts.idleTimeout, '--idle-timeout');
+  const workers = workersOption(opts.workers ?? '1');
   // Both listen addresses are checked before anything starts; each listener checks again as it binds.
   const unsafeListen = opts.unsafeListen === true;
   if (!opts.unix) await proxyListenHost(opts.address, { unsafeListen });
@@ -169,7 +193,9 @@ export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out
   const diagModule = opts.diagAddr ? await import('../proxy/diag.js') : undefined;
   if (opts.diagAddr) await diagModule?.diagListenAddress(opts.diagAddr, { unsafeListen });
   const log = createJsonLogger({ base: { component: 'proxy', service } });
-  const creds = new CredentialCache(source, { log });
+  // With --workers, every bundle the cache loads is posted to the worker loops (which never read the source).
+  let onLoaded: ((c: LoadedCredentials) => void) | undefined;
+  const creds = new CredentialCache(source, { log, onChange: (c) => onLoaded?.(c) });
   await creds.start();
   const loaded = creds.loaded;
   for (const [flag, want, have] of [
@@ -184,20 +210,45 @@ export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out
       `${source.description} holds credentials for service "${loaded.bundle.service}", not "${service}"`,
     );
   const listen: ListenSpec = opts.unix ? { unixPath: opts.unix } : { address: opts.address, port };
+  // Loaded (and the worker entry found) before anything listens: a missing entry is a start-up error.
+  const loopsModule = workers > 1 ? await import('../proxy/loops.js') : undefined;
+  const workerUrl = loopsModule?.loopWorkerUrl();
+  const sharedOpen = new Int32Array(workers > 1 ? new SharedArrayBuffer(4) : new ArrayBuffer(4));
   const dbProxy = new DatabaseProxy({
     creds,
-    log,
+    log: workers > 1 ? log.child({ loop: 0 }) : log,
     tunnel: opts.tunnel === true,
     listen,
     unsafeListen,
     maxConnections,
+    sharedOpen,
     idleTimeoutMs: idleMs,
     handlers: { mysql: mysqlTunnel },
   });
   const address = await dbProxy.start();
+  const loops = loopsModule && workerUrl ? startWorkerLoops(loopsModule.ProxyLoops, workerUrl) : undefined;
+  const status: ProxyStatus = loops ?? dbProxy;
+  /** Starts the worker loops on the bound listener and keeps them supplied with every new bundle. */
+  function startWorkerLoops(Loops: typeof import('../proxy/loops.js').ProxyLoops, url: URL) {
+    const group = new Loops(dbProxy, sharedOpen);
+    group.startWorkers(
+      workers - 1,
+      {
+        tunnel: opts.tunnel === true,
+        maxConnections,
+        idleTimeoutMs: idleMs,
+        sourceDescription: source.description,
+        logBase: { component: 'proxy', service },
+        ...(creds.loaded ? { bundle: creds.loaded.bundle } : {}),
+      },
+      { log, workerUrl: url },
+    );
+    onLoaded = (c) => group.postBundle(c.bundle);
+    return group;
+  }
   const diag =
     opts.diagAddr && diagModule
-      ? await diagModule.startDiagServer(opts.diagAddr, creds, dbProxy, { unsafeListen })
+      ? await diagModule.startDiagServer(opts.diagAddr, creds, status, { unsafeListen })
       : undefined;
   out(
     `Proxy for ${service} listening on ${address} (${opts.tunnel ? 'tunnel: the proxy attaches the certificate' : 'non-tunnel: clients bring the certificate'})`,
@@ -206,7 +257,7 @@ export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out
   if (!loaded)
     out(`Waiting for credentials in ${source.description}: connections fail until the bot has written them.`);
   log.info(
-    { address, tunnel: opts.tunnel === true, source: source.description, diag: diag?.address },
+    { address, tunnel: opts.tunnel === true, source: source.description, diag: diag?.address, workers },
     'proxy started',
   );
   // A sidecar lives as long as its task: give the start-up garbage (module code, the bundle checks, the TLS
@@ -218,12 +269,18 @@ export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out
     void creds.refresh();
   };
   process.on('SIGHUP', onHup);
+  let failure: Error | undefined;
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
+    // A dead worker loop took the shared listener with it: drain what is open and exit with an error.
+    loops?.failure.catch((err: Error) => {
+      failure = err;
+      resolve('event loop failure');
+    });
   });
-  log.info({ open: dbProxy.openConnections, drainFor: formatDuration(drainMs) }, `${signal}: draining`);
-  const drained = await dbProxy.stop(drainMs);
+  log.info({ open: status.openConnections, drainFor: formatDuration(drainMs) }, `${signal}: draining`);
+  const drained = await (loops ?? dbProxy).stop(drainMs);
   creds.stop();
   await diag?.close();
   process.off('SIGHUP', onHup);
@@ -231,6 +288,7 @@ export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out
     { drained },
     drained ? 'all connections finished; exiting' : 'drain time over; closed the remaining connections',
   );
+  if (failure) throw new BrokerError('loop_failed', failure.message);
   if (!drained)
     throw new BrokerError('not_drained', `connections were still open after ${formatDuration(drainMs)}`);
 }

@@ -4,7 +4,7 @@ import { isoTime } from '../iso-time.js';
 import { formatHostPort, type HostResolver, loopbackListenHost } from '../net-address.js';
 import type { CredentialCache } from './credential-cache.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
-import type { DatabaseProxy } from './proxy.js';
+import type { ProxyStatus } from './proxy.js';
 
 export function parseHostPort(text: string, flag: string): { host: string; port: number } {
   const i = text.lastIndexOf(':');
@@ -19,7 +19,7 @@ export function parseHostPort(text: string, flag: string): { host: string; port:
 /** The readiness answer: ready when a valid bundle is loaded and the proxy is not draining. Never dials the database. */
 export function readiness(
   creds: CredentialCache,
-  proxy: DatabaseProxy,
+  proxy: ProxyStatus,
 ): { status: number; body: Record<string, unknown> } {
   const loaded = creds.loaded;
   const base = loaded
@@ -62,7 +62,7 @@ export async function diagListenAddress(
 export async function startDiagServer(
   address: string,
   creds: CredentialCache,
-  proxy: DatabaseProxy,
+  proxy: ProxyStatus,
   options: DiagListenOptions = {},
 ): Promise<{ address: string; close(): Promise<void> }> {
   const { host, port } = await diagListenAddress(address, options);
@@ -78,11 +78,13 @@ export async function startDiagServer(
     }
     if (url === '/metrics') {
       const loaded = creds.loaded;
-      const text = proxy.metrics.render({
-        refreshes: creds.stats,
-        ...(loaded ? { certExpirySeconds: (loaded.expiresAt.getTime() - Date.now()) / 1000 } : {}),
-      });
-      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text);
+      // Every event loop's counts (--workers): the others answer by message, hence asynchronous.
+      void proxy
+        .renderMetrics({
+          refreshes: creds.stats,
+          ...(loaded ? { certExpirySeconds: (loaded.expiresAt.getTime() - Date.now()) / 1000 } : {}),
+        })
+        .then((text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text));
       return;
     }
     json(res, 404, { error: 'not found; try /livez, /readyz, /metrics' });

@@ -36,6 +36,11 @@ export class LabelledCounter {
   entries(): [string, number][] {
     return [...this.counts];
   }
+
+  /** Adds every count of `entries` (another loop's counter). */
+  addAll(entries: readonly [string, number][]): void {
+    for (const [v, n] of entries) this.inc(v, n);
+  }
 }
 
 /** Observations counted per bucket (cumulative only when rendered). */
@@ -49,6 +54,19 @@ class PlainHistogram {
     this.sum += value;
     const i = DIAL_BUCKETS.findIndex((le) => value <= le);
     if (i >= 0) this.counts[i] = (this.counts[i] ?? 0) + 1;
+  }
+
+  /** The counts per bucket (not cumulative), for summing loops. */
+  snapshot(): { counts: number[]; count: number; sum: number } {
+    return { counts: [...this.counts], count: this.count, sum: this.sum };
+  }
+
+  add(other: { counts: readonly number[]; count: number; sum: number }): void {
+    other.counts.forEach((n, i) => {
+      this.counts[i] = (this.counts[i] ?? 0) + n;
+    });
+    this.count += other.count;
+    this.sum += other.sum;
   }
 
   lines(name: string): string[] {
@@ -70,7 +88,15 @@ function family(name: string, type: string, help: string, samples: string[]): st
   return [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples].join('\n');
 }
 
-/** One per proxy instance. */
+/** One event loop's metrics as plain data, to post to the thread that serves /metrics. */
+export interface MetricsSnapshot {
+  openConnections: number;
+  connections: [string, number][];
+  bytes: { clientToServer: number; serverToClient: number };
+  dialSeconds: { counts: number[]; count: number; sum: number };
+}
+
+/** One per proxy instance (per event loop with `--workers`; the scrape sums them). */
 export class ProxyMetrics {
   /** Client connections open now. */
   openConnections = 0;
@@ -80,6 +106,28 @@ export class ProxyMetrics {
   readonly bytes = { clientToServer: 0, serverToClient: 0 };
   /** Time to open the upstream TCP connection. */
   readonly dialSeconds = new PlainHistogram();
+
+  snapshot(): MetricsSnapshot {
+    return {
+      openConnections: this.openConnections,
+      connections: this.connections.entries(),
+      bytes: { ...this.bytes },
+      dialSeconds: this.dialSeconds.snapshot(),
+    };
+  }
+
+  /** New metrics holding the sum of `snapshots` (every loop's). */
+  static sum(snapshots: readonly MetricsSnapshot[]): ProxyMetrics {
+    const total = new ProxyMetrics();
+    for (const s of snapshots) {
+      total.openConnections += s.openConnections;
+      total.connections.addAll(s.connections);
+      total.bytes.clientToServer += s.bytes.clientToServer;
+      total.bytes.serverToClient += s.bytes.serverToClient;
+      total.dialSeconds.add(s.dialSeconds);
+    }
+    return total;
+  }
 
   /** The Prometheus text exposition of every metric. */
   render(extras: ScrapeExtras = {}): string {

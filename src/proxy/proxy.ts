@@ -8,7 +8,7 @@ import type { JsonLogger as Logger } from '../json-log.js';
 import { type HostResolver, loopbackListenHost } from '../net-address.js';
 import type { CredentialCache } from './credential-cache.js';
 import { CredentialDialer, type Dialer } from './dialer.js';
-import { ProxyMetrics } from './metrics.js';
+import { ProxyMetrics, type ScrapeExtras } from './metrics.js';
 import { outcomeOf } from './outcome.js';
 import { PacketReader } from './packet-reader.js';
 import { type RelayCounters, relay } from './relay.js';
@@ -18,17 +18,33 @@ import type { TunnelHandler } from './tunnels/tunnel.js';
 
 export type ListenSpec = { address: string; port: number } | { unixPath: string };
 
+/**
+ * What /readyz and /metrics read of a running proxy: one event loop (DatabaseProxy) or several together
+ * (ProxyLoops, `--workers`).
+ */
+export interface ProxyStatus {
+  readonly isDraining: boolean;
+  readonly openConnections: number;
+  renderMetrics(extras: ScrapeExtras): Promise<string>;
+}
+
 export interface ProxyOptions {
   creds: CredentialCache;
   log: Logger;
   tunnel: boolean;
-  listen: ListenSpec;
+  /** `fd`: serve a listener another event loop bound (a worker loop of ProxyLoops); never closed here. */
+  listen: ListenSpec | { fd: number };
   /** Allow a non-loopback TCP address. */
   unsafeListen?: boolean;
   /** Resolves a TCP listen host for the loopback check; default the system resolver. */
   resolve?: HostResolver;
   /** 0 = unlimited. */
   maxConnections?: number;
+  /**
+   * Open connections of every loop serving the same listener, element 0, changed with Atomics: one
+   * `maxConnections` for all of them. Default: this proxy's own count.
+   */
+  sharedOpen?: Int32Array;
   startupTimeoutMs?: number;
   dialTimeoutMs?: number;
   /** Close a pair with no traffic either way for this long; 0 = never (long queries are silent). */
@@ -66,17 +82,21 @@ const DEFAULT_HANDLERS: Partial<Record<DbProtocol, TunnelHandler>> = {
  * output's files). Tunnel: the proxy opens mutual TLS upstream with the newest certificate for every new
  * connection; open connections keep the certificate they started with, so a rotation never cuts them.
  */
-export class DatabaseProxy {
+export class DatabaseProxy implements ProxyStatus {
   readonly metrics: ProxyMetrics;
   private server: net.Server | undefined;
   private readonly open = new Set<net.Socket>();
   private draining = false;
+  /** Connections whose serve() has not returned yet (its log line is still to come). */
+  private serving = 0;
   private closedAll: (() => void) | undefined;
   private readonly handlers: Partial<Record<DbProtocol, TunnelHandler>>;
   private readonly dialer: Dialer;
+  private readonly sharedOpen: Int32Array;
 
   constructor(private readonly options: ProxyOptions) {
     const metrics = options.metrics ?? new ProxyMetrics();
+    this.sharedOpen = options.sharedOpen ?? new Int32Array(1);
     this.metrics = metrics;
     this.handlers = { ...DEFAULT_HANDLERS, ...options.handlers };
     this.dialer = new CredentialDialer({
@@ -104,15 +124,32 @@ export class DatabaseProxy {
     return this.draining;
   }
 
+  async renderMetrics(extras: ScrapeExtras): Promise<string> {
+    return this.metrics.render(extras);
+  }
+
+  /** The listening socket's file descriptor, for other loops to serve (`listen: { fd }`). */
+  get listenerFd(): number {
+    const fd = (this.server as unknown as { _handle?: { fd?: number } } | undefined)?._handle?.fd;
+    if (fd === undefined || fd < 0) throw new Error('the proxy is not listening');
+    return fd;
+  }
+
   /** Binds the listener. Returns `host:port` or the socket path. */
   async start(): Promise<string> {
     const { listen } = this.options;
     // Checked before anything is bound: a refused address must never have listened, even for a moment.
-    const host = 'unixPath' in listen ? undefined : await proxyListenHost(listen.address, this.options);
+    const host = 'address' in listen ? await proxyListenHost(listen.address, this.options) : undefined;
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
       this.accept(socket),
     );
     this.server = server;
+    if ('fd' in listen) {
+      await new Promise<void>((resolve, reject) =>
+        server.once('error', reject).listen({ fd: listen.fd }, resolve),
+      );
+      return `fd ${listen.fd}`;
+    }
     if ('unixPath' in listen) {
       const socketPath = path.resolve(listen.unixPath);
       await fs.rm(socketPath, { force: true });
@@ -138,11 +175,14 @@ export class DatabaseProxy {
   private accept(client: net.Socket): void {
     const { log, maxConnections = 0 } = this.options;
     const id = randomBytes(6).toString('hex');
-    if (this.draining || (maxConnections > 0 && this.open.size >= maxConnections)) {
+    // Counted before the check: two loops accepting at once cannot both take the last place.
+    const open = Atomics.add(this.sharedOpen, 0, 1);
+    if (this.draining || (maxConnections > 0 && open >= maxConnections)) {
+      Atomics.sub(this.sharedOpen, 0, 1);
       const outcome = this.draining ? 'draining' : 'max_connections';
       this.metrics.connections.inc(outcome);
       log.warn(
-        { conn: id, open: this.open.size, maxConnections },
+        { conn: id, open, maxConnections },
         `refusing a connection: ${outcome === 'draining' ? 'shutting down' : `--max-connections ${maxConnections} reached`}`,
       );
       client.destroy();
@@ -152,14 +192,26 @@ export class DatabaseProxy {
     this.metrics.openConnections = this.open.size;
     client.setNoDelay?.(true);
     client.on('close', () => {
+      Atomics.sub(this.sharedOpen, 0, 1);
       this.open.delete(client);
       this.metrics.openConnections = this.open.size;
-      if (this.open.size === 0) this.closedAll?.();
+      this.checkDrained();
     });
-    this.serve(id, client).catch((err) => {
-      log.warn({ conn: id, err }, `connection failed: ${errorMessage(err)}`);
-      client.destroy();
-    });
+    this.serving++;
+    this.serve(id, client)
+      .catch((err) => {
+        log.warn({ conn: id, err }, `connection failed: ${errorMessage(err)}`);
+        client.destroy();
+      })
+      .finally(() => {
+        this.serving--;
+        this.checkDrained();
+      });
+  }
+
+  /** Drained once every connection has closed and logged how it ended (a worker loop exits right after). */
+  private checkDrained(): void {
+    if (this.open.size === 0 && this.serving === 0) this.closedAll?.();
   }
 
   private async serve(id: string, client: net.Socket): Promise<void> {
@@ -213,13 +265,14 @@ export class DatabaseProxy {
 
   /**
    * Stops accepting, waits up to `drainMs` for open connections to finish, then closes what is left.
-   * Returns true when every connection finished by itself.
+   * Returns true when every connection finished by itself. A loop serving another loop's listener (`fd`)
+   * leaves it open: the descriptor is shared, and the loop that bound it closes it for all.
    */
   async stop(drainMs: number): Promise<boolean> {
     this.draining = true;
     // close() only stops accepting here; its callback would wait for the open connections themselves.
-    this.server?.close();
-    if (this.open.size === 0) return true;
+    if (!('fd' in this.options.listen)) this.server?.close();
+    if (this.open.size === 0 && this.serving === 0) return true;
     const drained = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), drainMs);
       this.closedAll = () => {
