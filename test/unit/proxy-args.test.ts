@@ -5,8 +5,10 @@
  */
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
+import { argvFromEnv } from '../../proxy-container/main.js';
+import { UsageError } from '../../src/cli/errors.js';
 import { ProxyArgsError, parseProxyArgs } from '../../src/cli/proxy-args.js';
-import { PROXY_DB_OPTIONS } from '../../src/cli/proxy-commands.js';
+import { PROXY_DB_OPTIONS, workersOption } from '../../src/cli/proxy-commands.js';
 
 /** What commander makes of `argv` with the proxy's option table: the service and options, or its error. */
 function commanderReads(
@@ -66,6 +68,9 @@ describe('parseProxyArgs reads what commander reads', () => {
       'svc',
     ],
     ['proxy', 'db', '--address', '::1', '--port', '-1', 'svc'],
+    ['proxy', 'db', '--workers', '4', '--tunnel', 'svc'],
+    ['proxy', 'db', '--workers=2', 'svc'],
+    ['proxy', 'db', 'svc', '--workers'],
     ['proxy', 'db', '--', '--svc'],
     ['proxy', 'db', '--port'],
     ['proxy', 'db', '--tunnel'],
@@ -86,5 +91,56 @@ describe('parseProxyArgs reads what commander reads', () => {
     const help = parseProxyArgs(['proxy', 'db', '--help']);
     expect(help.command).toBe('help');
     for (const o of PROXY_DB_OPTIONS) expect(help.command === 'help' && help.text).toContain(o.flags);
+  });
+});
+
+describe('--workers', () => {
+  it('defaults to one event loop, as before the flag', () => {
+    const call = parseProxyArgs(['proxy', 'db', '--tunnel', 'svc']);
+    expect(call.command === 'db' && call.options.workers).toBe('1');
+    expect(workersOption('1')).toBe(1);
+  });
+
+  it.each([
+    ['2', 2],
+    ['64', 64],
+    [' 8 ', 8],
+  ])('takes %j as %d loops', (text, n) => {
+    expect(workersOption(text)).toBe(n);
+  });
+
+  it.each(['0', '65', '-1', '1.5', '2e1', 'two', '', '0x2'])(
+    'refuses %j as a usage error naming the flag, the value and what is allowed',
+    (text) => {
+      const err = (() => {
+        try {
+          return workersOption(text);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err).toBeInstanceOf(UsageError);
+      expect((err as Error).message).toBe(
+        `--workers ${JSON.stringify(text)} is not a number of event loops; use a whole number from 1 to 64 (1, the default, is one loop as before)`,
+      );
+    },
+  );
+
+  it('says what an extra loop costs and when it helps, in --help', () => {
+    const help = parseProxyArgs(['proxy', 'db', '--help']);
+    const text = help.command === 'help' ? help.text : '';
+    expect(text).toMatch(/--workers <n>\s+event loops serving connections \(1-64\)/);
+    expect(text).toMatch(/about 10 MB more RSS/);
+    expect(text).toMatch(/busy with many threads/);
+  });
+
+  it('comes from BROKER_PROXY_WORKERS in the container, and is left out when unset', () => {
+    const env = { BROKER_BUNDLE_SECRET_ID: 'broker/x', BROKER_SERVICE: 'svc' };
+    expect(argvFromEnv({ ...env, BROKER_PROXY_WORKERS: '2' }, [])).toEqual(
+      expect.arrayContaining(['--workers', '2']),
+    );
+    expect(argvFromEnv(env, [])).not.toContain('--workers');
+    const call = parseProxyArgs(argvFromEnv({ ...env, BROKER_PROXY_WORKERS: '3' }, []));
+    expect(call.command === 'db' && call.options.workers).toBe('3');
   });
 });
