@@ -5,6 +5,7 @@
  * SIGTERM draining every loop, /metrics summing them, and a bad --workers value refused.
  */
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -17,6 +18,7 @@ import { DirectoryDestination } from '../../src/destinations/directory.js';
 import { freePort, type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
+import { CLI, spawnCli } from '../support/cli-process.js';
 import { EXAMPLE, exampleResourcesYaml, issueBundle, REPO_ROOT } from '../support/fixtures.js';
 import { requirePostgres } from '../support/postgres.js';
 import { tempDir } from '../support/temp.js';
@@ -280,6 +282,36 @@ describe('broker proxy db --workers with a real PostgreSQL server', () => {
     expect(exit.at - closedAt).toBeLessThan(3000);
     expect(proxy.stderr()).toMatch(/all connections finished/);
     expect([...loopsThat(proxy, 'connection closed').keys()].sort()).toEqual([0, 1]);
+  }, 60_000);
+
+  it('runs from the full broker CLI bundle too (its proxy-loop.mjs beside broker.mjs)', async () => {
+    expect(existsSync(CLI), `${CLI} is missing; run npm run build`).toBe(true);
+    const dir = path.join(work?.dir ?? '', `out-${++outputs}`);
+    await new DirectoryDestination(dir).write(await fresh());
+    const cli = spawnCli([
+      'proxy',
+      'db',
+      '--tunnel',
+      '--port',
+      '0',
+      '--destination-dir',
+      dir,
+      '--workers',
+      '2',
+      SERVICE,
+    ]);
+    cleanups.push(() => {
+      if (cli.child.exitCode === null && cli.child.signalCode === null) cli.child.kill('SIGKILL');
+    });
+    const port = Number((await cli.waitFor('stdout', /listening on 127\.0\.0\.1:(\d+)/))[1]);
+    await cli.waitFor('stderr', /"workers":2,"msg":"proxy started"/);
+    const clients = await Promise.all(Array.from({ length: 16 }, () => connect(port)));
+    for (const c of clients) expect((await c.query('SELECT current_user AS u')).rows[0]?.u).toBe('alice');
+    await Promise.all(clients.map((c) => c.end()));
+    await cli.waitFor('stderr', /(?:"msg":"connection closed"[\s\S]*){16}/);
+    cli.child.kill('SIGTERM');
+    expect((await cli.exited).code, cli.stderr()).toBe(0);
+    expect(cli.stderr()).toMatch(/"loop":1,[^\n]*"msg":"connection closed"/);
   }, 60_000);
 
   it.each(['0', '65', 'two', '1.5', ''])('refuses --workers %j with a clear message', async (value) => {
