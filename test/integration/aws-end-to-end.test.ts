@@ -48,13 +48,20 @@ import { freePort, type StartedPostgres, startPostgres } from '../../src/devdb/p
 import { createStateTable, DynamoDbStateStore } from '../../src/state/dynamodb-store.js';
 import { DEPLOY_REGION, DeployedTemplate, type Template } from '../support/aws/deploy.js';
 import { type LocalDynamoDb, startDynalite } from '../support/aws/dynalite.js';
+import {
+  botLambdaEnv,
+  EXAMPLE_BOT_IAM_TOKEN,
+  EXAMPLE_BOT_PRINCIPAL,
+  iamExampleResources,
+  secretsManagerBotConfig,
+} from '../support/aws/example-bot.js';
 import { KmsDouble } from '../support/aws/kms.js';
 import { LambdaDouble } from '../support/aws/lambda.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
 import { StsDouble, type StsTestPrincipal } from '../support/aws/sts.js';
 import { ensureFunctionBundles } from '../support/bundles.js';
 import { cdkJsonContext } from '../support/cdk.js';
-import { exampleResourcesYaml, REPO_ROOT } from '../support/fixtures.js';
+import { REPO_ROOT } from '../support/fixtures.js';
 import { requirePostgres } from '../support/postgres.js';
 import { tempDir } from '../support/temp.js';
 
@@ -63,19 +70,9 @@ const PROXY = path.join(REPO_ROOT, 'dist/proxy-container/proxy.mjs');
 const TABLE = 'broker-state';
 const AUTHORITY_FUNCTION = 'broker-authority';
 const SECRET = 'broker/example/postgres';
-const IAM_TOKEN = 'example-bot-iam';
 const SERVICE = 'example-server';
 const REGION = 'us-east-1';
 
-/** The bot Lambda's execution role session, as STS reports it (Lambda credentials carry a session token). */
-const BOT_PRINCIPAL: StsTestPrincipal = {
-  accessKeyId: 'ASIAEXAMPLEBOT000001',
-  secretAccessKey: 'example-bot-secret-access-key-do-not-log',
-  sessionToken: 'example-bot-session-token-do-not-log',
-  account: '111111111111',
-  arn: 'arn:aws:sts::111111111111:assumed-role/example-bot/session',
-  userId: 'AROAEXAMPLEBOT000001:session',
-};
 /** Another role in the same account: the iam token's ARN pattern does not cover it. */
 const OTHER_PRINCIPAL: StsTestPrincipal = {
   accessKeyId: 'ASIAOTHERROLE0000001',
@@ -86,35 +83,7 @@ const OTHER_PRINCIPAL: StsTestPrincipal = {
   userId: 'AROAOTHERROLE0000001:session',
 };
 
-/** The example (its role without a session cap) on the test server, and the bot's iam token. */
-const RESOURCES = (port: number) =>
-  exampleResourcesYaml({
-    role: { maxSessionTtl: null },
-    db: { uri: `localhost:${port}`, serverName: 'localhost' },
-    extra: `kind: token
-version: v2
-metadata: { name: ${IAM_TOKEN} }
-spec:
-  join_method: iam
-  bot_name: example
-  allow:
-    - aws_account: '111111111111'
-      aws_arn: 'arn:aws:sts::111111111111:assumed-role/example-bot/*'
-`,
-  });
-
-// auth_server is not used in AWS mode: the handler reaches the authority through BROKER_AUTHORITY_FUNCTION.
-const BOT_CONFIG = `version: v2
-auth_server: lambda://${AUTHORITY_FUNCTION}
-onboarding: { join_method: iam, token: ${IAM_TOKEN} }
-storage: { type: memory }
-outputs:
-  - type: database
-    destination: { type: secretsmanager, name: ${SECRET} }
-    service: ${SERVICE}
-    database: example
-    username: alice
-`;
+const BOT_CONFIG = secretsManagerBotConfig(AUTHORITY_FUNCTION, SECRET);
 
 /** The environment without AWS_* (a developer's profile must not leak in) and PG* variables. */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -286,19 +255,11 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
 
   /** A bot Lambda as the stack configures it, running with the given role's credentials. */
   function botHandler(
-    principal: StsTestPrincipal = BOT_PRINCIPAL,
+    principal: StsTestPrincipal = EXAMPLE_BOT_PRINCIPAL,
     authorityFunction = AUTHORITY_FUNCTION,
   ): () => Promise<BotRunSummary> {
     return createBotHandler({
-      env: {
-        BROKER_BOT_CONFIG: BOT_CONFIG,
-        BROKER_AUTHORITY_FUNCTION: authorityFunction,
-        BROKER_STACK_NAME: 'Broker',
-        AWS_REGION: REGION,
-        AWS_ACCESS_KEY_ID: principal.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: principal.secretAccessKey,
-        ...(principal.sessionToken ? { AWS_SESSION_TOKEN: principal.sessionToken } : {}),
-      },
+      env: botLambdaEnv({ config: BOT_CONFIG, authorityFunction, principal, region: REGION }),
       lambda,
       // One SDK attempt: throttling is then retried by the destination's own back-off, which is under test.
       secretsManager: sm,
@@ -316,7 +277,7 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
     [dynamo, kmsDouble, stsDouble, smDouble, lambdaDouble] = await Promise.all([
       startDynalite(),
       KmsDouble.start(),
-      StsDouble.start({ clock: systemClock, principals: [BOT_PRINCIPAL, OTHER_PRINCIPAL] }),
+      StsDouble.start({ clock: systemClock, principals: [EXAMPLE_BOT_PRINCIPAL, OTHER_PRINCIPAL] }),
       SecretsManagerDouble.start(),
       LambdaDouble.start(),
     ]);
@@ -343,7 +304,7 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
     // The database's server certificate comes from the AWS authority's KMS-held db-server CA (as
     // `broker auth sign --format=db` does against it). The db resource names the port, so pick it first.
     const pgPort = await freePort();
-    const resources = RESOURCES(pgPort);
+    const resources = iamExampleResources(pgPort);
     const authority = await bootstrapAuthority({
       store: new DynamoDbStateStore(dynamo.client, TABLE),
       kms,
@@ -483,13 +444,13 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
         event: 'bot.join',
         outcome: 'success',
         bot: 'example',
-        reason: expect.stringContaining(BOT_PRINCIPAL.arn),
+        reason: expect.stringContaining(EXAMPLE_BOT_PRINCIPAL.arn),
       }),
     );
     expect(audits).toContainEqual(expect.objectContaining({ event: 'db_cert.issue', outcome: 'success' }));
     for (const line of [...auditLines, ...botLines]) {
-      expect(line).not.toContain(BOT_PRINCIPAL.secretAccessKey);
-      expect(line).not.toContain(BOT_PRINCIPAL.sessionToken);
+      expect(line).not.toContain(EXAMPLE_BOT_PRINCIPAL.secretAccessKey);
+      expect(line).not.toContain(EXAMPLE_BOT_PRINCIPAL.sessionToken);
       expect(line).not.toContain('Signature=');
       expect(line).not.toContain('PRIVATE KEY');
     }
@@ -620,7 +581,7 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
 
   it('an authority function that does not exist fails the run with ResourceNotFoundException', async () => {
     const before = currentVersion();
-    await expect(botHandler(BOT_PRINCIPAL, 'broker-authority-missing')()).rejects.toThrow(
+    await expect(botHandler(EXAMPLE_BOT_PRINCIPAL, 'broker-authority-missing')()).rejects.toThrow(
       /cannot invoke the authority function broker-authority-missing: ResourceNotFoundException: Function not found: arn:aws:lambda:us-east-1:\d{12}:function:broker-authority-missing/,
     );
     expect(currentVersion()).toBe(before);
@@ -634,7 +595,7 @@ describe('AWS mode end to end: Lambda handlers, doubles, proxy container, client
     );
     expect(error?.name).toBe('AccessDeniedError');
     expect(error?.message).toContain(
-      `iam join refused: the AWS identity ${OTHER_PRINCIPAL.arn} (account 111111111111) matches no allow rule of iam token "${IAM_TOKEN}"`,
+      `iam join refused: the AWS identity ${OTHER_PRINCIPAL.arn} (account 111111111111) matches no allow rule of iam token "${EXAMPLE_BOT_IAM_TOKEN}"`,
     );
     expect(currentVersion()).toBe(before);
     expect(stsDouble?.requests.at(-1)?.outcome).toBe('OK'); // STS vouched for the caller; the token refused it

@@ -40,20 +40,22 @@ import { systemClock } from '../../src/clock.js';
 import { type CredentialBundle, parseBundle } from '../../src/credentials/bundle.js';
 import { freePort } from '../../src/devdb/postgres.js';
 import type { RotationPhase } from '../../src/pki/ca-rotation.js';
-import { CredentialCache } from '../../src/proxy/credential-cache.js';
-import { DatabaseProxy } from '../../src/proxy/proxy.js';
 import { SecretsManagerBundleSource } from '../../src/proxy/sources/secretsmanager.js';
 import { createStateTable } from '../../src/state/dynamodb-store.js';
 import { type LocalDynamoDb, startDynalite } from '../support/aws/dynalite.js';
+import {
+  botLambdaEnv,
+  EXAMPLE_BOT_PRINCIPAL,
+  iamExampleResources,
+  secretsManagerBotConfig,
+} from '../support/aws/example-bot.js';
 import { TEST_CREDENTIALS, TEST_REGION } from '../support/aws/http-double.js';
 import { KmsDouble } from '../support/aws/kms.js';
 import { LambdaDouble } from '../support/aws/lambda.js';
 import { type MotoServer, requirePythonTool, startMoto } from '../support/aws/moto.js';
 import { SecretsManagerDouble } from '../support/aws/secretsmanager.js';
-import { StsDouble, type StsTestPrincipal } from '../support/aws/sts.js';
-import { exampleResourcesYaml } from '../support/fixtures.js';
+import { StsDouble } from '../support/aws/sts.js';
 import { requirePostgres } from '../support/postgres.js';
-import { testLogger } from '../support/proxy.js';
 import { PostgresEngine } from '../support/rotation-postgres.js';
 import {
   ConnectionLoad,
@@ -68,47 +70,7 @@ import {
 import { tempDir } from '../support/temp.js';
 
 const SERVICE = 'example-server';
-const USER = 'alice';
-const DATABASE = 'example';
-const IAM_TOKEN = 'example-bot-iam';
 const FN = { authority: 'broker-authority', rotate: 'broker-rotate', sign: 'broker-sign' } as const;
-
-const BOT_PRINCIPAL: StsTestPrincipal = {
-  accessKeyId: 'ASIAROTATIONBOT00001',
-  secretAccessKey: 'rotation-bot-secret-access-key-do-not-log',
-  sessionToken: 'rotation-bot-session-token-do-not-log',
-  account: '111111111111',
-  arn: 'arn:aws:sts::111111111111:assumed-role/example-bot/session',
-  userId: 'AROAROTATIONBOT00001:session',
-};
-
-const resources = (port: number) =>
-  exampleResourcesYaml({
-    role: { maxSessionTtl: null },
-    db: { uri: `localhost:${port}`, serverName: 'localhost' },
-    extra: `kind: token
-version: v2
-metadata: { name: ${IAM_TOKEN} }
-spec:
-  join_method: iam
-  bot_name: example
-  allow:
-    - aws_account: '111111111111'
-      aws_arn: 'arn:aws:sts::111111111111:assumed-role/example-bot/*'
-`,
-  });
-
-const botConfig = (secret: string) => `version: v2
-auth_server: lambda://${FN.authority}
-onboarding: { join_method: iam, token: ${IAM_TOKEN} }
-storage: { type: memory }
-outputs:
-  - type: database
-    destination: { type: secretsmanager, name: ${secret} }
-    service: ${SERVICE}
-    database: ${DATABASE}
-    username: ${USER}
-`;
 
 /** Where the state and the bundles live: the project's doubles, or moto. KMS is always the KMS double. */
 interface Backend {
@@ -134,8 +96,7 @@ class AwsRotationWorld extends RotationWorld {
   readonly secret = `broker/rotation/${randomUUID().slice(0, 8)}`;
   readonly keys: Record<string, string> = {};
   private runBot: (() => Promise<BotRunSummary>) | undefined;
-  private awsCreds: CredentialCache | undefined;
-  private awsProxy: DatabaseProxy | undefined;
+  protected override readonly proxyLoadMs = 10_000;
   readonly pg: PostgresEngine;
 
   constructor(
@@ -182,7 +143,7 @@ class AwsRotationWorld extends RotationWorld {
         [`db-client/${SERVICE}`]: this.keys['next-service'],
         bot: this.keys['next-bot'],
       }),
-      BROKER_RESOURCES: `base64:${Buffer.from(resources(this.port)).toString('base64')}`,
+      BROKER_RESOURCES: `base64:${Buffer.from(iamExampleResources(this.port)).toString('base64')}`,
       BROKER_STACK_NAME: 'Broker',
     };
     const deps = {
@@ -206,15 +167,12 @@ class AwsRotationWorld extends RotationWorld {
     shared.lambda.register(FN.sign, (event, context) => sign(event, context));
     await backend.secretsManager.send(new CreateSecretCommand({ Name: this.secret }));
     this.runBot = createBotHandler({
-      env: {
-        BROKER_BOT_CONFIG: botConfig(this.secret),
-        BROKER_AUTHORITY_FUNCTION: FN.authority,
-        BROKER_STACK_NAME: 'Broker',
-        AWS_REGION: TEST_REGION,
-        AWS_ACCESS_KEY_ID: BOT_PRINCIPAL.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: BOT_PRINCIPAL.secretAccessKey,
-        AWS_SESSION_TOKEN: BOT_PRINCIPAL.sessionToken as string,
-      },
+      env: botLambdaEnv({
+        config: secretsManagerBotConfig(FN.authority, this.secret),
+        authorityFunction: FN.authority,
+        principal: EXAMPLE_BOT_PRINCIPAL,
+        region: TEST_REGION,
+      }),
       lambda: shared.lambdaClient,
       secretsManager: backend.secretsManager,
       writeLine: () => undefined,
@@ -226,23 +184,9 @@ class AwsRotationWorld extends RotationWorld {
     this.tls = await this.signServer();
     await this.pg.start(path.join(this.workDir, 'db'), this.tls);
     await this.renew();
-
-    const log = testLogger();
-    this.awsCreds = new CredentialCache(
+    await this.startTunnelProxyOn(
       new SecretsManagerBundleSource({ client: backend.secretsManager, secretId: this.secret }),
-      { log, pollMs: 250 },
     );
-    await this.awsCreds.start();
-    this.awsProxy = new DatabaseProxy({
-      creds: this.awsCreds,
-      log,
-      tunnel: true,
-      listen: { address: '127.0.0.1', port: 0 },
-      startupTimeoutMs: 5_000,
-      dialTimeoutMs: 5_000,
-    });
-    const address = await this.awsProxy.start();
-    this.proxyPort = Number(address.slice(address.lastIndexOf(':') + 1));
   }
 
   /** `aws lambda invoke`: the function's answer, or the function error as a thrown error. */
@@ -303,14 +247,6 @@ class AwsRotationWorld extends RotationWorld {
     return result.serial as string;
   }
 
-  override async proxyHas(serial: string): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    while (this.awsCreds?.loaded?.serial !== serial) {
-      if (Date.now() > deadline) throw new Error(`the proxy did not load serial ${serial} within 10 s`);
-      await sleep(50);
-    }
-  }
-
   override async output(): Promise<CredentialBundle> {
     // AWSCURRENT by name, as the client module reads it: moto 5.2.5 answered a GetSecretValue without a stage
     // with an older version than AWSCURRENT here (the bot promotes with UpdateSecretVersionStage), where the
@@ -321,20 +257,8 @@ class AwsRotationWorld extends RotationWorld {
     return parseBundle(got.SecretString ?? '', this.secret);
   }
 
-  override proxyBundle(): CredentialBundle {
-    const loaded = this.awsCreds?.loaded;
-    if (!loaded) throw new Error('the proxy holds no bundle');
-    return loaded.bundle;
-  }
-
   async keyState(name: string): Promise<string | undefined> {
     return (await this.kms.send(new DescribeKeyCommand({ KeyId: this.keys[name] }))).KeyMetadata?.KeyState;
-  }
-
-  override async stop(): Promise<void> {
-    await this.awsProxy?.stop(2_000);
-    this.awsCreds?.stop();
-    await this.pg.stop();
   }
 }
 
@@ -447,7 +371,7 @@ function awsRotationSuite(backendOf: () => Backend, options: { cliRefusals?: boo
     await requirePostgres();
     work = await tempDir('rotation-aws-pg');
     const [sts, lambda] = await Promise.all([
-      StsDouble.start({ clock: systemClock, principals: [BOT_PRINCIPAL] }),
+      StsDouble.start({ clock: systemClock, principals: [EXAMPLE_BOT_PRINCIPAL] }),
       LambdaDouble.start(),
     ]);
     shared = {

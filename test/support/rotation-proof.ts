@@ -30,6 +30,7 @@ import { DirectoryDestination } from '../../src/destinations/directory.js';
 import type { RotationPhase } from '../../src/pki/ca-rotation.js';
 import { CredentialCache } from '../../src/proxy/credential-cache.js';
 import { DatabaseProxy, type ProxyOptions } from '../../src/proxy/proxy.js';
+import type { BundleSource } from '../../src/proxy/sources/bundle-source.js';
 import { DirectoryBundleSource } from '../../src/proxy/sources/directory.js';
 import { MemoryStateStore } from '../../src/state/memory-store.js';
 import { testKeyPair } from './fixtures.js';
@@ -96,6 +97,8 @@ export class RotationWorld {
   tls: DatabaseTls | undefined;
   private bot: Bot | undefined;
   private keySlot = 0;
+  /** How long `proxyHas` waits for the proxy's own re-read of the output. */
+  protected readonly proxyLoadMs: number = 5_000;
   private creds: CredentialCache | undefined;
   private proxy: DatabaseProxy | undefined;
   private readonly outDir: string;
@@ -154,9 +157,16 @@ ${this.engine.format ? `    format: ${this.engine.format}\n` : ''}`,
       generateKeyPair: () => testKeyPair(this.keySlot++ % 4),
     });
     await this.renew();
+    await this.startTunnelProxyOn(this.source);
+  }
+
+  /**
+   * Starts the tunnel proxy on the bundles `source` holds (the output); sets `proxyPort`. The proxy re-reads
+   * the source on its own schedule: a rotation needs no signal to it.
+   */
+  protected async startTunnelProxyOn(source: BundleSource): Promise<void> {
     const log = testLogger();
-    // The proxy re-reads the output on its own schedule: a rotation needs no signal to it.
-    this.creds = new CredentialCache(this.source, { log, pollMs: 250 });
+    this.creds = new CredentialCache(source, { log, pollMs: 250 });
     await this.creds.start();
     this.proxy = new DatabaseProxy({
       creds: this.creds,
@@ -181,9 +191,10 @@ ${this.engine.format ? `    format: ${this.engine.format}\n` : ''}`,
 
   /** Waits until the proxy has loaded the output with `serial` by itself (its periodic re-read). */
   async proxyHas(serial: string): Promise<void> {
-    const deadline = Date.now() + 5_000;
+    const deadline = Date.now() + this.proxyLoadMs;
     while (this.creds?.loaded?.serial !== serial) {
-      if (Date.now() > deadline) throw new Error(`the proxy did not load serial ${serial} within 5 s`);
+      if (Date.now() > deadline)
+        throw new Error(`the proxy did not load serial ${serial} within ${this.proxyLoadMs / 1000} s`);
       await sleep(50);
     }
   }
