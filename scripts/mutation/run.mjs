@@ -58,7 +58,7 @@ const slug = (file) =>
     .replaceAll('/', '-');
 
 function strykerOptions(target, options) {
-  for (const t of target.tests)
+  for (const t of [...target.tests, ...(target.support ?? [])])
     if (!existsSync(t)) throw new Error(`${target.file}: test file ${t} does not exist`);
   return {
     mutate: [target.file],
@@ -90,6 +90,28 @@ function strykerOptions(target, options) {
 }
 
 /**
+ * Whether the test/support files listed for `target` are as they were when its results were stored. Stryker
+ * follows the test files only, so the run keeps their text beside its results (`supportFiles`).
+ */
+function supportUnchanged(target) {
+  const file = incrementalFile(target);
+  const stored = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')).supportFiles ?? {}) : {};
+  const support = target.support ?? [];
+  if (Object.keys(stored).sort().join('\n') !== [...support].sort().join('\n')) return false;
+  return support.every((f) => stored[f].source === readFileSync(f, 'utf8'));
+}
+
+function storeSupport(target) {
+  if (!target.support) return;
+  const file = incrementalFile(target);
+  const report = JSON.parse(readFileSync(file, 'utf8'));
+  report.supportFiles = Object.fromEntries(
+    target.support.map((f) => [f, { source: readFileSync(f, 'utf8') }]),
+  );
+  writeFileSync(file, JSON.stringify(report, null, 2));
+}
+
+/**
  * The stored results of `target` when its file and every one of its test files are exactly as they were
  * when the results were made (Stryker would then reuse every result anyway, after a full initial test run).
  */
@@ -101,6 +123,7 @@ function upToDate(target) {
   const tests = Object.keys(report.testFiles ?? {}).sort();
   if (!source || source.source !== readFileSync(target.file, 'utf8')) return undefined;
   if (tests.join('\n') !== [...target.tests].sort().join('\n')) return undefined;
+  if (!supportUnchanged(target)) return undefined;
   for (const t of tests) if (report.testFiles[t].source !== readFileSync(t, 'utf8')) return undefined;
   if (source.mutants.some((m) => m.status === 'Pending')) return undefined;
   return source.mutants.map((m) => ({ ...m, fileName: target.file }));
@@ -198,7 +221,11 @@ async function main() {
     try {
       const stored = options.force ? undefined : upToDate(target);
       if (stored) console.log('source and tests unchanged since the stored results: reusing them');
-      const results = stored ?? (await new Stryker(strykerOptions(target, options)).runMutationTest());
+      // A changed support file can change what any test asserts: every mutant is tested again.
+      const force = options.force || !supportUnchanged(target);
+      const results =
+        stored ?? (await new Stryker(strykerOptions(target, { ...options, force })).runMutationTest());
+      if (!stored) storeSupport(target);
       rows.push(summarize(target, results));
     } catch (error) {
       rows.push({

@@ -7,51 +7,15 @@
 import { Duplex, PassThrough, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/proxy/errors.js';
-import type { ClientFramer, FramerStep } from '../../../src/proxy/protocols/framing.js';
-import { FramedUpstream } from '../../../src/proxy/tunnels/framed-upstream.js';
-import { memoryLogger } from '../../support/proxy.js';
+import type { ClientFramer } from '../../../src/proxy/protocols/framing.js';
+import {
+  databaseEndsCleanly,
+  framedPair as pair,
+  refusingNo,
+  slowUpstream,
+  tick,
+} from '../../support/framed-upstream.js';
 
-class FakeUpstream extends Duplex {
-  written: Buffer[] = [];
-  override _read(): void {}
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.written.push(chunk);
-    callback();
-  }
-}
-
-/** Relays every chunk; a chunk containing "NO" is refused whole. */
-const refusingNo: ClientFramer = {
-  push(chunk: Buffer): FramerStep {
-    if (!chunk.includes('NO')) return { forward: [chunk] };
-    return {
-      forward: [],
-      refusal: { code: 'COMMAND_REFUSED', message: 'refused', reply: Buffer.from('ERR refused\n') },
-    };
-  },
-};
-
-function pair(options: { upstream?: FakeUpstream; client?: Writable; framer?: ClientFramer } = {}) {
-  const upstream = options.upstream ?? new FakeUpstream();
-  const client = options.client ?? new PassThrough();
-  const logger = memoryLogger();
-  const framed = new FramedUpstream({
-    upstream,
-    client,
-    framer: options.framer ?? refusingNo,
-    log: logger.log,
-  });
-  const closed = new Promise<Error | undefined>((resolve) => {
-    let failure: Error | undefined;
-    framed.on('error', (err) => {
-      failure = err;
-    });
-    framed.on('close', () => resolve(failure));
-  });
-  return { upstream, client, framed, closed, logger };
-}
-
-const tick = () => new Promise((resolve) => setImmediate(resolve));
 const STILL_OPEN = 'still open after 1 s';
 /** How the pair closed, or STILL_OPEN when it had not closed within a second. */
 const within = (closed: Promise<Error | undefined>) =>
@@ -76,12 +40,7 @@ describe('FramedUpstream half-close', () => {
 
 describe('FramedUpstream backpressure', () => {
   it('a write that waited for a drain completes once, and the pair later closes cleanly', async () => {
-    const upstream = new FakeUpstream({ highWaterMark: 1 });
-    const pending: (() => void)[] = [];
-    upstream._write = (chunk: Buffer, _encoding, callback) => {
-      upstream.written.push(chunk);
-      pending.push(callback);
-    };
+    const { upstream, pending } = slowUpstream();
     const { framed, closed } = pair({ upstream });
     const completions: string[] = [];
     framed.write(Buffer.from('first'), () => completions.push('first'));
@@ -99,26 +58,14 @@ describe('FramedUpstream backpressure', () => {
   });
 
   it('after a drained write, a clean end of the database closes the pair without error once read', async () => {
-    const upstream = new FakeUpstream({ highWaterMark: 1 });
-    const pending: (() => void)[] = [];
-    upstream._write = (chunk: Buffer, _encoding, callback) => {
-      upstream.written.push(chunk);
-      pending.push(callback);
-    };
+    const { upstream, pending } = slowUpstream();
     const { framed, closed } = pair({ upstream });
     let completions = 0;
     framed.write(Buffer.from('query'), () => completions++);
     await tick();
     for (const callback of pending.splice(0)) callback();
     await tick();
-    upstream.push(Buffer.from('last rows'));
-    upstream.push(null);
-    await tick();
-    upstream.destroy();
-    await tick();
-    expect(framed.destroyed).toBe(false);
-    const got: Buffer[] = [];
-    framed.on('data', (d: Buffer) => got.push(d));
+    const got = await databaseEndsCleanly(upstream, framed);
     expect(await within(closed)).toBeUndefined();
     expect(Buffer.concat(got).toString()).toBe('last rows');
     expect(completions).toBe(1);
@@ -135,7 +82,7 @@ describe('FramedUpstream after a refusal', () => {
       },
     };
     const { framed, closed, logger, client } = pair({ framer });
-    (client as PassThrough).resume();
+    client.resume();
     framed.resume();
     framed.write(Buffer.from('NO first'));
     framed.write(Buffer.from('NO again'));

@@ -3,21 +3,17 @@
  * ways, a drain that never comes because the database closed, how the pair closes after a clean end or an
  * abrupt close, and what happens to writes and ends after a refusal.
  */
-import { Duplex, PassThrough } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
 import { ProxyError } from '../../../src/proxy/errors.js';
 import type { ClientFramer, FramerStep } from '../../../src/proxy/protocols/framing.js';
-import { FramedUpstream } from '../../../src/proxy/tunnels/framed-upstream.js';
-import { memoryLogger } from '../../support/proxy.js';
-
-class FakeUpstream extends Duplex {
-  written: Buffer[] = [];
-  override _read(): void {}
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.written.push(chunk);
-    callback();
-  }
-}
+import {
+  databaseEndsCleanly,
+  FakeUpstream,
+  framedPair,
+  slowUpstream,
+  tick,
+} from '../../support/framed-upstream.js';
 
 /** Splits every chunk at its spaces into several forwarded pieces; "NO" anywhere is refused. */
 const splitting: ClientFramer = {
@@ -37,19 +33,8 @@ const splitting: ClientFramer = {
 };
 
 function pair(upstream = new FakeUpstream(), client: PassThrough = new PassThrough()) {
-  const logger = memoryLogger();
-  const framed = new FramedUpstream({ upstream, client, framer: splitting, log: logger.log });
-  const closed = new Promise<Error | undefined>((resolve) => {
-    let failure: Error | undefined;
-    framed.on('error', (err) => {
-      failure = err;
-    });
-    framed.on('close', () => resolve(failure));
-  });
-  return { upstream, client, framed, closed, logger };
+  return framedPair({ upstream, client, framer: splitting });
 }
-
-const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('FramedUpstream flow', () => {
   it('writes several forwarded pieces of one chunk corked, in order', async () => {
@@ -77,10 +62,8 @@ describe('FramedUpstream flow', () => {
   });
 
   it('a write waiting for a drain completes when the database closes instead', async () => {
-    const upstream = new FakeUpstream({ highWaterMark: 1 });
-    upstream._write = (chunk: Buffer) => {
-      upstream.written.push(chunk);
-    };
+    // The database never completes the write.
+    const { upstream } = slowUpstream();
     const { framed } = pair(upstream);
     framed.on('error', () => undefined);
     let done = false;
@@ -103,14 +86,7 @@ describe('FramedUpstream flow', () => {
 
   it('after a clean end, the pair closes only once what the database sent has been read', async () => {
     const { upstream, framed, closed } = pair();
-    upstream.push(Buffer.from('last rows'));
-    upstream.push(null);
-    await tick();
-    upstream.destroy();
-    await tick();
-    expect(framed.destroyed).toBe(false);
-    const got: Buffer[] = [];
-    framed.on('data', (d: Buffer) => got.push(d));
+    const got = await databaseEndsCleanly(upstream, framed);
     expect(await closed).toBeUndefined();
     expect(Buffer.concat(got).toString()).toBe('last rows');
   });

@@ -1,19 +1,10 @@
-import { Duplex, PassThrough } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/proxy/errors.js';
 import type { ClientFramer, FramerStep } from '../../../src/proxy/protocols/framing.js';
 import { FramedUpstream } from '../../../src/proxy/tunnels/framed-upstream.js';
+import { framedPair, slowUpstream, tick } from '../../support/framed-upstream.js';
 import { memoryLogger } from '../../support/proxy.js';
-
-/** The database side: records what it is sent; `push` is what it sends. */
-class FakeUpstream extends Duplex {
-  written: Buffer[] = [];
-  override _read(): void {}
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.written.push(chunk);
-    callback();
-  }
-}
 
 /** Relays every chunk, except that a chunk containing BAD is cut there and refused. */
 const framer: ClientFramer = {
@@ -29,25 +20,14 @@ const framer: ClientFramer = {
 
 /** A wrapper wired to a client the way the relay wires it. */
 function setup() {
-  const upstream = new FakeUpstream();
-  const client = new PassThrough();
-  const logger = memoryLogger();
-  const framed = new FramedUpstream({ upstream, client, framer, log: logger.log });
+  const pair = framedPair({ framer });
+  const { framed, client } = pair;
   const received: Buffer[] = [];
   framed.on('data', (d: Buffer) => client.write(d));
   framed.on('end', () => client.end());
   client.on('data', (d: Buffer) => received.push(d));
-  const closed = new Promise<Error | undefined>((resolve) => {
-    let failure: Error | undefined;
-    framed.on('error', (err) => {
-      failure = err;
-    });
-    framed.on('close', () => resolve(failure));
-  });
-  return { upstream, client, framed, received, closed, logger };
+  return { ...pair, received };
 }
-
-const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('FramedUpstream', () => {
   it('relays framed client bytes up and the database bytes down, and ends both ways', async () => {
@@ -87,12 +67,7 @@ describe('FramedUpstream', () => {
   });
 
   it('waits for the database to drain before taking more', async () => {
-    const upstream = new FakeUpstream({ highWaterMark: 1 });
-    const slow: (() => void)[] = [];
-    upstream._write = (chunk: Buffer, _e, callback) => {
-      upstream.written.push(chunk);
-      slow.push(callback);
-    };
+    const { upstream, pending: slow } = slowUpstream();
     const framed = new FramedUpstream({
       upstream,
       client: new PassThrough(),
