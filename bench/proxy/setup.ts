@@ -4,6 +4,7 @@ import path from 'node:path';
 import { MemoryAuditLog } from '../../src/authority/audit.js';
 import { Authority } from '../../src/authority/authority.js';
 import { parseResources } from '../../src/authority/resources.js';
+import type { CredentialBundle } from '../../src/credentials/bundle.js';
 import { renderDatabaseArtifacts } from '../../src/credentials/formats.js';
 import { DirectoryDestination } from '../../src/destinations/directory.js';
 import { findPostgresBinaries, type StartedPostgres, startPostgres } from '../../src/devdb/postgres.js';
@@ -41,6 +42,40 @@ version: v1
 metadata: { name: bench-bot }
 spec: { roles: [bench-role] }
 `;
+
+/**
+ * The output the bot would write for alice@bench-pg/bench (default format, RSA-2048 key, 8 h), from an
+ * initialized authority, with the database at localhost:`port`.
+ */
+export async function issueBenchBundle(authority: Authority, port: number): Promise<CredentialBundle> {
+  await authority.createResources(parseResources(RESOURCES(port), 'bench-resources.yaml'));
+  const keys = await generateRsaKeyPair();
+  const issued = await authority.issueDatabaseCertificate(
+    'bench-bot',
+    { service: SERVICE, database: DATABASE, username: USER },
+    keys.publicKeyPem,
+    8 * 3_600_000,
+  );
+  return {
+    kind: 'database-credentials',
+    version: 1,
+    service: issued.db.service,
+    protocol: issued.db.protocol,
+    endpoint: issued.db.uri,
+    serverName: issued.db.serverName,
+    database: DATABASE,
+    username: USER,
+    format: '',
+    serial: issued.serial,
+    issuedAt: issued.issuedAt,
+    expiresAt: issued.expires,
+    files: renderDatabaseArtifacts('', {
+      certificatePem: issued.certificatePem,
+      privateKeyPem: keys.privateKeyPem,
+      serverCaPem: issued.serverCaPem,
+    }),
+  };
+}
 
 /** The files of the bot's default directory output, as paths (what stunnel and libpq are given). */
 export interface OutputFiles {
@@ -91,35 +126,9 @@ export async function setUpProxyBench(log: (line: string) => void): Promise<Prox
       settings: { max_connections: String(MAX_CONNECTIONS), log_connections: 'off' },
     });
     log(`PostgreSQL ${pg.version} on ${pg.host}:${pg.port} (max_connections ${MAX_CONNECTIONS})`);
-    await authority.createResources(parseResources(RESOURCES(pg.port), 'bench-resources.yaml'));
-
-    const keys = await generateRsaKeyPair();
-    const issued = await authority.issueDatabaseCertificate(
-      'bench-bot',
-      { service: SERVICE, database: DATABASE, username: USER },
-      keys.publicKeyPem,
-      8 * 3_600_000,
-    );
+    const bundle = await issueBenchBundle(authority, pg.port);
     const dir = path.join(work, 'out');
-    await new DirectoryDestination(dir).write({
-      kind: 'database-credentials',
-      version: 1,
-      service: issued.db.service,
-      protocol: issued.db.protocol,
-      endpoint: issued.db.uri,
-      serverName: issued.db.serverName,
-      database: DATABASE,
-      username: USER,
-      format: '',
-      serial: issued.serial,
-      issuedAt: issued.issuedAt,
-      expiresAt: issued.expires,
-      files: renderDatabaseArtifacts('', {
-        certificatePem: issued.certificatePem,
-        privateKeyPem: keys.privateKeyPem,
-        serverCaPem: issued.serverCaPem,
-      }),
-    });
+    await new DirectoryDestination(dir).write(bundle);
     const output: OutputFiles = {
       dir,
       cert: path.join(dir, 'tlscert'),
@@ -132,7 +141,7 @@ export async function setUpProxyBench(log: (line: string) => void): Promise<Prox
       pg: started,
       binDir: found.binDir,
       output,
-      serial: issued.serial,
+      serial: bundle.serial,
       cleanup: async () => {
         await started.stop();
         await rm(work, { recursive: true, force: true });
