@@ -5,6 +5,7 @@
  * bundle. Optionally a second route and proxy to a port where nothing listens.
  */
 import path from 'node:path';
+import mysql from 'mysql2/promise';
 import { afterAll } from 'vitest';
 import type { Authority } from '../../src/authority/authority.js';
 import type { DbProtocol } from '../../src/credentials/route.js';
@@ -41,6 +42,11 @@ export interface TunnelWorld<S> {
   proxy: RunningProxy;
   /** With `unreachable`: the same kind of route to a port where nothing listens, and its proxy. */
   down?: RunningProxy | undefined;
+  /**
+   * A mysql2 connection through the tunnel proxy as a client makes it: no TLS, no password, alice on
+   * `example` unless `user`/`database` say otherwise, 5 s to connect.
+   */
+  mysql(login?: { user?: string; database?: string }): Promise<mysql.Connection>;
 }
 
 export interface TunnelWorldSpec<S> {
@@ -92,7 +98,15 @@ export function tunnelWorld<S extends { port: number; stop(): Promise<void> }>(
       down = await startTunnelProxy(path.join(work.dir, 'out-down'));
       parts.proxies.push(down);
     }
-    world = { dir: work.dir, authority, serverCert, server, alice, proxy, down };
+    const viaProxy = (login: { user?: string; database?: string } = {}) =>
+      mysql.createConnection({
+        host: '127.0.0.1',
+        port: proxy.port,
+        user: login.user ?? 'alice',
+        database: login.database ?? 'example',
+        connectTimeout: 5_000,
+      });
+    world = { dir: work.dir, authority, serverCert, server, alice, proxy, down, mysql: viaProxy };
   });
 
   afterAll(async () => {

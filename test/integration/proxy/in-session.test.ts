@@ -74,17 +74,7 @@ describe('tunnel in session: MariaDB', () => {
   const db = () => world().server;
 
   const viaProxy = (database = 'example') =>
-    within(
-      10_000,
-      'mysql2 connect through the proxy',
-      mysql.createConnection({
-        host: '127.0.0.1',
-        port: world().proxy.port,
-        user: 'alice',
-        database,
-        connectTimeout: 5_000,
-      }),
-    );
+    within(10_000, 'mysql2 connect through the proxy', world().mysql({ database }));
 
   /** Open sessions of `user`, from the server's own process list (no tunnel in between). */
   const sessionsOf = async (user: string) =>

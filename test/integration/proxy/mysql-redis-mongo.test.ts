@@ -78,15 +78,6 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
   });
   const db = () => world().server;
 
-  const viaProxy = (user = 'alice') =>
-    mysql.createConnection({
-      host: '127.0.0.1',
-      port: world().proxy.port,
-      user,
-      database: 'example',
-      connectTimeout: 5_000,
-    });
-
   it('issues a certificate whose subject is the one the account requires', async () => {
     const crt = path.join(world().dir, 'alice.crt');
     await writeFile(crt, world().alice.bundle.files.tlscert!);
@@ -96,7 +87,7 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
   });
 
   it('mysql2 without TLS or password through the tunnel is alice over TLS upstream', async () => {
-    const conn = await within(10_000, 'mysql2 connect through the proxy', viaProxy());
+    const conn = await within(10_000, 'mysql2 connect through the proxy', world().mysql());
     try {
       const [who] = await conn.query<mysql.RowDataPacket[]>('SELECT CURRENT_USER() AS u, DATABASE() AS d');
       expect(String(who[0]?.u)).toBe('alice@%');
@@ -157,19 +148,21 @@ describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
   });
 
   it('refuses a client asking for bob with an ERR naming both users, and keeps serving', async () => {
-    const err = await viaProxy('bob').then(
-      async (c) => {
-        await c.end();
-        throw new Error('bob should have been refused');
-      },
-      (e: Error & { errno?: number; sqlState?: string }) => e,
-    );
+    const err = await world()
+      .mysql({ user: 'bob' })
+      .then(
+        async (c) => {
+          await c.end();
+          throw new Error('bob should have been refused');
+        },
+        (e: Error & { errno?: number; sqlState?: string }) => e,
+      );
     expect(err.message).toBe(
       'broker proxy: the client asked for user "bob" but the certificate is for user "alice"',
     );
     expect(err.errno).toBe(1045);
     expect(err.sqlState).toBe('28000');
-    const conn = await viaProxy();
+    const conn = await world().mysql();
     const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT CURRENT_USER() AS u');
     expect(rows[0]?.u).toBe('alice@%');
     await conn.end();
