@@ -59,10 +59,9 @@ export interface SignServerDeps {
  * record names: it creates nothing (no CA, no resources), so its role needs no more than GetItem on the
  * table and kms:Sign on the db-server CA keys.
  */
-function signingAuthority(deps: SignServerDeps, audit: AuditSink): Authority {
-  const env = parseEnv(envSchema, deps.env, 'authority-sign');
+function signingAuthority(deps: SignServerDeps, tableName: string, audit: AuditSink): Authority {
   return new Authority({
-    store: new DynamoDbStateStore(deps.dynamodb, env.BROKER_TABLE_NAME),
+    store: new DynamoDbStateStore(deps.dynamodb, tableName),
     audit,
     clock: systemClock,
     signerFactory: kmsSignerFactory(deps.kms),
@@ -98,7 +97,7 @@ export function createSignServerHandler(
     deps.writeLine,
     env.BROKER_STACK_NAME ? { stack: env.BROKER_STACK_NAME } : {},
   );
-  const authority = signingAuthority(deps, audit);
+  const authority = signingAuthority(deps, env.BROKER_TABLE_NAME, audit);
   return async (event, context) => {
     const problem = eventProblem(event);
     if (problem !== undefined) {
