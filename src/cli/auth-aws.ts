@@ -8,7 +8,7 @@ import { ConfigError } from '../config/errors.js';
 import { createCsr } from '../pki/csr.js';
 import { generateRsaKeyPair } from '../pki/keys.js';
 
-/** One of the stack's operator actions: its name, what it is called in messages, the stack output. */
+/** Which of the stack's operator actions to invoke: its function name (or ARN) and, optionally, region. */
 export interface ActionTarget {
   function: string;
   region?: string | undefined;
