@@ -58,7 +58,7 @@ import { StsDouble } from '../support/aws/sts.js';
 import { requirePostgres } from '../support/postgres.js';
 import { PostgresEngine } from '../support/rotation-postgres.js';
 import {
-  ConnectionLoad,
+  type ConnectionLoad,
   type DatabaseTls,
   expectNoDisruption,
   FULL_ROTATION,
@@ -66,6 +66,7 @@ import {
   ROLLED_BACK,
   RotationWorld,
   signers,
+  underLoad,
 } from '../support/rotation-proof.js';
 import { tempDir } from '../support/temp.js';
 
@@ -305,27 +306,11 @@ interface AwsProof {
 
 async function runAwsProof(world: AwsRotationWorld, phases: readonly RotationPhase[]): Promise<AwsProof> {
   const before = await world.caBundles();
-  const load = new ConnectionLoad(world);
-  await load.start();
-  try {
-    await sleep(PHASE_MS);
-    await rotateUnderLoad(world, load, 'db-client', phases);
-    await rotateUnderLoad(world, load, 'db-server', phases);
-    load.phase = 'after';
-    await sleep(PHASE_MS);
-  } finally {
-    await load.stop();
-  }
-  if (process.env.BROKER_TEST_LOG)
-    console.error(
-      `aws ${phases.join(',')}: ${load.opened} new connections, ${load.longLivedPings} long-lived round trips, ${load.failed.length} failed, ${load.dropped.length} dropped`,
-    );
-  expectNoDisruption({
-    opened: load.opened,
-    longLivedPings: load.longLivedPings,
-    failed: load.failed,
-    dropped: load.dropped,
-  } as Parameters<typeof expectNoDisruption>[0]);
+  const load = await underLoad(world, `aws ${phases.join(',')}`, async (l) => {
+    await rotateUnderLoad(world, l, 'db-client', phases);
+    await rotateUnderLoad(world, l, 'db-server', phases);
+  });
+  expectNoDisruption(load);
   return {
     before,
     after: await world.caBundles(),

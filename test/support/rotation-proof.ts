@@ -388,12 +388,16 @@ export const ROLLED_BACK: readonly RotationPhase[] = [
   'standby',
 ];
 
-/** What the proof saw, for its assertions and its failure messages. */
-export interface ProofReport {
+/** What the client load saw. */
+export interface LoadReport {
   opened: number;
   longLivedPings: number;
   failed: string[];
   dropped: string[];
+}
+
+/** What the proof saw, for its assertions and its failure messages. */
+export interface ProofReport extends LoadReport {
   /** The single key each CA holds before and after (PEM). */
   clientCa: { before: string; after: string };
   serverCa: { before: string; after: string };
@@ -404,18 +408,20 @@ export interface ProofReport {
   firstOutput: CredentialBundle;
 }
 
-/** Runs the client load while the db-client CA and then the db-server CA go through `phases`. */
-export async function runProof(world: RotationWorld, phases: readonly RotationPhase[]): Promise<ProofReport> {
-  const { authority } = world;
-  const clientCaBefore = await authority.dbClientCaBundle(SERVICE);
-  const serverCaBefore = await authority.caBundle('db-server');
-  const firstOutput = await world.output();
+/**
+ * Runs the client load on `world` while `rotate` moves its CAs, a phase of PHASE_MS before and after;
+ * `label` names the run in the BROKER_TEST_LOG line. What the load saw.
+ */
+export async function underLoad(
+  world: RotationWorld,
+  label: string,
+  rotate: (load: ConnectionLoad) => Promise<void>,
+): Promise<LoadReport> {
   const load = new ConnectionLoad(world);
   await load.start();
   try {
     await sleep(PHASE_MS);
-    await rotateUnderLoad(world, load, 'db-client', phases);
-    await rotateUnderLoad(world, load, 'db-server', phases);
+    await rotate(load);
     load.phase = 'after';
     await sleep(PHASE_MS);
   } finally {
@@ -423,13 +429,28 @@ export async function runProof(world: RotationWorld, phases: readonly RotationPh
   }
   if (process.env.BROKER_TEST_LOG)
     console.error(
-      `${world.engine.protocol} ${phases.join(',')}: ${load.opened} new connections, ${load.longLivedPings} long-lived round trips, ${load.failed.length} failed, ${load.dropped.length} dropped`,
+      `${label}: ${load.opened} new connections, ${load.longLivedPings} long-lived round trips, ${load.failed.length} failed, ${load.dropped.length} dropped`,
     );
   return {
     opened: load.opened,
     longLivedPings: load.longLivedPings,
     failed: load.failed,
     dropped: load.dropped,
+  };
+}
+
+/** Runs the client load while the db-client CA and then the db-server CA go through `phases`. */
+export async function runProof(world: RotationWorld, phases: readonly RotationPhase[]): Promise<ProofReport> {
+  const { authority } = world;
+  const clientCaBefore = await authority.dbClientCaBundle(SERVICE);
+  const serverCaBefore = await authority.caBundle('db-server');
+  const firstOutput = await world.output();
+  const load = await underLoad(world, `${world.engine.protocol} ${phases.join(',')}`, async (l) => {
+    await rotateUnderLoad(world, l, 'db-client', phases);
+    await rotateUnderLoad(world, l, 'db-server', phases);
+  });
+  return {
+    ...load,
     clientCa: { before: clientCaBefore, after: await authority.dbClientCaBundle(SERVICE) },
     serverCa: { before: serverCaBefore, after: await authority.caBundle('db-server') },
     finalOutput: await world.output(),
@@ -439,7 +460,7 @@ export async function runProof(world: RotationWorld, phases: readonly RotationPh
 }
 
 /** No new connection failed, no long-lived one dropped, and the load was real. */
-export function expectNoDisruption(report: ProofReport): void {
+export function expectNoDisruption(report: LoadReport): void {
   expect(report.failed, 'failed new connections').toEqual([]);
   expect(report.dropped, 'dropped long-lived connections').toEqual([]);
   // Two paths, a new connection every 100 ms, over at least eight phases of a second.
