@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { type BuildOptions, build, type Metafile } from 'esbuild';
+import { ownFileForRequired } from '../../scripts/own-file-plugin.mjs';
 
 /**
  * The banner scripts/build.mjs puts on each function bundle (ESM bundles that inline CommonJS packages
@@ -34,6 +35,8 @@ export function functionBuildOptions(entry: string, outfile: string): BuildOptio
     minify: true,
     metafile: true,
     banner: { js: CJS_SHIM },
+    // As scripts/build.mjs: a package required on first use goes to its own file beside the entry.
+    plugins: [ownFileForRequired(['re2js'])],
     logLevel: 'warning',
   };
 }

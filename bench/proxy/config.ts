@@ -17,7 +17,14 @@ export const TARGETS = {
   openMb: 120,
 } as const;
 
-export type CellId = 'select-1' | 'select-8' | 'select-32' | 'connect-8' | 'copy' | 'select-32-shared';
+export type CellId =
+  | 'select-1'
+  | 'select-8'
+  | 'select-32'
+  | 'connect-8'
+  | 'copy'
+  | 'select-32-shared'
+  | 'select-32-shared-workers';
 export interface Cell {
   id: CellId;
   label: string;
@@ -35,11 +42,18 @@ export const CELLS: Cell[] = [
 
 /**
  * Diagnostic cells, not targets: 32 clients with both proxies moved into the workload's scheduler group
- * (placement.ts), as a process started beside a busy database on one host would run. Measured only when the
- * groups exist.
+ * (placement.ts), as a process started beside a busy database on one host would run, once with the tunnel as
+ * measured everywhere else and once with `--workers SHARED_WORKERS` (more event loops, more scheduler shares).
+ * Measured only when the groups exist.
  */
+export const SHARED_WORKERS = 2;
 export const SHARED_CELLS: Cell[] = [
   { id: 'select-32-shared', label: "select-only, 32 clients, proxies in the workload's group", unit: 'TPS' },
+  {
+    id: 'select-32-shared-workers',
+    label: `select-only, 32 clients, proxies in the workload's group, tunnel --workers ${SHARED_WORKERS}`,
+    unit: 'TPS',
+  },
 ];
 
 export const TARGET_TEXT = {

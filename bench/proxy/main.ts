@@ -31,6 +31,7 @@ import {
   MAX_FOREIGN,
   SCALE,
   SHARED_CELLS,
+  SHARED_WORKERS,
   TARGET_TEXT,
   TARGETS,
 } from './config.js';
@@ -131,7 +132,11 @@ async function main(): Promise<void> {
     log(`pgbench -i -s ${SCALE} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
     // Each proxy in its own scheduler group, as the sidecar container runs.
-    const startTunnel = async (tag: string, extraFlags: readonly string[] = []) => {
+    const startTunnel = async (
+      tag: string,
+      extraFlags: readonly string[] = [],
+      args: readonly string[] = [],
+    ) => {
       const started = await startBrokerTunnel({
         entry,
         nodeFlags: [...SIDECAR_NODE_FLAGS, ...extraFlags],
@@ -139,6 +144,7 @@ async function main(): Promise<void> {
         service: SERVICE,
         logDir: setup.work,
         tag,
+        args,
       });
       placement.place(started.pid, 'tunnel');
       return started;
@@ -237,19 +243,27 @@ async function main(): Promise<void> {
       };
     };
 
+    // The diagnostic cells move both proxies into the workload's group for their pair, and back after it.
+    const sharedCells = placement.kind === 'containers' ? SHARED_CELLS : [];
+    const allCells = [...CELLS, ...sharedCells];
+    // The tunnel with more event loops, for its diagnostic cell only (idle otherwise).
+    const workersTunnel = sharedCells.length
+      ? await startTunnel('workers', [], ['--workers', String(SHARED_WORKERS)])
+      : undefined;
+    if (workersTunnel) procs.push(workersTunnel);
     // Warm-up: the proxies' first connections, JIT, the server's caches; results discarded.
     for (const cell of CELLS)
       for (const p of ['tunnel', 'stunnel', 'direct'] as const)
         if (cell.id === 'copy') await psqlCopy(setup.binDir, conninfo[p], copyRows / 10, COPY_WIDTH);
         else await measure(cell, p, 2);
+    // The tunnel with more event loops too: each loop's first connections and JIT.
+    if (workersTunnel) await measure(CELLS[2] as Cell, 'tunnel', 2, workersTunnel);
     log('warm-up done');
 
-    // The diagnostic cells move both proxies into the workload's group for their pair, and back after it.
-    const sharedCells = placement.kind === 'containers' ? SHARED_CELLS : [];
-    const allCells = [...CELLS, ...sharedCells];
     const isShared = (cell: Cell) => sharedCells.includes(cell);
-    const placeBoth = (shared: boolean) => {
-      placement.place(tunnel.pid, shared ? 'shared' : 'tunnel');
+    const tunnelFor = (cell: Cell) => (cell.id === 'select-32-shared-workers' ? workersTunnel : tunnel);
+    const placeBoth = (cell: Cell, shared: boolean) => {
+      placement.place((tunnelFor(cell) as ProxyProcess).pid, shared ? 'shared' : 'tunnel');
       placement.place(stunnel.pid, shared ? 'shared' : 'stunnel');
     };
     const pairs = new Map<CellId, PairRecord[]>(allCells.map((c) => [c.id, []]));
@@ -259,10 +273,13 @@ async function main(): Promise<void> {
       const cells = r % 2 === 0 ? allCells : [...allCells].reverse();
       const line: string[] = [];
       for (const cell of cells) {
-        if (isShared(cell)) placeBoth(true);
-        const attempts = await measurePair(r, (p) => measure(cell, p, seconds), policy).finally(() => {
-          if (isShared(cell)) placeBoth(false);
-        });
+        if (isShared(cell)) placeBoth(cell, true);
+        const target = (p: PathId) => (p === 'tunnel' ? tunnelFor(cell) : proxyOf[p]);
+        const attempts = await measurePair(r, (p) => measure(cell, p, seconds, target(p)), policy).finally(
+          () => {
+            if (isShared(cell)) placeBoth(cell, false);
+          },
+        );
         pairs.get(cell.id)?.push(...attempts);
         // Direct TLS is context, not a target: once per round, after the pair (not for the diagnostic cells).
         if (!isShared(cell)) directRuns.get(cell.id)?.push(await measure(cell, 'direct', seconds));

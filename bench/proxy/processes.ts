@@ -124,6 +124,8 @@ export async function startBrokerTunnel(options: {
   service: string;
   logDir: string;
   tag: string;
+  /** More `broker proxy db` flags, e.g. `--workers 2`. */
+  args?: readonly string[];
 }): Promise<ProxyProcess> {
   const logFile = path.join(options.logDir, `broker-${options.tag}.log`);
   const fd = openSync(logFile, 'a', 0o600);
@@ -140,6 +142,7 @@ export async function startBrokerTunnel(options: {
       '2s',
       '--destination-dir',
       options.output.dir,
+      ...(options.args ?? []),
       options.service,
     ],
     { env: cleanEnv(), stdio: ['ignore', 'pipe', fd] },

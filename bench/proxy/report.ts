@@ -13,6 +13,7 @@ import {
   judge,
   MAX_FOREIGN,
   SCALE,
+  SHARED_WORKERS,
   TARGET_TEXT,
   TARGETS,
 } from './config.js';
@@ -356,12 +357,16 @@ function placementSection(input: ReportInput, fig: (id: CellId) => CellFigures):
     ];
   };
   const sidecar = CELLS.find((c) => c.id === 'select-32') as Cell;
-  const shared = input.sharedCells[0] as Cell;
+  const shared = input.sharedCells.find((c) => c.id === 'select-32-shared') as Cell;
+  const withWorkers = input.sharedCells.find((c) => c.id === 'select-32-shared-workers');
   const own = fig('select-32');
   const both = fig(shared.id);
+  const workersText = withWorkers
+    ? ` With \`--workers ${SHARED_WORKERS}\` in the same shared group the tunnel is ${fmtRatio(fig(withWorkers.id).ratio.median)} of stunnel (rounds ${range2(fig(withWorkers.id).ratio)}; its threads wait ${fmt(fig(withWorkers.id).tunnelWait.median)} µs per transaction for a core).`
+    : '';
   return `### Scheduler placement
 
-The same 32-client cell twice: with each proxy in its own CPU scheduler group (the sidecar's placement, as in every cell above) and with both proxies moved into the group of PostgreSQL and pgbench (a process started beside a busy database on the same host; ${input.rounds} interleaved pair(s), the proxies moved for the pair and back). **waiting for a core** is the time the tunnel's threads were runnable but not running, per transaction (/proc/<pid>/task/*/schedstat; stunnel's per-connection threads end with their connections, so its figure cannot be read the same way).
+The same 32-client cell in each placement: with each proxy in its own CPU scheduler group (the sidecar's placement, as in every cell above) and with both proxies moved into the group of PostgreSQL and pgbench (a process started beside a busy database on the same host), there also with the tunnel on \`--workers ${SHARED_WORKERS}\` (${input.rounds} interleaved pair(s) each, the proxies moved for the pair and back). **waiting for a core** is the time the tunnel's threads were runnable but not running, per transaction (/proc/<pid>/task/*/schedstat; stunnel's per-connection threads end with their connections, so its figure cannot be read the same way).
 
 ${mdTable(
   [
@@ -373,14 +378,18 @@ ${mdTable(
     'tunnel waiting for a core',
     'pairs kept / thrown out',
   ],
-  [row(sidecar, 'own groups (sidecar)'), row(shared, "workload's group")],
+  [
+    row(sidecar, 'own groups (sidecar)'),
+    row(shared, "workload's group"),
+    ...(withWorkers ? [row(withWorkers, `workload's group, --workers ${SHARED_WORKERS}`)] : []),
+  ],
 )}
 
 In the workload's group the tunnel is ${fmtRatio(both.ratio.median)} of stunnel and its threads wait ${fmt(both.tunnelWait.median)} µs per transaction for a core (${fmt(own.tunnelWait.median)} µs in its own group), against ${fmt(both.tunnelCpu.median)} µs of CPU they use. ${
     both.tunnelWait.median > 1.5 * own.tunnelWait.median
       ? 'The scheduler shares a group’s CPU thread by thread: one event loop gets about one share among 32 busy PostgreSQL backends and pgbench, while stunnel’s thread per connection gets one share per connection.'
       : 'This run does not show the tunnel waiting longer for a core in the shared group than in its own, so it does not explain a difference between the placements.'
-  } \`broker proxy db --workers N\` runs N event loops, for a proxy placed like this (README.md).
+  } \`broker proxy db --workers N\` runs N event loops, for a proxy placed like this (README.md).${workersText}
 
 `;
 }
