@@ -21,6 +21,14 @@ const STILL_OPEN = 'still open after 1 s';
 const within = (closed: Promise<Error | undefined>) =>
   Promise.race([closed, new Promise<string>((resolve) => setTimeout(() => resolve(STILL_OPEN), 1000))]);
 
+/** A pair whose output is relayed to `client`, as the relay does, after the client sent a refused "NO". */
+function refusedWith(client: Writable) {
+  const refused = pair({ client });
+  refused.framed.on('data', (d: Buffer) => client.write(d));
+  refused.framed.write(Buffer.from('NO'));
+  return refused;
+}
+
 describe('FramedUpstream half-close', () => {
   it('when the database ends its side, what the client sends next still reaches the database', async () => {
     const { upstream, framed } = pair();
@@ -104,9 +112,7 @@ describe('FramedUpstream after a refusal', () => {
         pending.push(callback);
       },
     });
-    const { framed, closed } = pair({ client });
-    framed.on('data', (d: Buffer) => client.write(d));
-    framed.write(Buffer.from('NO'));
+    const { framed, closed } = refusedWith(client);
     await tick();
     await tick();
     expect(framed.destroyed).toBe(false);
@@ -130,9 +136,7 @@ describe('FramedUpstream after a refusal', () => {
         callback();
       },
     });
-    const { framed, closed } = pair({ client });
-    framed.on('data', (d: Buffer) => client.write(d));
-    framed.write(Buffer.from('NO'));
+    const { closed } = refusedWith(client);
     const failure = await within(closed);
     expect((failure as ProxyError).code).toBe('COMMAND_REFUSED');
     expect(Buffer.concat(got).toString()).toBe('ERR refused\n');
@@ -147,9 +151,7 @@ describe('FramedUpstream after a refusal', () => {
         // never completes: the client stopped reading
       },
     });
-    const { framed, closed } = pair({ client });
-    framed.on('data', (d: Buffer) => client.write(d));
-    framed.write(Buffer.from('NO'));
+    const { framed, closed } = refusedWith(client);
     await tick();
     await tick();
     expect(framed.destroyed).toBe(false);
