@@ -98,9 +98,9 @@ describe('diagnostics server', () => {
     const agent = new http.Agent({ keepAlive: true });
     for (let i = 0; i < 3; i++) {
       const { status, body, connection } = await new Promise<{
-        status?: number;
+        status: number | undefined;
         body: string;
-        connection?: string;
+        connection: string | undefined;
       }>((resolve, reject) => {
         http
           .get({ host, port: Number(port), path: '/livez', agent }, (res) => {
