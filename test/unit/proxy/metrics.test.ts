@@ -70,3 +70,37 @@ describe('ProxyMetrics', () => {
     expect(sample(full, 'broker_proxy_certificate_expiry_seconds')).toBe(-12.5);
   });
 });
+
+describe('ProxyMetrics.sum (every event loop of --workers)', () => {
+  it('adds outcomes, bytes, open connections and the dial histogram of every loop, through plain snapshots', () => {
+    const a = new ProxyMetrics();
+    const b = new ProxyMetrics();
+    a.openConnections = 2;
+    b.openConnections = 3;
+    a.connections.inc('ok', 4);
+    b.connections.inc('ok');
+    b.connections.inc('max_connections', 2);
+    a.bytes.clientToServer = 100;
+    b.bytes.clientToServer = 50;
+    b.bytes.serverToClient = 7;
+    a.dialSeconds.observe(0.002);
+    b.dialSeconds.observe(0.002);
+    b.dialSeconds.observe(3);
+    // Snapshots cross threads by structured clone: plain data only.
+    const snapshots = [a.snapshot(), structuredClone(b.snapshot())];
+    const text = ProxyMetrics.sum(snapshots).render();
+    expect(sample(text, 'broker_proxy_open_connections')).toBe(5);
+    expect(sample(text, 'broker_proxy_connections_total{outcome="ok"}')).toBe(5);
+    expect(sample(text, 'broker_proxy_connections_total{outcome="max_connections"}')).toBe(2);
+    expect(sample(text, 'broker_proxy_bytes_total{direction="client_to_server"}')).toBe(150);
+    expect(sample(text, 'broker_proxy_bytes_total{direction="server_to_client"}')).toBe(7);
+    expect(sample(text, 'broker_proxy_upstream_dial_seconds_bucket{le="0.001"}')).toBe(0);
+    expect(sample(text, 'broker_proxy_upstream_dial_seconds_bucket{le="0.005"}')).toBe(2);
+    expect(sample(text, 'broker_proxy_upstream_dial_seconds_bucket{le="2.5"}')).toBe(2);
+    expect(sample(text, 'broker_proxy_upstream_dial_seconds_bucket{le="5"}')).toBe(3);
+    expect(sample(text, 'broker_proxy_upstream_dial_seconds_count')).toBe(3);
+    expect(sample(text, 'broker_proxy_upstream_dial_seconds_sum')).toBeCloseTo(3.004);
+    // The loops' own metrics are untouched.
+    expect(a.render()).toContain('broker_proxy_open_connections 2\n');
+  });
+});
