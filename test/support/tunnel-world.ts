@@ -10,6 +10,7 @@ import { afterAll } from 'vitest';
 import type { Authority } from '../../src/authority/authority.js';
 import type { DbProtocol } from '../../src/credentials/route.js';
 import { freePort } from '../../src/devdb/postgres.js';
+import { type StartedMariadb, startMariadb } from './devdb/mariadb.js';
 import {
   addDatabase,
   newAuthority,
@@ -119,4 +120,26 @@ export function tunnelWorld<S extends { port: number; stop(): Promise<void> }>(
     if (!world) throw new Error(`${spec.name}: the server did not start (see the first failure)`);
     return world;
   };
+}
+
+/**
+ * tunnelWorld on MariaDB (service `maria`, 127.0.0.1) whose account alice requires the certificate subject
+ * the authority issues for her (`REQUIRE SUBJECT '/O=example/CN=alice'`, compared with OpenSSL's one-line
+ * form), with `databases`.
+ */
+export function mariadbTunnelWorld(
+  spec: { name: string; databases: string[] } & Pick<
+    TunnelWorldSpec<StartedMariadb>,
+    'prepare' | 'unreachable'
+  >,
+): () => TunnelWorld<StartedMariadb> {
+  const { databases, ...rest } = spec;
+  return tunnelWorld({
+    ...rest,
+    service: 'maria',
+    protocol: 'mysql',
+    host: '127.0.0.1',
+    start: (baseDir, tls) =>
+      startMariadb({ baseDir, tls, users: [{ name: 'alice', subject: '/O=example/CN=alice' }], databases }),
+  });
 }

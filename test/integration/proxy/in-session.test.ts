@@ -16,7 +16,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Authority } from '../../../src/authority/authority.js';
 import { DirectoryDestination } from '../../../src/destinations/directory.js';
 import { type StartedPostgres, startPostgres } from '../../../src/devdb/postgres.js';
-import { startMariadb } from '../../support/devdb/mariadb.js';
 import { startRedis } from '../../support/devdb/redis.js';
 import {
   changeUser,
@@ -39,7 +38,7 @@ import {
 } from '../../support/proxy.js';
 import { run } from '../../support/run.js';
 import { tempDir } from '../../support/temp.js';
-import { tunnelWorld } from '../../support/tunnel-world.js';
+import { mariadbTunnelWorld, tunnelWorld } from '../../support/tunnel-world.js';
 
 /** What a rejected promise rejected with; fails when it resolves. */
 async function rejection<T>(p: Promise<T>, what: string): Promise<Error & Record<string, unknown>> {
@@ -52,18 +51,9 @@ async function rejection<T>(p: Promise<T>, what: string): Promise<Error & Record
 }
 
 describe('tunnel in session: MariaDB', () => {
-  const world = tunnelWorld({
+  const world = mariadbTunnelWorld({
     name: 'proxy-in-session-mariadb',
-    service: 'maria',
-    protocol: 'mysql',
-    host: '127.0.0.1',
-    start: (baseDir, tls) =>
-      startMariadb({
-        baseDir,
-        tls,
-        users: [{ name: 'alice', subject: '/O=example/CN=alice' }],
-        databases: ['example', 'secretdb'],
-      }),
+    databases: ['example', 'secretdb'],
     // An account anyone reaching the server may become: no password, no certificate requirement.
     prepare: (server) =>
       server.sql(

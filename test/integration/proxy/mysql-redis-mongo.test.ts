@@ -13,7 +13,6 @@ import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Authority } from '../../../src/authority/authority.js';
-import { startMariadb } from '../../support/devdb/mariadb.js';
 import { startRedis } from '../../support/devdb/redis.js';
 import {
   addDatabase,
@@ -27,7 +26,7 @@ import {
 } from '../../support/proxy.js';
 import { run } from '../../support/run.js';
 import { tempDir } from '../../support/temp.js';
-import { tunnelWorld } from '../../support/tunnel-world.js';
+import { mariadbTunnelWorld, tunnelWorld } from '../../support/tunnel-world.js';
 
 type ServerCert = Awaited<ReturnType<Authority['signDatabaseServer']>>;
 
@@ -61,21 +60,7 @@ async function redisFailure(port: number): Promise<{ rejection: Error; events: E
 }
 
 describe('proxy tunnel: MariaDB (REQUIRE SUBJECT, real server)', () => {
-  // MariaDB compares REQUIRE SUBJECT with OpenSSL's one-line form of the certificate subject.
-  const world = tunnelWorld({
-    name: 'proxy-mariadb',
-    service: 'maria',
-    protocol: 'mysql',
-    host: '127.0.0.1',
-    start: (baseDir, tls) =>
-      startMariadb({
-        baseDir,
-        tls,
-        users: [{ name: 'alice', subject: '/O=example/CN=alice' }],
-        databases: ['example'],
-      }),
-    unreachable: true,
-  });
+  const world = mariadbTunnelWorld({ name: 'proxy-mariadb', databases: ['example'], unreachable: true });
   const db = () => world().server;
 
   it('issues a certificate whose subject is the one the account requires', async () => {
