@@ -9,15 +9,11 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ownFileForRequired } from '../../scripts/own-file-plugin.mjs';
 import { ensureFunctionBundles } from '../support/bundles.js';
 import { REPO_ROOT } from '../support/fixtures.js';
 import { run } from '../support/run.js';
 import { tempDir } from '../support/temp.js';
-
-// @ts-expect-error: a plain ES module of the build scripts, without declarations
-const { ownFileForRequired } = (await import('../../scripts/own-file-plugin.mjs')) as {
-  ownFileForRequired: (packages: string[]) => import('esbuild').Plugin;
-};
 
 /** A string of re2js's own source (one of its syntax errors): present only where its code is. */
 const RE2JS_TEXT = 'invalid nested repetition operator';
