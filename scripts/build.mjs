@@ -97,10 +97,20 @@ const targets = {
   // The AWS SDK (needed only with a Secrets Manager bundle) goes to a chunk of its own, loaded on first use:
   // a proxy reading a directory output never parses it.
   'proxy-container': [
+    // A worker event loop of `--workers N` (BROKER_PROXY_WORKERS), found beside proxy.mjs. A build of its
+    // own: in the split build below, the code both entries share would move to chunks, and an idle sidecar
+    // with one loop would load more modules.
     {
       ...common,
-      // proxy-loop: a worker event loop of `--workers N` (BROKER_PROXY_WORKERS), found beside proxy.mjs.
-      entryPoints: { proxy: 'proxy-container/main.ts', 'proxy-loop': 'src/proxy/loop-worker.ts' },
+      entryPoints: { 'proxy-loop': 'src/proxy/loop-worker.ts' },
+      outdir: 'dist/proxy-container',
+      outExtension: { '.js': '.mjs' },
+      minify: true,
+      plugins: [builtinsWithoutNamespaces],
+    },
+    {
+      ...common,
+      entryPoints: { proxy: 'proxy-container/main.ts' },
       outdir: 'dist/proxy-container',
       outExtension: { '.js': '.mjs' },
       splitting: true,
@@ -140,13 +150,15 @@ function removeStale(dir, keep) {
 
 for (const [name, configs] of Object.entries(targets)) {
   if (only && only !== name) continue;
+  // What this target's builds wrote: a clean build keeps the files of the builds before it in its directory.
+  const written = new Set();
   for (const config of configs) {
     const { clean, ...options } = config;
     const result = await build({ ...options, metafile: true });
+    for (const f of Object.keys(result.metafile.outputs)) written.add(path.resolve(f));
     // A split build leaves chunks named by hash: old ones go afterwards, so the directory holds one build
     // and the entry files are never missing while it runs (tests read them while others rebuild).
-    if (clean)
-      removeStale(config.outdir, new Set(Object.keys(result.metafile.outputs).map((f) => path.resolve(f))));
+    if (clean) removeStale(config.outdir, written);
     const out = `${config.outdir}/${Object.keys(config.entryPoints)[0]}.mjs`;
     if (!sourcemap) rmSync(`${out}.map`, { force: true });
     sizes.push([out, statSync(out).size]);

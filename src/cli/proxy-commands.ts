@@ -226,11 +226,10 @@ export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out
     handlers: { mysql: mysqlTunnel },
   });
   const address = await dbProxy.start();
-  const loops = loopsModule && workerUrl ? startWorkerLoops(loopsModule.ProxyLoops, workerUrl) : undefined;
-  const status: ProxyStatus = loops ?? dbProxy;
-  /** Starts the worker loops on the bound listener and keeps them supplied with every new bundle. */
-  function startWorkerLoops(Loops: typeof import('../proxy/loops.js').ProxyLoops, url: URL) {
-    const group = new Loops(dbProxy, sharedOpen);
+  let loops: import('../proxy/loops.js').ProxyLoops | undefined;
+  if (loopsModule && workerUrl) {
+    // The worker loops serve the bound listener; every bundle the cache loads from now on is posted to them.
+    const group = new loopsModule.ProxyLoops(dbProxy, sharedOpen);
     group.startWorkers(
       workers - 1,
       {
@@ -241,11 +240,12 @@ export async function runProxyDb(service: string, opts: ProxyDbOptions, out: Out
         logBase: { component: 'proxy', service },
         ...(creds.loaded ? { bundle: creds.loaded.bundle } : {}),
       },
-      { log, workerUrl: url },
+      { log, workerUrl },
     );
     onLoaded = (c) => group.postBundle(c.bundle);
-    return group;
+    loops = group;
   }
+  const status: ProxyStatus = loops ?? dbProxy;
   const diag =
     opts.diagAddr && diagModule
       ? await diagModule.startDiagServer(opts.diagAddr, creds, status, { unsafeListen })

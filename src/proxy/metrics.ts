@@ -118,8 +118,16 @@ export class ProxyMetrics {
 
   /** New metrics holding the sum of `snapshots` (every loop's). */
   static sum(snapshots: readonly MetricsSnapshot[]): ProxyMetrics {
+    return new ProxyMetrics().plus(snapshots);
+  }
+
+  /**
+   * New metrics holding these and `others` summed (the main loop's with its workers'); for callers that hold
+   * an instance and would rather not import this module.
+   */
+  plus(others: readonly MetricsSnapshot[]): ProxyMetrics {
     const total = new ProxyMetrics();
-    for (const s of snapshots) {
+    for (const s of [this.snapshot(), ...others]) {
       total.openConnections += s.openConnections;
       total.connections.addAll(s.connections);
       total.bytes.clientToServer += s.bytes.clientToServer;
