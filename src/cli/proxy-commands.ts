@@ -108,7 +108,7 @@ export const PROXY_DB_OPTIONS: readonly { flags: string; description: string; de
     flags: '--workers <n>',
     description:
       'event loops serving connections (1-64): each extra one is a thread with its own TLS contexts and ' +
-      'about 10 MB more RSS; use 2 or more on a host whose CPU is busy with many threads (e.g. a ' +
+      '10-12 MB more RSS; use 2 or more on a host whose CPU is busy with many threads (e.g. a ' +
       'database with many clients on the same cores), where one loop waits its turn on the CPU',
     default: '1',
   },
