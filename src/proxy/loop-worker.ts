@@ -39,12 +39,15 @@ async function serveLoop(data: LoopWorkerData, port: NonNullable<typeof parentPo
     idleTimeoutMs: data.idleTimeoutMs,
     handlers: { mysql: mysqlTunnel },
   });
-  let serving: Promise<unknown> | undefined;
+  let started = false;
   let stopped = false;
   const serve = () => {
     // A loop serves only once it has credentials: before that the main loop answers alone. Never after a
-    // stop: the main loop has closed the listener by then.
-    if (!stopped) serving ??= proxy.start().then(() => post({ type: 'serving' }));
+    // stop: the main loop has closed the listener by then. A listener that cannot start ends this thread
+    // (an unhandled rejection), which the main loop treats as a loop lost.
+    if (stopped || started) return;
+    started = true;
+    void proxy.start().then(() => post({ type: 'serving' }));
   };
   port.on('message', (m: ToLoop) => {
     if (m.type === 'bundle') {

@@ -85,7 +85,10 @@ describe('npm pack and a scratch project that installs the tarball', () => {
       'dist/functions/authority/index.mjs',
       'dist/functions/bot/index.mjs',
       'dist/proxy-container/proxy.mjs',
+      // --workers loads the loop's entry from beside the entry point that runs it.
+      'dist/proxy-container/proxy-loop.mjs',
       'dist/broker.mjs',
+      'dist/proxy-loop.mjs',
       'proxy-container/Dockerfile',
       'proxy-container/healthcheck.mjs',
       'examples/aws/orders-stack.ts',
