@@ -83,6 +83,7 @@ describe('least privilege across the stack', () => {
       Policies: { PolicyDocument: { Statement: Statement[] } }[];
     };
     expect(props.ManagedPolicyArns).toEqual([
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation's Fn::Sub syntax, not JavaScript's
       { 'Fn::Sub': 'arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole' },
     ]);
     const statements = props.Policies.flatMap((p) => p.PolicyDocument.Statement);
