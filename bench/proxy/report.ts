@@ -183,11 +183,13 @@ ${mdTable(
 ${mdTable(
   ['function (self time)', 'where', 'share'],
   summary.top.map((f) => [`\`${f.name}\``, f.where ? `\`${f.where}\`` : '—', pct(f.share)]),
-)}`,
+)}
+
+${userKernelText(cell, fig(cell.id))}`,
   )
   .join('\n\n')}
 
-Reading it: OpenSSL's record encryption and decryption and the socket system calls are native code called from JavaScript (\`writeBuffer\`/\`writev\` are the socket writes; TLS work shows under the \`_tls_wrap\` functions that call it, or as native time when libuv calls into it); the Node stream and net layers are the JavaScript around each record and each socket read; the proxy bundle's share is the relay's own per-chunk work (src/proxy/relay.ts, minified) and the per-connection logging. stunnel does the same OpenSSL calls from C with none of the JavaScript in between. The profiler samples the main thread's wall time: when the machine is busy, a sample taken while the thread waits for a core is charged to the function it is in, and a loopback socket write (which wakes the reading process) attracts such samples, so on a busy machine \`writeBuffer\` reads higher than its CPU cost.
+Reading it: OpenSSL's record encryption and decryption and the socket system calls are native code called from JavaScript (\`writeBuffer\`/\`writev\` are the socket writes; TLS work shows under the \`_tls_wrap\` functions that call it, or as native time when libuv calls into it); the Node stream and net layers are the JavaScript around each record and each socket read; the proxy bundle's share is the relay's own per-chunk work (src/proxy/relay.ts, minified) and the per-connection logging. stunnel does the same OpenSSL calls from C with none of the JavaScript in between; both make about the same system calls per transaction (under \`strace -c\` at 1 client the tunnel made two reads, two writes and two epoll waits per transaction, stunnel three reads, two writes and four polls), so where the tunnel spends more it is in user space: Node's way from a socket read to a JavaScript callback and back to a socket write (buffer allocation, the stream state, the calls between C++ and JavaScript), which \`perf\` shows spread thinly over hundreds of V8 and Node functions rather than in one that could be removed. The profiler samples the main thread's wall time: when the machine is busy, a sample taken while the thread waits for a core is charged to the function it is in, and a loopback socket write (which wakes the reading process) attracts such samples, so on a busy machine \`writeBuffer\` reads higher than its CPU cost.
 `
     : '';
 
@@ -392,4 +394,18 @@ In the workload's group the tunnel is ${fmtRatio(both.ratio.median)} of stunnel 
   } \`broker proxy db --workers N\` runs N event loops, for a proxy placed like this (README.md).${workersText}
 
 `;
+}
+
+/**
+ * Where the tunnel's extra CPU is, from the measured rounds: the kernel's part (system calls, the loopback
+ * stack) against stunnel's, and user space (Node, V8, the relay, OpenSSL's ciphers) against stunnel's.
+ */
+function userKernelText(cell: Cell, f: CellFigures): string {
+  const unit = cpuUnit(cell);
+  const extraUser = f.tunnelUser.median - f.stunnelUser.median;
+  const extraKernel = f.tunnelSystem.median - f.stunnelSystem.median;
+  const extra = extraUser + extraKernel;
+  const userShare =
+    extra > 0 ? `: ${pct(Math.max(0, extraUser) / extra)} of the difference is in user space` : '';
+  return `In the measured rounds (medians) the tunnel spent ${fmt(f.tunnelUser.median)} ${unit} in user space and ${fmt(f.tunnelSystem.median)} in the kernel, stunnel ${fmt(f.stunnelUser.median)} and ${fmt(f.stunnelSystem.median)}${userShare}.`;
 }
