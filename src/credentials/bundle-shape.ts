@@ -132,7 +132,7 @@ function checkFiles(c: Checker, value: unknown): Record<string, string> {
     }
   }
   for (const name of Object.keys(value)) {
-    if (name in REQUIRED_FILES) continue;
+    if (Object.hasOwn(REQUIRED_FILES, name)) continue;
     const text = value[name];
     if (c.string(['files', name], text)) files[name] = text;
   }

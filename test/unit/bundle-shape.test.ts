@@ -263,6 +263,12 @@ const BAD: [string, unknown, string][] = [
   ['files missing', without('files'), 'files: Invalid input: expected object, received undefined'],
   ['files array', { ...GOOD, files: [] }, 'files: Invalid input: expected object, received array'],
   ['files null', { ...GOOD, files: null }, 'files: Invalid input: expected object, received null'],
+  // A name that is also a property of every object is an unknown file like any other, not a required one.
+  [
+    'files.toString an array',
+    { ...GOOD, files: { ...GOOD.files, toString: [] } },
+    'files.toString: Invalid input: expected string, received array',
+  ],
   [
     'files.tlscert missing',
     withoutFile('tlscert'),
