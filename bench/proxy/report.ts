@@ -402,10 +402,6 @@ In the workload's group the tunnel is ${fmtRatio(both.ratio.median)} of stunnel 
  */
 function userKernelText(cell: Cell, f: CellFigures): string {
   const unit = cpuUnit(cell);
-  const extraUser = f.tunnelUser.median - f.stunnelUser.median;
-  const extraKernel = f.tunnelSystem.median - f.stunnelSystem.median;
-  const extra = extraUser + extraKernel;
-  const userShare =
-    extra > 0 ? `: ${pct(Math.max(0, extraUser) / extra)} of the difference is in user space` : '';
-  return `In the measured rounds (medians) the tunnel spent ${fmt(f.tunnelUser.median)} ${unit} in user space and ${fmt(f.tunnelSystem.median)} in the kernel, stunnel ${fmt(f.stunnelUser.median)} and ${fmt(f.stunnelSystem.median)}${userShare}.`;
+  const diff = (x: number) => `${fmt(Math.abs(x))} ${unit} ${x >= 0 ? 'more' : 'less'}`;
+  return `In the measured rounds (medians) the tunnel spent ${fmt(f.tunnelUser.median)} ${unit} in user space and ${fmt(f.tunnelSystem.median)} in the kernel, stunnel ${fmt(f.stunnelUser.median)} and ${fmt(f.stunnelSystem.median)}: ${diff(f.tunnelUser.median - f.stunnelUser.median)} than stunnel in user space, ${diff(f.tunnelSystem.median - f.stunnelSystem.median)} in the kernel.`;
 }
