@@ -64,14 +64,41 @@ export function tryParsePublicKey(pem: string): KeyObject | undefined {
 }
 
 /**
- * The broker's name for a key's algorithm: `rsa2048` for RSA of 2048 bits or more, `ecdsa-p256` for EC
- * keys on P-256; undefined for anything else (other curves, Ed25519, DSA, short RSA).
+ * The broker's name for a key's algorithm: `rsa2048` for RSA of 2048 bits or more with an odd public
+ * exponent of at least 3, `ecdsa-p256` for EC keys on P-256 with a point on the curve; undefined for
+ * anything else (other curves, Ed25519, DSA, short RSA, degenerate keys).
  */
 export function keyAlgorithmOf(key: KeyObject): KeyAlgorithm | undefined {
-  if (key.asymmetricKeyType === 'rsa')
-    return (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 2048 ? 'rsa2048' : undefined;
-  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1')
-    return 'ecdsa-p256';
+  if (key.asymmetricKeyType === 'rsa') {
+    const details = key.asymmetricKeyDetails;
+    const e = details?.publicExponent;
+    // With e = 1 a "signature" is the padded digest itself: anyone can sign for such a key without any
+    // private key, so it proves nothing. An even exponent is not an RSA key.
+    if ((details?.modulusLength ?? 0) < 2048 || e === undefined || e < 3n || e % 2n === 0n) return undefined;
+    return 'rsa2048';
+  }
+  if (key.asymmetricKeyType === 'ec') {
+    // Decided from the key's own SPKI encoding, never from asymmetricKeyDetails: Node 20 aborts the whole
+    // process (a failed internal assertion, not an exception) reading the details of an EC key whose point
+    // is the point at infinity, which an SPKI can encode as a single 00 byte. Exporting such a key throws.
+    let der: Buffer;
+    try {
+      der = (key.type === 'private' ? createPublicKey(key) : key).export({ format: 'der', type: 'spki' });
+    } catch {
+      return undefined;
+    }
+    // SEQUENCE (89) { the P-256 AlgorithmIdentifier, BIT STRING (66) { 0 unused bits, 04 ‖ X ‖ Y } }
+    const p256 =
+      der.length === 91 &&
+      der[0] === 0x30 &&
+      der[1] === 89 &&
+      der.subarray(2, 2 + P256_ALGORITHM.length).equals(P256_ALGORITHM) &&
+      der[23] === 0x03 &&
+      der[24] === 66 &&
+      der[25] === 0 &&
+      der[26] === 0x04;
+    return p256 ? 'ecdsa-p256' : undefined;
+  }
   return undefined;
 }
 
