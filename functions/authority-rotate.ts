@@ -1,6 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { bootstrapAuthority } from '../src/authority/aws-bootstrap.js';
+import type { RotationOutcomeSummary } from '../src/authority/rotations.js';
 import * as z from '../src/config/zod.js';
 import { parseDuration } from '../src/duration.js';
 import { BrokerError } from '../src/errors.js';
@@ -32,14 +33,7 @@ export type RotateEvent = z.input<typeof rotateEventSchema>;
 export type RotateResponse =
   | {
       ok: true;
-      outcomes: {
-        ca: string;
-        from: string;
-        to: string;
-        changed: boolean;
-        retired?: string;
-        keys: { pin: string; kmsKeyId?: string }[];
-      }[];
+      outcomes: RotationOutcomeSummary[];
     }
   | { ok: false; error: { code: string; message: string } };
 

@@ -47,6 +47,20 @@ export interface RotationOutcome {
   retired?: string;
 }
 
+/**
+ * A RotationOutcome as the AWS rotation action answers it (functions/authority-rotate.ts) and
+ * `broker auth rotate --function` reads it (src/cli/auth-aws.ts): the CA's keys by pin and KMS key id, no
+ * certificates.
+ */
+export interface RotationOutcomeSummary {
+  ca: string;
+  from: string;
+  to: string;
+  changed: boolean;
+  retired?: string;
+  keys: { pin: string; kmsKeyId?: string }[];
+}
+
 interface Target {
   key: StateKey<CaRecord>;
   ca: string;

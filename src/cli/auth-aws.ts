@@ -4,6 +4,7 @@
  * configuration, and turns every way an Invoke can fail into a message that says what to do.
  */
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import type { RotationOutcomeSummary } from '../authority/rotations.js';
 import { ConfigError } from '../config/errors.js';
 import { createCsr } from '../pki/csr.js';
 import { generateRsaKeyPair } from '../pki/keys.js';
@@ -143,14 +144,7 @@ export async function signWithLambda(
 }
 
 /** One CA the rotation action moved (functions/authority-rotate.ts). */
-export interface AwsRotationOutcome {
-  ca: string;
-  from: string;
-  to: string;
-  changed: boolean;
-  retired?: string;
-  keys: { pin: string; kmsKeyId?: string }[];
-}
+export type AwsRotationOutcome = RotationOutcomeSummary;
 
 /** The rotation action's event (functions/authority-rotate.ts `rotateEventSchema`). */
 export interface AwsRotateEvent {
